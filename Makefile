@@ -1,0 +1,55 @@
+# Crucible — `make dev` runs the whole platform locally, `make test` runs every test.
+# Both install what they need: a project venv (.venv) and MiniStack's own (.ministack),
+# since MiniStack pins botocore to one exact version.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MS := .ministack
+MINISTACK_VERSION := 1.5.33
+EXTRAS ?= api,local,dev
+ENV ?= dev
+
+.PHONY: install dev test lint format unit integration e2e bench clean-data
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+$(MS)/.installed:
+	$(PY) -m venv $(MS)
+	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)"
+	touch $@
+
+install: $(VENV)/.installed $(MS)/.installed
+
+dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher
+	$(BIN)/python -m functions.local
+
+test: install lint  ## every test: unit, integration (emulator), end-to-end (local stack)
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+e2e: install
+	$(BIN)/pytest tests/e2e
+
+bench: install
+	$(BIN)/python bench/cold_start.py
+
+clean-data:  ## forget all local data (users, projects, objects): asks first
+	@read -p "Delete .crucible/ (all local data)? [y/N] " a && [ "$$a" = y ] && rm -rf .crucible

@@ -1,0 +1,1 @@
+"""Lambda functions: the HTTP API (functions/api) and the event handlers (functions/events)."""

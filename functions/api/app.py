@@ -1,0 +1,50 @@
+"""The FastAPI application: everything under /api/v1, OpenAPI at /docs, /redoc, /openapi.json."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from functions.api import errors
+from functions.api.routers import api_router
+from shared.settings import Settings
+from shared.wiring import Container, build
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Crucible unifies five systems (infant-cry analysis, ASR training, vision training,
+chat-driven workflows, a research leaderboard) on one serverless core.
+
+**Auth**: `POST /api/v1/auth/login` (or `/auth/token`) returns a bearer token; send it as
+`Authorization: Bearer <token>`. Static API tokens (`API_TOKENS`) work the same way.
+
+**Errors** always look like `{"detail": "...", "code": "MACHINE_CODE", "field": "name|null"}`.
+
+**Rate limits**: authenticated responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining`
+and `X-RateLimit-Reset`; past the limit the API answers 429.
+"""
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Crucible",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.state.container = container or build(settings)
+    errors.install(app)
+    app.include_router(api_router, prefix=API_PREFIX)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+        )
+    return app

@@ -1,0 +1,102 @@
+"""One error format for every failure: ``{"detail", "code", "field"}`` (seed 002's),
+a superset of FastAPI's ``{"detail"}``. Domain errors map to HTTP status here only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from shared import errors as e
+
+STATUS: dict[type[e.CrucibleError], int] = {
+    e.InvalidInput: 400,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.InvalidState: 409,
+    e.TooLarge: 413,
+    e.RateLimited: 429,
+}
+
+_HTTP_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT_EXCEEDED",
+}
+
+
+def error_body(detail: str, code: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, "field": field, **extra}
+
+
+def _status(exc: e.CrucibleError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+async def _domain(_: Request, exc: e.CrucibleError) -> JSONResponse:
+    status = _status(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, e.RateLimited):
+        headers.update(
+            {
+                "X-RateLimit-Limit": str(exc.limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(exc.reset_at),
+                "Retry-After": "60",
+            }
+        )
+        extra = {"limit": exc.limit, "reset_at": exc.reset_at}
+    return JSONResponse(
+        error_body(exc.detail, exc.code, exc.field, **extra), status_code=status, headers=headers
+    )
+
+
+def _field(loc: tuple | list) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or None
+
+
+async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errs = exc.errors()
+    first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+    field = _field(first.get("loc", ()))
+    detail = f"{field}: {first['msg']}" if field else str(first["msg"])
+    errors = [
+        {
+            "loc": list(er.get("loc", ())),
+            "field": _field(er.get("loc", ())),
+            "msg": er["msg"],
+            "type": er["type"],
+        }
+        for er in errs
+    ]
+    return JSONResponse(
+        error_body(detail, "VALIDATION_ERROR", field, errors=errors), status_code=422
+    )
+
+
+async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "ERROR")
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse(error_body(detail, code), status_code=exc.status_code, headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.CrucibleError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,54 @@
+"""Seeds 001/002/004: register, login, me; seed 003: token and refresh."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import CurrentUser, Services
+from functions.api.schemas import (
+    AccessTokenOut,
+    ErrorOut,
+    LoginIn,
+    LoginOut,
+    RefreshIn,
+    RegisterIn,
+    TokenOut,
+    UserOut,
+)
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+_401 = {401: {"model": ErrorOut}}
+
+
+@router.post(
+    "/register", status_code=201, response_model=UserOut, responses={409: {"model": ErrorOut}}
+)
+def register(body: RegisterIn, c: Services) -> UserOut:
+    user = c.auth.register(
+        email=str(body.email), password=body.password, role=body.role, full_name=body.full_name
+    )
+    return UserOut.of(user)
+
+
+@router.post("/login", response_model=LoginOut, responses=_401)
+def login(body: LoginIn, c: Services) -> LoginOut:
+    user = c.auth.authenticate_password(str(body.email), body.password)
+    tokens = c.auth.issue(user)
+    return LoginOut(user=UserOut.of(user), **vars(tokens))
+
+
+@router.post("/token", response_model=TokenOut, responses=_401)
+def token(body: LoginIn, c: Services) -> TokenOut:
+    tokens = c.auth.issue(c.auth.authenticate_password(str(body.email), body.password))
+    return TokenOut(**vars(tokens))
+
+
+@router.post("/refresh", response_model=AccessTokenOut, responses=_401)
+def refresh(body: RefreshIn, c: Services) -> AccessTokenOut:
+    access, ttl = c.auth.refresh(body.refresh_token)
+    return AccessTokenOut(access_token=access, expires_in=ttl)
+
+
+@router.get("/me", response_model=UserOut, responses=_401)
+def me(principal: CurrentUser, c: Services) -> UserOut:
+    return UserOut.of(c.auth.get_user(principal, principal.user_id))

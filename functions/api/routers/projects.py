@@ -1,0 +1,30 @@
+"""Seed 003's projects: list, create, get — each owned by its creator."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import CurrentUser, Services
+from functions.api.routers.users import Limit, Skip
+from functions.api.schemas import ErrorOut, ProjectIn, ProjectListOut, ProjectOut
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+
+@router.get("", response_model=ProjectListOut)
+def list_projects(
+    principal: CurrentUser, c: Services, skip: Skip = 0, limit: Limit = 100, all_users: bool = False
+) -> ProjectListOut:
+    """The caller's projects; admins may pass ``all_users=true`` for everyone's."""
+    page = c.projects.list(principal, skip=skip, limit=limit, everyone=all_users)
+    return ProjectListOut(projects=[ProjectOut.of(p) for p in page.items], total=page.total)
+
+
+@router.post("", status_code=201, response_model=ProjectOut)
+def create_project(body: ProjectIn, principal: CurrentUser, c: Services) -> ProjectOut:
+    return ProjectOut.of(c.projects.create(principal, body.name, body.description))
+
+
+@router.get("/{project_id}", response_model=ProjectOut, responses={404: {"model": ErrorOut}})
+def get_project(project_id: int, principal: CurrentUser, c: Services) -> ProjectOut:
+    return ProjectOut.of(c.projects.get(principal, project_id))

@@ -1,0 +1,33 @@
+"""Seed 001's user management: researchers and admins list users; admins grant roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from functions.api.deps import Admin, CurrentUser, Researcher, Services
+from functions.api.schemas import ErrorOut, RoleIn, UserListOut, UserOut
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+Skip = Annotated[int, Query(ge=0, description="How many to skip")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many to return at most")]
+
+
+@router.get("/", response_model=UserListOut, responses={403: {"model": ErrorOut}})
+def list_users(
+    principal: Researcher, c: Services, skip: Skip = 0, limit: Limit = 100
+) -> UserListOut:
+    page = c.auth.list_users(principal, skip=skip, limit=limit)
+    return UserListOut(total=page.total, users=[UserOut.of(u) for u in page.items])
+
+
+@router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
+def get_user(user_id: int, principal: CurrentUser, c: Services) -> UserOut:
+    return UserOut.of(c.auth.get_user(principal, user_id))
+
+
+@router.put("/{user_id}/role", response_model=UserOut, responses={403: {"model": ErrorOut}})
+def set_role(user_id: int, body: RoleIn, admin: Admin, c: Services) -> UserOut:
+    return UserOut.of(c.auth.set_role(admin, user_id, body.role))

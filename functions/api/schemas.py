@@ -1,0 +1,121 @@
+"""Request and response shapes of the API (the seeds' shapes, as supersets where they differ)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from shared.models import Project, Tag, User
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    code: str
+    field: str | None = None
+
+
+class RegisterIn(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=256)
+    role: Literal["user", "researcher", "admin"] = "user"
+    full_name: str | None = Field(default=None, max_length=200)
+
+
+class LoginIn(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    role: str
+    full_name: str | None = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls.model_validate(user)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class LoginOut(TokenOut):
+    user: UserOut
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(min_length=1)
+
+
+class AccessTokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class UserListOut(BaseModel):
+    total: int
+    users: list[UserOut]
+
+
+class RoleIn(BaseModel):
+    role: Literal["user", "researcher", "admin"]
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ProjectOut(BaseModel):
+    project_id: int
+    id: int
+    name: str
+    description: str | None
+    owner_id: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, p: Project) -> ProjectOut:
+        return cls(project_id=p.id, **p.model_dump())
+
+
+class ProjectListOut(BaseModel):
+    projects: list[ProjectOut]
+    total: int
+
+
+class TagIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TagOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: Tag) -> TagOut:
+        return cls(id=t.id, name=t.name, created_at=t.created_at)
+
+
+class TagListOut(BaseModel):
+    total: int
+    tags: list[TagOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+    stage: str
+    version: str
+    checks: dict[str, str] = {}

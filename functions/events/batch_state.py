@@ -1,0 +1,52 @@
+"""AWS Batch "Batch Job State Change" (via EventBridge): tell a job's followers.
+
+Batch jobs carry Crucible's job id as the ``job_id`` parameter (the contract the
+job runners share, locally and on AWS). Each Batch status becomes one ``status``
+event on ``job:<id>``; replays collapse onto the same event id, and a status
+Batch reports late or twice never produces a second message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+from functions.events.runtime import container, logger
+from shared.events import ProgressEvent, event_id_for
+from shared.wiring import Container
+
+# Batch's statuses in the order a job moves through them.
+BATCH_ORDER = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+TERMINAL = {"SUCCEEDED", "FAILED"}
+
+
+def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
+    ev = EventBridgeEvent(event)
+    detail = ev.detail
+    batch_id, status = detail.get("jobId"), detail.get("status")
+    job_id = (detail.get("parameters") or {}).get("job_id")
+    if not batch_id or status not in BATCH_ORDER:
+        logger.warning("ignoring Batch event without a known status: %s", detail)
+        return {"status": "ignored"}
+    if not job_id:
+        logger.info("Batch job %s is not a Crucible job (no job_id parameter)", batch_id)
+        return {"status": "ignored", "batch_job_id": batch_id}
+    data: dict[str, Any] = {"batch_status": status, "batch_job_id": batch_id}
+    if status in TERMINAL:
+        data["status"] = "completed" if status == "SUCCEEDED" else "failed"
+        data["message"] = detail.get("statusReason") or f"Batch job {status.lower()}"
+    published = c.push.publish(
+        ProgressEvent(
+            topic=f"job:{job_id}",
+            kind="status",
+            event_id=event_id_for("batch", batch_id, status),
+            data=data,
+        )
+    )
+    return {"status": "published" if published else "duplicate", "job_id": job_id}
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, container())

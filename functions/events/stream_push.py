@@ -1,0 +1,47 @@
+"""DynamoDB stream -> WebSocket: deliver each newly stored event to its topic's subscribers.
+
+Only inserts of ``type = event`` items matter; everything else on the stream is
+skipped. Records that fail are reported back as partial batch failures, so the
+stream retries just those (with bisect-on-error in AWS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from functions.events.runtime import container, logger
+from shared.adapters.dynamodb import from_ddb
+from shared.events import ProgressEvent
+from shared.wiring import Container
+
+
+def event_of(record: dict[str, Any]) -> ProgressEvent | None:
+    """The ProgressEvent a stream record inserted, if it inserted one."""
+    if record.get("eventName") != "INSERT":
+        return None
+    image = (record.get("dynamodb") or {}).get("NewImage")
+    if not image or image.get("type", {}).get("S") != "event":
+        return None
+    return ProgressEvent.model_validate(from_ddb(image))
+
+
+def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+    def deliver(record: DynamoDBRecord) -> int:
+        ev = event_of(record.raw_event)
+        return c.push.deliver(ev) if ev else 0
+
+    return process_partial_response(event=event, record_handler=deliver, processor=processor)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, container())

@@ -1,0 +1,75 @@
+"""API Gateway WebSocket routes: ``$connect``, ``$disconnect`` and ``$default``.
+
+``$connect`` takes the token from the query string (seed 003's ``?token=``), plus
+optional ``topic`` (``job:5``) and ``format`` (``crucible``, ``seed000``,
+``seed003``). ``$default`` accepts ``{"action": "subscribe", "topic": ..., "format": ...}``
+and ``{"action": "ping"}``. The local dev server builds these same events for its
+``/ws`` endpoints and calls this same code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.events.runtime import container, logger
+from shared.errors import CrucibleError, InvalidInput, NotFound, Unauthorized
+from shared.wiring import Container
+
+_STATUS = {Unauthorized: 401, NotFound: 404, InvalidInput: 400}
+
+
+def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "body": json.dumps(body)}
+
+
+def _error(exc: CrucibleError) -> dict[str, Any]:
+    status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 403)
+    return _reply(status, {"detail": exc.detail, "code": exc.code, "field": exc.field})
+
+
+def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
+    ctx = event["requestContext"]
+    route, cid = ctx["routeKey"], ctx["connectionId"]
+    try:
+        if route == "$connect":
+            params = event.get("queryStringParameters") or {}
+            token = params.get("token")
+            if not token:
+                raise Unauthorized("Pass the access token as ?token=<token>")
+            principal = c.auth.authenticate(token)
+            c.push.connect(
+                principal, cid, topic=params.get("topic"), fmt=params.get("format", "crucible")
+            )
+            return _reply(200, {"connected": cid})
+        if route == "$disconnect":
+            c.push.disconnect(cid)
+            return _reply(200, {"disconnected": cid})
+        return _default(cid, event.get("body"), c)
+    except CrucibleError as exc:
+        logger.info("websocket %s refused: %s", route, exc.detail)
+        return _error(exc)
+
+
+def _default(cid: str, body: str | None, c: Container) -> dict[str, Any]:
+    try:
+        msg = json.loads(body or "{}")
+    except json.JSONDecodeError:
+        raise InvalidInput("Messages must be JSON objects") from None
+    if not isinstance(msg, dict):
+        raise InvalidInput("Messages must be JSON objects")
+    action = msg.get("action")
+    if action == "ping":
+        return _reply(200, {"type": "pong"})
+    if action == "subscribe":
+        topic = msg.get("topic")
+        if not isinstance(topic, str):
+            raise InvalidInput("subscribe needs a 'topic' such as 'job:5'", field="topic")
+        sub = c.push.subscribe(cid, topic, msg.get("format", "crucible"))
+        return _reply(200, {"type": "subscribed", "topic": sub.topic, "format": sub.format})
+    raise InvalidInput("Unknown action: use 'subscribe' or 'ping'", field="action")
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, container())

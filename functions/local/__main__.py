@@ -1,0 +1,5 @@
+import sys
+
+from functions.local.server import main
+
+sys.exit(main())

@@ -1,0 +1,194 @@
+"""The local dev server: the API, the seeds' WebSocket endpoints, the event dispatcher,
+and the embedded AWS emulator, in one command (``python -m functions.local``).
+
+WebSocket clients connect at ``/ws`` (seed 000's messages, the caller's own
+events), ``/ws/workflows/{id}`` (seed 003's messages for one job) or
+``/api/v1/ws?topic=...&format=...``, always with ``?token=<access token>``. Each
+connection goes through functions/events/websocket.py exactly as an API Gateway
+WebSocket event would, and pushes arrive through the same notifier interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from functions.api.app import create_app
+from functions.events import websocket as ws_handler
+from shared.adapters.push import LocalHub
+from shared.settings import Settings, load_settings
+from shared.wiring import build
+
+log = logging.getLogger("crucible.local")
+
+
+def _event(
+    route: str, cid: str, *, params: dict[str, str] | None = None, body: str | None = None
+) -> dict:
+    """The API Gateway WebSocket event for one route (the fields handlers read)."""
+    return {
+        "requestContext": {
+            "routeKey": route,
+            "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE"),
+            "connectionId": cid,
+            "stage": "local",
+        },
+        "queryStringParameters": params or None,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+async def serve_socket(
+    ws: WebSocket, hub: LocalHub, container: Any, params: dict[str, str]
+) -> None:
+    cid = uuid.uuid4().hex[:16]
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.Event()
+
+    async def _send(text: str) -> None:
+        await accepted.wait()
+        await ws.send_text(text)
+
+    def send(text: str) -> bool:  # called from dispatcher threads
+        try:
+            asyncio.run_coroutine_threadsafe(_send(text), loop).result(timeout=5)
+        except Exception:
+            return False
+        return True
+
+    hub.register(cid, send)  # before $connect subscribes, so no early event is lost
+    try:
+        result = await run_in_threadpool(
+            ws_handler.handle, _event("$connect", cid, params=params), container
+        )
+        if result["statusCode"] != 200:
+            await ws.close(code=1008, reason=result.get("body", "")[:120])  # HTTP 403 before accept
+            return
+        await ws.accept()
+        accepted.set()
+        while True:
+            text = await ws.receive_text()
+            reply = await run_in_threadpool(
+                ws_handler.handle, _event("$default", cid, body=text), container
+            )
+            if reply.get("body"):
+                await ws.send_text(reply["body"])
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unregister(cid)
+        await run_in_threadpool(ws_handler.handle, _event("$disconnect", cid), container)
+
+
+def create_local_app(settings: Settings, hub: LocalHub | None = None) -> FastAPI:
+    hub = hub or LocalHub()
+    container = build(settings, hub=hub)
+    app = create_app(settings, container)
+    app.state.hub = hub
+
+    def params(ws: WebSocket, **fixed: str) -> dict[str, str]:
+        return {**dict(ws.query_params), **fixed}
+
+    @app.websocket("/ws")
+    async def seed000(ws: WebSocket) -> None:
+        """Seed 000: the caller's training news as {"type", "payload"} messages."""
+        await serve_socket(ws, hub, container, params(ws, format="seed000"))
+
+    @app.websocket("/ws/workflows/{workflow_id}")
+    async def seed003(ws: WebSocket, workflow_id: str) -> None:
+        """Seed 003: one job's news as {"type", "workflow_id", "timestamp", "data"}."""
+        await serve_socket(
+            ws, hub, container, params(ws, topic=f"job:{workflow_id}", format="seed003")
+        )
+
+    @app.websocket("/api/v1/ws")
+    async def generic(ws: WebSocket) -> None:
+        """Any topic (?topic=job:5) in any format (?format=crucible|seed000|seed003)."""
+        await serve_socket(ws, hub, container, params(ws))
+
+    return app
+
+
+def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
+    """Point boto3 at the emulator and fill in local-only settings (never overriding the user's)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / "jwt-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(48))
+        secret_file.chmod(0o600)
+    (data_dir / "mlflow").mkdir(exist_ok=True)
+    defaults = {
+        "AWS_ENDPOINT_URL": emulator_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "CRUCIBLE_STAGE": "local",
+        "CRUCIBLE_DATA_DIR": str(data_dir),
+        "CRUCIBLE_JWT_SECRET": secret_file.read_text().strip(),
+        "CRUCIBLE_MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    from functions.local.bootstrap import ensure_resources
+    from functions.local.dispatcher import Dispatcher
+    from functions.local.emulator import Emulator
+
+    ap = argparse.ArgumentParser(
+        prog="python -m functions.local", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--emulator-port", type=int, default=4566)
+    ap.add_argument("--data-dir", default=os.environ.get("CRUCIBLE_DATA_DIR", ".crucible"))
+    ap.add_argument("--ministack", default=".ministack/bin/ministack", help="MiniStack executable")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like Ctrl-C so the
+    # emulator below is always stopped cleanly (its DynamoDB state is saved on SIGTERM).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    data_dir = Path(args.data_dir).resolve()
+    emulator = Emulator(args.ministack, data_dir / "aws", args.emulator_port)
+    local_environment(data_dir, emulator.endpoint)
+    settings = load_settings()
+    emulator.start()
+    log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
+    dispatcher = None
+    try:
+        app = create_local_app(settings)
+        resources = ensure_resources(app.state.container)
+        dispatcher = Dispatcher(app.state.container, resources["queue_url"]).start()
+        log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if dispatcher:
+            dispatcher.stop()
+        emulator.stop()
+        log.info("stopped; data kept in %s", data_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Push adapters: API Gateway's ``@connections`` API, and the local dev server's hub."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+class ApiGatewayNotifier:
+    """Posts to WebSocket clients through ``apigatewaymanagementapi.post_to_connection``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def post(self, connection_id: str, message: dict[str, Any]) -> bool:
+        try:
+            self.client.post_to_connection(
+                ConnectionId=connection_id, Data=json.dumps(message).encode()
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("GoneException", "410"):
+                return False
+            raise
+        return True
+
+
+Sender = Callable[[str], bool]
+
+
+class LocalHub:
+    """Connections held by the local dev server, by connection id.
+
+    The server registers a thread-safe ``send(text) -> bool`` per WebSocket; the
+    notifier below posts through it exactly as the API Gateway notifier posts
+    through ``@connections``.
+    """
+
+    def __init__(self) -> None:
+        self._senders: dict[str, Sender] = {}
+        self._lock = threading.Lock()
+
+    def register(self, connection_id: str, send: Sender) -> None:
+        with self._lock:
+            self._senders[connection_id] = send
+
+    def unregister(self, connection_id: str) -> None:
+        with self._lock:
+            self._senders.pop(connection_id, None)
+
+    def sender(self, connection_id: str) -> Sender | None:
+        with self._lock:
+            return self._senders.get(connection_id)
+
+
+class LocalHubNotifier:
+    def __init__(self, hub: LocalHub) -> None:
+        self.hub = hub
+
+    def post(self, connection_id: str, message: dict[str, Any]) -> bool:
+        send = self.hub.sender(connection_id)
+        return bool(send and send(json.dumps(message)))

@@ -1,0 +1,86 @@
+"""Domain models. Persisted shapes live in the adapters; these are what services
+take and return."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.settings import Role
+
+ROLE_RANK: dict[str, int] = {"user": 0, "researcher": 1, "admin": 2}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    email: str
+    role: Role = "user"
+    full_name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    password_hash: str = Field(default="", exclude=True, repr=False)
+
+
+class Principal(BaseModel):
+    """Who is calling: a user authenticated by a JWT or by a static API token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: int
+    role: Role
+    via: Literal["jwt", "api_token"] = "jwt"
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def can_read(self, owner_id: int, *, privileged: Role = "admin") -> bool:
+        """Owners read their own resources; ``privileged`` roles and above read everyone's."""
+        return owner_id == self.user_id or self.at_least(privileged)
+
+
+class Project(BaseModel):
+    id: int
+    owner_id: int
+    name: str
+    description: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Tag(BaseModel):
+    id: int
+    owner_id: int
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    items: list[T]
+
+
+class Connection(BaseModel):
+    """A WebSocket connection registered at $connect."""
+
+    connection_id: str
+    user_id: int
+    role: Role
+    connected_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscription(BaseModel):
+    """A connection's interest in one topic, and the message format it expects."""
+
+    connection_id: str
+    topic: str
+    user_id: int
+    format: str = "crucible"

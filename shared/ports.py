@@ -1,0 +1,82 @@
+"""Ports: what services need from the outside world.
+
+Each port has one AWS adapter (boto3, in shared/adapters/) that also serves the
+local stack through the embedded emulator; only the push port has a second,
+in-process adapter for the local dev server's WebSocket endpoints. The choice is
+made in shared/wiring.py and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from shared.events import ProgressEvent
+from shared.models import Connection, Page, Project, Subscription, Tag, User
+
+
+class UserRepository(Protocol):
+    def create(self, *, email: str, password_hash: str, role: str, full_name: str | None) -> User:
+        """Create a user; raises Conflict when the e-mail is taken."""
+
+    def get(self, user_id: int) -> User | None: ...
+    def get_by_email(self, email: str) -> User | None: ...
+    def list(self, *, skip: int, limit: int) -> Page[User]: ...
+    def set_role(self, user_id: int, role: str) -> User: ...
+
+
+class ProjectRepository(Protocol):
+    def create(self, *, owner_id: int, name: str, description: str | None) -> Project: ...
+    def get(self, project_id: int) -> Project | None: ...
+    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Project]:
+        """Projects of one owner, or of everyone when ``owner_id`` is None."""
+
+
+class TagRepository(Protocol):
+    def create(self, *, owner_id: int, name: str) -> Tag:
+        """Create a tag; raises Conflict when the owner already has one of that name."""
+
+    def get(self, tag_id: int) -> Tag | None: ...
+    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Tag]: ...
+    def delete(self, tag: Tag) -> None: ...
+
+
+class ConnectionRegistry(Protocol):
+    """WebSocket connections and their topic subscriptions, expiring by TTL."""
+
+    def add(self, connection: Connection) -> None: ...
+    def get(self, connection_id: str) -> Connection | None: ...
+    def subscribe(self, subscription: Subscription) -> None: ...
+    def subscribers(self, topic: str) -> list[Subscription]: ...
+    def remove(self, connection_id: str) -> None:
+        """Forget a connection and all its subscriptions (idempotent)."""
+
+
+class EventLog(Protocol):
+    def publish(self, event: ProgressEvent) -> bool:
+        """Store an event; False when an event with the same id already exists."""
+
+    def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]: ...
+
+
+class Notifier(Protocol):
+    def post(self, connection_id: str, message: dict[str, Any]) -> bool:
+        """Send one message; False when the connection is gone."""
+
+
+class OwnerLookup(Protocol):
+    def owner_of(self, kind: str, resource_id: str) -> int | None:
+        """The owner of a resource a topic names (``job``, ``file``, ...), None if unknown."""
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, body: bytes, *, content_type: str | None = None) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def keys(self, prefix: str) -> Iterable[str]: ...
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
+        """Count one request; returns (requests in this window, window reset epoch)."""

@@ -1,0 +1,173 @@
+"""Runtime configuration, validated once at start.
+
+Every runtime (API Lambda, event Lambdas, Batch containers, the local stack) reads
+its configuration from environment variables through :class:`Settings`. Nothing
+else in the code base reads ``os.environ`` for configuration.
+
+AWS endpoints are *not* configured here: boto3 honours ``AWS_ENDPOINT_URL`` on its
+own, so pointing the same code at real AWS, LocalStack or the embedded emulator is
+a matter of that one standard variable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Role = Literal["user", "researcher", "admin"]
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Names of the AWS resources of one stage.
+
+    The CDK app and the local bootstrap both take names from here, so the code,
+    the emulator and the deployed stacks agree without configuration.
+    """
+
+    table: str
+    uploads_bucket: str
+    artifacts_bucket: str
+    events_queue: str
+    events_dlq: str
+    event_bus: str
+
+    @classmethod
+    def for_stage(cls, stage: str) -> ResourceNames:
+        p = f"crucible-{stage}"
+        return cls(
+            table=f"{p}-data",
+            uploads_bucket=f"{p}-uploads",
+            artifacts_bucket=f"{p}-artifacts",
+            events_queue=f"{p}-events",
+            events_dlq=f"{p}-events-dlq",
+            event_bus="default",
+        )
+
+
+class SettingsError(RuntimeError):
+    """Raised with a readable message when the environment holds a bad value."""
+
+
+class Settings(BaseSettings):
+    """Crucible's settings; every field is read from ``CRUCIBLE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRUCIBLE_", extra="ignore", frozen=True)
+
+    stage: str = Field("local", description="Deployment stage: local, dev, staging or prod.")
+    aws_region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("CRUCIBLE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+
+    # Resource names default to the stage's conventional names (ResourceNames).
+    table_name: str | None = None
+    uploads_bucket: str | None = None
+    artifacts_bucket: str | None = None
+    events_queue: str | None = None
+
+    # Auth. In AWS the secret comes from Secrets Manager (jwt_secret_arn); locally
+    # `make dev` generates one and keeps it in the data directory.
+    jwt_secret: SecretStr | None = None
+    jwt_secret_arn: str | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_ttl_s: int = Field(3600, ge=60, le=86_400)
+    refresh_token_ttl_s: int = Field(30 * 86_400, ge=3600, le=90 * 86_400)
+    # Seed 004's API_TOKENS: comma-separated "token" or "name=token" entries.
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("CRUCIBLE_API_TOKENS", "API_TOKENS")
+    )
+    # Roles a person may give themselves at registration (seed 001 lets them pick
+    # "researcher"); admin is only granted by an admin or the operator CLI.
+    self_register_roles: Annotated[list[Role], NoDecode] = Field(
+        default_factory=lambda: ["user", "researcher"]
+    )
+    internal_secret: SecretStr | None = None
+
+    # WebSocket push: the API Gateway management endpoint
+    # (https://{api-id}.execute-api.{region}.amazonaws.com/{stage}). Unset means
+    # the local dev server's own WebSocket hub delivers the messages.
+    ws_management_endpoint: str | None = None
+    ws_connection_ttl_s: int = Field(2 * 3600, ge=60)
+    event_ttl_s: int = Field(86_400, ge=60)
+
+    # Request limits (seed 003's plans); 0 turns the limiter off.
+    rate_limit_per_minute: int = Field(300, ge=0)
+
+    # Local all-in-one mode.
+    data_dir: str = ".crucible"
+    mlflow_tracking_uri: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("api_tokens", "self_register_roles", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("stage")
+    @classmethod
+    def _stage_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,20}", v):
+            raise ValueError("must be lower-case letters, digits and '-', 2-21 characters")
+        return v
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_long_enough(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            token = entry.split("=", 1)[-1]
+            if len(token) < 8:
+                raise ValueError("each API token must be at least 8 characters")
+        return v
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_strength(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _secret_present(self) -> Settings:
+        if self.jwt_secret is None and self.jwt_secret_arn is None:
+            raise ValueError("set CRUCIBLE_JWT_SECRET (32+ characters) or CRUCIBLE_JWT_SECRET_ARN")
+        return self
+
+    @cached_property
+    def names(self) -> ResourceNames:
+        d = ResourceNames.for_stage(self.stage)
+        return ResourceNames(
+            table=self.table_name or d.table,
+            uploads_bucket=self.uploads_bucket or d.uploads_bucket,
+            artifacts_bucket=self.artifacts_bucket or d.artifacts_bucket,
+            events_queue=self.events_queue or d.events_queue,
+            events_dlq=d.events_dlq,
+            event_bus=d.event_bus,
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CRUCIBLE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,141 @@
+"""The one place adapters are chosen.
+
+``build(settings)`` returns a :class:`Container` whose members are created on
+first use, so a Lambda cold start pays only for what its first request touches
+(no boto3 import for a health check). Every runtime — API, event handlers,
+containers, the local stack — gets its services from here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.adapters.dynamodb import Table
+    from shared.adapters.push import LocalHub
+    from shared.ports import Notifier, ObjectStore, RateLimiter
+    from shared.services.auth import AuthService
+    from shared.services.catalog import ProjectService, TagService
+    from shared.services.push import PushService
+
+
+class Container:
+    def __init__(self, settings: Settings, *, hub: LocalHub | None = None) -> None:
+        self.settings = settings
+        self.hub = hub
+        self._clients: dict[tuple, Any] = {}
+
+    # --- AWS clients (boto3 honours AWS_ENDPOINT_URL: AWS, LocalStack or the emulator)
+    def client(self, service: str, **kwargs: Any) -> Any:
+        key = (service, tuple(sorted(kwargs.items())))
+        if key not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30
+            )
+            self._clients[key] = boto3.session.Session().client(
+                service, region_name=self.settings.aws_region, config=config, **kwargs
+            )
+        return self._clients[key]
+
+    # --- adapters ------------------------------------------------------------
+    @cached_property
+    def table(self) -> Table:
+        from shared.adapters.dynamodb import Table
+
+        return Table(self.client("dynamodb"), self.settings.names.table)
+
+    @cached_property
+    def uploads(self) -> ObjectStore:
+        from shared.adapters.s3 import S3ObjectStore
+
+        return S3ObjectStore(self.client("s3"), self.settings.names.uploads_bucket)
+
+    @cached_property
+    def artifacts(self) -> ObjectStore:
+        from shared.adapters.s3 import S3ObjectStore
+
+        return S3ObjectStore(self.client("s3"), self.settings.names.artifacts_bucket)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from shared.adapters.push import ApiGatewayNotifier, LocalHubNotifier
+
+        if self.settings.ws_management_endpoint:
+            return ApiGatewayNotifier(
+                self.client(
+                    "apigatewaymanagementapi", endpoint_url=self.settings.ws_management_endpoint
+                )
+            )
+        if self.hub is None:
+            raise RuntimeError(
+                "no push channel: set CRUCIBLE_WS_MANAGEMENT_ENDPOINT, or run inside the local dev server"
+            )
+        return LocalHubNotifier(self.hub)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        from shared.adapters.dynamodb import DynamoRateLimiter
+
+        return DynamoRateLimiter(self.table)
+
+    # --- services --------------------------------------------------------------
+    @cached_property
+    def jwt_secret(self) -> str:
+        if self.settings.jwt_secret is not None:
+            return self.settings.jwt_secret.get_secret_value()
+        from aws_lambda_powertools.utilities.parameters import get_secret
+
+        return str(get_secret(self.settings.jwt_secret_arn, max_age=300))
+
+    @cached_property
+    def auth(self) -> AuthService:
+        from shared.adapters.dynamodb import DynamoUsers
+        from shared.services.auth import AuthService
+
+        return AuthService(DynamoUsers(self.table), self.settings, self.jwt_secret)
+
+    @cached_property
+    def projects(self) -> ProjectService:
+        from shared.adapters.dynamodb import DynamoProjects
+        from shared.services.catalog import ProjectService
+
+        return ProjectService(DynamoProjects(self.table))
+
+    @cached_property
+    def tags(self) -> TagService:
+        from shared.adapters.dynamodb import DynamoTags
+        from shared.services.catalog import TagService
+
+        return TagService(DynamoTags(self.table))
+
+    @cached_property
+    def push(self) -> PushService:
+        from shared.adapters.dynamodb import DynamoConnections, DynamoEventLog, DynamoOwners
+        from shared.services.push import PushService
+
+        s = self.settings
+        return PushService(
+            DynamoConnections(self.table, s.ws_connection_ttl_s),
+            DynamoEventLog(self.table, s.event_ttl_s),
+            # Resolved lazily: publishing needs no push channel, only delivering does.
+            _LazyNotifier(self),
+            DynamoOwners(self.table),
+        )
+
+
+class _LazyNotifier:
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def post(self, connection_id: str, message: dict[str, Any]) -> bool:
+        return self._c.notifier.post(connection_id, message)
+
+
+def build(settings: Settings, *, hub: LocalHub | None = None) -> Container:
+    return Container(settings, hub=hub)

@@ -1,0 +1,164 @@
+"""Shared fixtures: the embedded AWS emulator, a stage's resources in it, and the
+local stack as a real process driven over HTTP and WebSocket.
+
+Nothing stands in for AWS: integration tests speak boto3 over HTTP to MiniStack.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MINISTACK = ROOT / ".ministack" / "bin" / "ministack"
+JWT_SECRET = "test-secret-" + "x" * 40
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("CRUCIBLE_JWT_SECRET", JWT_SECRET)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from functions.local.emulator import Emulator, free_port
+
+    if not MINISTACK.exists():
+        pytest.fail(f"MiniStack is not installed at {MINISTACK}: run the tests through `make test`")
+    emu = Emulator(MINISTACK, tmp_path_factory.mktemp("ministack"), free_port()).start()
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = emu.endpoint
+    yield emu
+    emu.stop()
+    if previous is None:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    else:
+        os.environ["AWS_ENDPOINT_URL"] = previous
+
+
+@pytest.fixture(scope="session")
+def settings(emulator):
+    from shared.settings import load_settings
+
+    # A stage of its own per session: names never clash with anything else in the emulator.
+    return load_settings(stage=f"t{uuid.uuid4().hex[:8]}", rate_limit_per_minute=0)
+
+
+@pytest.fixture(scope="session")
+def container(settings):
+    from functions.local.bootstrap import ensure_resources
+    from shared.adapters.push import LocalHub
+    from shared.wiring import build
+
+    c = build(settings, hub=LocalHub())
+    c.resources = ensure_resources(c)
+    return c
+
+
+# --- the local stack as a process ------------------------------------------------
+
+
+@dataclass
+class Stack:
+    base: str
+    ws: str
+    emulator_endpoint: str
+    data_dir: Path
+    proc: subprocess.Popen
+
+    def api(self, path: str) -> str:
+        return f"{self.base}/api/v1{path}"
+
+
+def start_stack(
+    data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> Stack:
+    from functions.local.emulator import free_port
+
+    port, emu_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUCIBLE_", "AWS_ENDPOINT"))}
+    env.update(extra_env or {})
+    log = open(data_dir.parent / f"{data_dir.name}-server.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "functions.local",
+            "--port", str(port), "--emulator-port", str(emu_port),
+            "--data-dir", str(data_dir), "--ministack", str(MINISTACK),
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"local stack exited with {proc.returncode}; see {log.name}")
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                return Stack(
+                    base, f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{emu_port}", data_dir, proc
+                )
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    proc.terminate()
+    raise RuntimeError(f"local stack did not come up in {timeout}s; see {log.name}")
+
+
+def stop_stack(stack: Stack, timeout: float = 30) -> None:
+    """Stop it the way `make dev` is stopped (a signal), which stops the emulator cleanly."""
+    stack.proc.terminate()
+    stack.proc.wait(timeout)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(
+        tmp_path_factory.mktemp("stack") / "data",
+        {"API_TOKENS": "ci-bot=ci-token-0123456789", "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "120"},
+    )
+    yield s
+    stop_stack(s)
+
+
+class Client:
+    """A user of the API: registers, logs in and sends the bearer token."""
+
+    def __init__(self, stack: Stack, role: str = "user") -> None:
+        self.stack = stack
+        self.email = f"{uuid.uuid4().hex[:10]}@example.com"
+        self.password = secrets.token_urlsafe(12)
+        self.http = httpx.Client(base_url=stack.base + "/api/v1", timeout=30)
+        r = self.http.post(
+            "/auth/register", json={"email": self.email, "password": self.password, "role": role}
+        )
+        assert r.status_code == 201, r.text
+        self.user = r.json()
+        r = self.http.post("/auth/login", json={"email": self.email, "password": self.password})
+        assert r.status_code == 200, r.text
+        self.login = r.json()
+        self.token = self.login["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    @property
+    def id(self) -> int:
+        return self.user["id"]
+
+
+@pytest.fixture
+def alice(stack: Stack) -> Client:
+    return Client(stack)
+
+
+@pytest.fixture
+def bob(stack: Stack) -> Client:
+    return Client(stack)

@@ -1,0 +1,73 @@
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from functions.events.stream_push import event_of
+from shared.adapters.dynamodb import _to_ddb
+from shared.events import ProgressEvent, event_id_for, render
+
+TS = datetime(2025, 10, 17, 10, 5, tzinfo=UTC)
+
+
+def ev(kind, **data):
+    return ProgressEvent(topic="job:7", kind=kind, event_id="e1", timestamp=TS, data=data)
+
+
+def test_seed000_messages():
+    assert render(ev("progress", epoch=1, loss=0.5), "seed000") == {
+        "type": "progress",
+        "payload": {"epoch": 1, "loss": 0.5},
+    }
+    assert render(ev("validation", epoch=1, val_loss=0.1), "seed000")["type"] == "validation_result"
+    assert render(ev("error", message="CUDA out of memory."), "seed000") == {
+        "type": "error",
+        "payload": {"message": "CUDA out of memory."},
+    }
+    assert render(ev("checkpoint", path="s3://b/k"), "seed000")["type"] == "log"
+
+
+def test_seed003_messages():
+    msg = render(ev("progress", epoch=45), "seed003")
+    assert msg == {
+        "type": "training_progress",
+        "workflow_id": "7",
+        "timestamp": "2025-10-17T10:05:00Z",
+        "data": {"epoch": 45},
+    }
+    assert render(ev("status", status="completed"), "seed003")["type"] == "training_complete"
+    assert render(ev("status", status="failed"), "seed003")["type"] == "training_error"
+    assert render(ev("error", message="x"), "seed003")["type"] == "training_error"
+    assert render(ev("checkpoint", path="p"), "seed003")["type"] == "checkpoint_saved"
+
+
+def test_native_format_is_the_event():
+    assert render(ev("log", level="INFO"), "crucible")["kind"] == "log"
+
+
+def test_topic_is_validated():
+    with pytest.raises(ValidationError):
+        ProgressEvent(topic="../etc", kind="log", event_id="x")
+
+
+def test_event_ids_are_deterministic():
+    assert event_id_for("s3", "b", "k", 1) == event_id_for("s3", "b", "k", 1)
+    assert event_id_for("s3", "b", "k", 1) != event_id_for("s3", "b", "k", 2)
+
+
+def test_stream_records_yield_only_inserted_events():
+    item = {
+        "PK": "EVENTS#job:7",
+        "SK": "x",
+        "type": "event",
+        **ev("log", n=1.5).model_dump(mode="json"),
+    }
+    record = {"eventName": "INSERT", "dynamodb": {"NewImage": _to_ddb(item)}}
+    got = event_of(record)
+    assert got is not None and got.data == {"n": 1.5} and got.topic == "job:7"
+    assert event_of({**record, "eventName": "MODIFY"}) is None
+    other = {
+        "eventName": "INSERT",
+        "dynamodb": {"NewImage": _to_ddb({"PK": "USER#1", "type": "user"})},
+    }
+    assert event_of(other) is None
