@@ -45,7 +45,7 @@ class UserOut(BaseModel):
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the scheme name
     expires_in: int
 
 
@@ -59,7 +59,7 @@ class RefreshIn(BaseModel):
 
 class AccessTokenOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the scheme name
     expires_in: int
 
 

@@ -74,10 +74,12 @@ class Emulator:
                     f"MiniStack exited with {self.proc.returncode} (port {self.port} taken?); "
                     f"see {self.state_dir / 'ministack.log'}"
                 )
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.endpoint + HEALTH, timeout=1) as r:  # noqa: S310
-                    if r.status == 200:
-                        return self
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.endpoint + HEALTH, timeout=1) as r,  # noqa: S310
+            ):
+                if r.status == 200:
+                    return self
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"MiniStack did not answer on {self.endpoint} within {timeout}s")

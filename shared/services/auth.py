@@ -21,6 +21,8 @@ from shared.settings import Settings
 _hasher = PasswordHasher()
 # Verified against when the e-mail is unknown, so both paths cost one argon2 check.
 _DUMMY_HASH = _hasher.hash("crucible-timing-equaliser")
+# Not an argon2 hash: no password ever verifies against it (API-token service users).
+_NO_LOGIN = "!"
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the scheme name
 
 
 class AuthService:
@@ -158,7 +160,7 @@ class AuthService:
         if user is None:
             try:
                 user = self.users.create(
-                    email=email, password_hash="!", role="user", full_name=name
+                    email=email, password_hash=_NO_LOGIN, role="user", full_name=name
                 )
             except Conflict:  # created concurrently by another request
                 user = self.users.get_by_email(email)
