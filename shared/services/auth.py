@@ -6,7 +6,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import jwt
@@ -19,8 +19,14 @@ from shared.ports import UserRepository
 from shared.settings import Settings
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so both paths cost one argon2 check.
-_DUMMY_HASH = _hasher.hash("crucible-timing-equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the e-mail is unknown, so both paths cost one argon2 check."""
+    return _hasher.hash("crucible-timing-equaliser")
+
+
 # Not an argon2 hash: no password ever verifies against it (API-token service users).
 _NO_LOGIN = "!"
 
@@ -59,7 +65,7 @@ class AuthService:
     def authenticate_password(self, email: str, password: str) -> User:
         user = self.users.get_by_email(email)
         try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            _hasher.verify(user.password_hash if user else _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             user = None
         if user is None:

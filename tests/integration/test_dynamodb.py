@@ -1,0 +1,89 @@
+"""The DynamoDB adapters against the emulator: conditional writes, uniqueness, paging, TTL."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.adapters.dynamodb import DynamoConnections, DynamoEventLog, DynamoTags, DynamoUsers
+from shared.errors import Conflict
+from shared.events import ProgressEvent
+from shared.models import Connection, Subscription
+
+pytestmark = pytest.mark.integration
+
+
+def test_user_email_is_unique_even_under_a_race(container):
+    users = DynamoUsers(container.table)
+    email = f"race-{time.time_ns()}@example.com"
+
+    def attempt(_):
+        try:
+            return users.create(email=email, password_hash="h", role="user", full_name=None)
+        except Conflict:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        created = [u for u in pool.map(attempt, range(8)) if u]
+    assert len(created) == 1
+    assert users.get_by_email(email.upper()).id == created[0].id
+    with pytest.raises(Conflict):
+        users.create(email=email, password_hash="h", role="user", full_name=None)
+
+
+def test_ids_are_sequential_and_pages_are_consistent(container):
+    users = DynamoUsers(container.table)
+    ids = [
+        users.create(
+            email=f"p{i}-{time.time_ns()}@example.com",
+            password_hash="h",
+            role="user",
+            full_name=None,
+        ).id
+        for i in range(5)
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    everyone = users.list(skip=0, limit=1000)
+    page = users.list(skip=2, limit=2)
+    assert page.total == everyone.total
+    assert [u.id for u in page.items] == [u.id for u in everyone.items[2:4]]
+
+
+def test_tag_names_are_unique_per_owner_and_freed_on_delete(container):
+    tags = DynamoTags(container.table)
+    owner = time.time_ns() % 10**9
+    tag = tags.create(owner_id=owner, name="Night")
+    with pytest.raises(Conflict):
+        tags.create(owner_id=owner, name="night")
+    assert tags.create(owner_id=owner + 1, name="night").owner_id == owner + 1  # someone else's
+    tags.delete(tag)
+    assert tags.get(tag.id) is None
+    assert tags.create(owner_id=owner, name="night").name == "night"
+
+
+def test_events_publish_once(container):
+    log = DynamoEventLog(container.table, ttl_s=600)
+    ev = ProgressEvent(topic="job:pub1", kind="log", event_id=f"e-{time.time_ns()}", data={"m": 1})
+    assert log.publish(ev) is True
+    assert log.publish(ev) is False
+    assert [e.event_id for e in log.recent("job:pub1", limit=10)] == [ev.event_id]
+
+
+def test_connections_expire_and_are_removed_with_their_subscriptions(container):
+    live = DynamoConnections(container.table, ttl_s=600)
+    cid = f"c{time.time_ns()}"
+    live.add(Connection(connection_id=cid, user_id=1, role="user"))
+    live.subscribe(Subscription(connection_id=cid, topic="job:ttl1", user_id=1))
+    live.subscribe(Subscription(connection_id=cid, topic="user:1", user_id=1))
+    assert live.get(cid) is not None
+    assert cid in [s.connection_id for s in live.subscribers("job:ttl1")]
+    live.remove(cid)
+    assert live.get(cid) is None
+    assert cid not in [s.connection_id for s in live.subscribers("job:ttl1")]
+    live.remove(cid)  # idempotent
+
+    expired = DynamoConnections(container.table, ttl_s=-1)  # written already expired
+    cid2 = f"c{time.time_ns()}"
+    expired.add(Connection(connection_id=cid2, user_id=1, role="user"))
+    expired.subscribe(Subscription(connection_id=cid2, topic="job:ttl2", user_id=1))
+    assert live.get(cid2) is None and live.subscribers("job:ttl2") == []

@@ -1,0 +1,118 @@
+"""The real WebSocket path in the emulator: API Gateway v2 WebSocket API -> our
+$connect/$disconnect/$default handler running as a Lambda -> registry in DynamoDB,
+and the notifier posting through ``@connections`` (with GoneException)."""
+
+import asyncio
+import io
+import json
+import sysconfig
+import time
+import zipfile
+
+import pytest
+import websockets
+
+from functions.events.runtime import logger  # noqa: F401 - the handler's own import chain
+from shared.events import ProgressEvent
+from shared.models import Subscription
+from shared.wiring import build
+from tests.conftest import JWT_SECRET, ROOT
+
+pytestmark = pytest.mark.integration
+STAGE = "ws"
+
+
+def _package() -> bytes:
+    """The event Lambda's code package: functions/ and shared/ (dependencies come from
+    the test venv's site-packages on PYTHONPATH, standing in for a dependency layer)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for pkg in ("functions", "shared"):
+            for path in (ROOT / pkg).rglob("*.py"):
+                z.write(path, path.relative_to(ROOT).as_posix())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ws_api(container, emulator):
+    lam, gw = container.client("lambda"), container.client("apigatewayv2")
+    name = f"{container.settings.names.table}-ws"
+    fn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role="arn:aws:iam::000000000000:role/crucible-ws",
+        Handler="functions.events.websocket.handler",
+        Code={"ZipFile": _package()},
+        Timeout=30,
+        Environment={
+            "Variables": {
+                "PYTHONPATH": sysconfig.get_paths()["purelib"],
+                "CRUCIBLE_STAGE": container.settings.stage,
+                "CRUCIBLE_JWT_SECRET": JWT_SECRET,
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        },
+    )
+    api = gw.create_api(
+        Name=name, ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )
+    uri = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{fn['FunctionArn']}/invocations"
+    integ = gw.create_integration(
+        ApiId=api["ApiId"], IntegrationType="AWS_PROXY", IntegrationUri=uri
+    )
+    for route in ("$connect", "$disconnect", "$default"):
+        gw.create_route(
+            ApiId=api["ApiId"], RouteKey=route, Target=f"integrations/{integ['IntegrationId']}"
+        )
+    gw.create_stage(ApiId=api["ApiId"], StageName=STAGE)
+    base = f"{emulator.endpoint}/_aws/execute-api/{api['ApiId']}/{STAGE}"
+    yield {"url": base.replace("http://", "ws://"), "management": base}
+    gw.delete_api(ApiId=api["ApiId"])
+    lam.delete_function(FunctionName=name)
+
+
+def test_connect_push_and_gone(container, ws_api):
+    user = container.auth.register(email="ws-user@example.com", password="password123")
+    token = container.auth.issue(user).access_token
+    # The same services, with the push channel chosen by configuration: API Gateway.
+    aws = build(
+        container.settings.model_copy(update={"ws_management_endpoint": ws_api["management"]})
+    )
+    assert type(aws.notifier).__name__ == "ApiGatewayNotifier"
+    topic = f"user:{user.id}"
+
+    async def scenario():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_api["url"] + "?token=forged"):
+                pass
+        assert refused.value.response.status_code == 403
+
+        async with websockets.connect(f"{ws_api['url']}?token={token}&format=seed000") as ws:
+            subs = container.push.registry.subscribers(topic)
+            assert len(subs) == 1 and subs[0].format == "seed000"
+            cid = subs[0].connection_id
+            event = ProgressEvent(topic=topic, kind="progress", event_id="p1", data={"epoch": 1})
+            assert await asyncio.to_thread(aws.push.deliver, event) == 1
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {
+                "type": "progress",
+                "payload": {"epoch": 1},
+            }
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+            await ws.send(json.dumps({"action": "subscribe", "topic": "job:nope"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["code"] == "TOPIC_NOT_FOUND"
+        return cid
+
+    cid = asyncio.run(scenario())
+    # $disconnect (invoked asynchronously after the close) removed the connection...
+    deadline = time.monotonic() + 10
+    while container.push.registry.get(cid) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert container.push.registry.get(cid) is None
+    # ...and a subscription left behind by a lost $disconnect is dropped on GoneException.
+    container.push.registry.subscribe(Subscription(connection_id=cid, topic=topic, user_id=user.id))
+    stale = ProgressEvent(topic=topic, kind="log", event_id="p2", data={})
+    assert aws.push.deliver(stale) == 0
+    assert container.push.registry.subscribers(topic) == []
