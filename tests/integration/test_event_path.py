@@ -1,6 +1,7 @@
 """The local event path with real AWS event JSON: a real upload to the emulator's S3 ->
 EventBridge -> SQS -> dispatcher -> handler -> DynamoDB event -> stream -> push."""
 
+import contextlib
 import json
 import queue
 import time
@@ -38,10 +39,8 @@ def listen(container, topic_user: int | None = None, topic: str | None = None, f
 def drain(inbox: queue.Queue, wait: float) -> list[dict]:
     out, deadline = [], time.monotonic() + wait
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(queue.Empty):
             out.append(inbox.get(timeout=0.1))
-        except queue.Empty:
-            pass
     return out
 
 

@@ -1,0 +1,232 @@
+"""The local all-in-one stack driven like a frontend: HTTP and WebSocket against the
+real `python -m functions.local` process (API, dispatcher, emulator)."""
+
+import asyncio
+import json
+import time
+import uuid
+
+import boto3
+import httpx
+import jwt
+import pytest
+import websockets
+
+from tests.conftest import Client, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def s3_client(stack):
+    return boto3.client("s3", endpoint_url=stack.emulator_endpoint, region_name="us-east-1")
+
+
+def test_docs_and_health(stack):
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(stack.base + path).status_code == 200
+    spec = httpx.get(stack.base + "/openapi.json").json()
+    assert "/api/v1/auth/login" in spec["paths"] and "/api/v1/projects" in spec["paths"]
+    assert httpx.get(stack.api("/health")).json()["status"] == "ok"
+    ready = httpx.get(stack.api("/health/ready"))
+    assert ready.status_code == 200 and ready.json()["checks"] == {"table": "ok"}
+
+
+def test_frontend_journey_with_a_pushed_message(stack, alice):
+    # register -> login (done by the Client) -> me
+    me = alice.http.get("/auth/me")
+    assert (
+        me.status_code == 200 and me.json()["email"] == alice.email and me.json()["role"] == "user"
+    )
+    assert set(alice.login) >= {"access_token", "token_type", "user", "refresh_token", "expires_in"}
+    # project and tag
+    p = alice.http.post("/projects", json={"name": "Cats", "description": "3 breeds"})
+    assert p.status_code == 201 and p.json()["owner_id"] == alice.id
+    assert alice.http.get(f"/projects/{p.json()['project_id']}").json()["name"] == "Cats"
+    assert [x["name"] for x in alice.http.get("/projects").json()["projects"]] == ["Cats"]
+    t = alice.http.post("/tags/", json={"name": "夜泣き"})
+    assert t.status_code == 201
+    assert alice.http.get("/tags/").json() == {"total": 1, "tags": [t.json()]}
+
+    # A WebSocket with the token; an upload lands in S3 and the event reaches the socket.
+    async def listen():
+        async with websockets.connect(f"{stack.ws}/ws?token={alice.token}") as ws:
+            key = f"users/{alice.id}/audio/{uuid.uuid4().hex}/cry.wav"
+            await asyncio.to_thread(
+                s3_client(stack).put_object,
+                Bucket="crucible-local-uploads",
+                Key=key,
+                Body=b"x" * 10,
+            )
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 15))
+            assert msg["type"] == "status"  # seed 000's {"type", "payload"} shape on /ws
+            assert msg["payload"]["key"] == key and msg["payload"]["size"] == 10
+
+    asyncio.run(listen())
+
+
+def test_websocket_needs_a_valid_token_and_a_readable_topic(stack, alice):
+    async def scenario():
+        for url in (
+            f"{stack.ws}/ws",
+            f"{stack.ws}/ws?token=nope",
+            f"{stack.ws}/ws/workflows/999999?token={alice.token}",
+        ):
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(url):
+                    pass
+            assert refused.value.response.status_code == 403
+        async with websockets.connect(f"{stack.ws}/api/v1/ws?token={alice.token}") as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await ws.recv()) == {"type": "pong"}
+            await ws.send(json.dumps({"action": "subscribe", "topic": f"user:{alice.id + 1}"}))
+            assert json.loads(await ws.recv())["code"] == "TOPIC_NOT_FOUND"
+            await ws.send("not json")
+            assert json.loads(await ws.recv())["code"] == "INVALID_REQUEST"
+
+    asyncio.run(scenario())
+
+
+def test_tokens_refresh_and_bad_tokens(stack, alice):
+    r = alice.http.post("/auth/token", json={"email": alice.email, "password": alice.password})
+    assert (
+        r.status_code == 200
+        and r.json()["expires_in"] == 3600
+        and r.json()["token_type"] == "bearer"
+    )
+    fresh = alice.http.post("/auth/refresh", json={"refresh_token": r.json()["refresh_token"]})
+    assert fresh.status_code == 200 and set(fresh.json()) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+    }
+    assert (
+        httpx.get(
+            stack.api("/auth/me"),
+            headers={"Authorization": f"Bearer {fresh.json()['access_token']}"},
+        ).status_code
+        == 200
+    )
+
+    claims = jwt.decode(alice.token, options={"verify_signature": False})
+    forged = jwt.encode(
+        {**claims, "role": "admin"}, "not-the-secret-" + "x" * 30, algorithm="HS256"
+    )
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, "wrong" * 10, algorithm="HS256")
+    none_alg = jwt.encode(claims, None, algorithm="none")
+    for bad in (forged, expired, none_alg, "malformed", r.json()["refresh_token"]):
+        resp = httpx.get(stack.api("/auth/me"), headers={"Authorization": f"Bearer {bad}"})
+        assert resp.status_code == 401, bad
+        assert resp.json()["code"] in ("INVALID_TOKEN", "TOKEN_EXPIRED")
+    assert httpx.get(stack.api("/auth/me")).json()["code"] == "UNAUTHORIZED"
+    wrong = httpx.post(
+        stack.api("/auth/login"), json={"email": alice.email, "password": "wrong-password"}
+    )
+    assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_CREDENTIALS"
+
+
+def test_static_api_token(stack):
+    h = {"Authorization": "Bearer ci-token-0123456789"}
+    me = httpx.get(stack.api("/auth/me"), headers=h)
+    assert me.status_code == 200 and me.json()["full_name"] == "ci-bot"
+    made = httpx.post(stack.api("/projects"), json={"name": "from CI"}, headers=h)
+    assert made.status_code == 201 and made.json()["owner_id"] == me.json()["id"]
+
+
+def test_one_user_never_sees_anothers_data(stack, alice, bob):
+    project = alice.http.post("/projects", json={"name": "private"}).json()
+    tag = alice.http.post("/tags/", json={"name": "mine"}).json()
+    assert bob.http.get(f"/projects/{project['project_id']}").status_code == 404
+    assert bob.http.get("/projects").json()["projects"] == []
+    assert bob.http.get("/tags/").json()["total"] == 0
+    gone = bob.http.delete(f"/tags/{tag['id']}")
+    assert gone.status_code == 404 and gone.json() == {
+        "detail": "Tag not found",
+        "code": "TAG_NOT_FOUND",
+        "field": None,
+    }
+    assert alice.http.get("/tags/").json()["total"] == 1  # nothing of alice's was touched
+    assert bob.http.get(f"/users/{alice.id}").status_code == 404
+    assert bob.http.get("/users/").status_code == 403
+    assert bob.http.put(f"/users/{bob.id}/role", json={"role": "admin"}).status_code == 403
+
+    researcher = Client(stack, role="researcher")
+    listed = researcher.http.get("/users/", params={"skip": 0, "limit": 500}).json()
+    assert listed["total"] >= 3 and {alice.id, bob.id} <= {u["id"] for u in listed["users"]}
+    assert researcher.http.get(f"/users/{alice.id}").json()["email"] == alice.email
+    assert len(researcher.http.get("/users/", params={"skip": 1, "limit": 2}).json()["users"]) == 2
+
+
+def test_error_shapes_and_codes(stack, alice):
+    dup = httpx.post(
+        stack.api("/auth/register"), json={"email": alice.email, "password": "password123"}
+    )
+    assert dup.status_code == 409 and dup.json()["field"] == "email"
+    bad = httpx.post(
+        stack.api("/auth/register"), json={"email": "not-an-email", "password": "short"}
+    )
+    assert bad.status_code == 422
+    body = bad.json()
+    assert (
+        body["code"] == "VALIDATION_ERROR" and body["field"] == "email" and len(body["errors"]) == 2
+    )
+    admin = httpx.post(
+        stack.api("/auth/register"),
+        json={
+            "email": f"x{uuid.uuid4().hex[:6]}@example.com",
+            "password": "password123",
+            "role": "admin",
+        },
+    )
+    assert admin.status_code == 403 and admin.json()["field"] == "role"
+    tag = alice.http.post("/tags/", json={"name": "dup"})
+    again = alice.http.post("/tags/", json={"name": "DUP"})
+    assert (
+        tag.status_code == 201 and again.status_code == 409 and again.json()["code"] == "TAG_EXISTS"
+    )
+    assert alice.http.get("/projects/not-a-number").status_code == 422
+    assert alice.http.get("/no-such-route").json()["code"] == "NOT_FOUND"
+    assert alice.http.get("/tags/", params={"limit": 0}).status_code == 422
+
+
+def test_rate_limit_headers_and_429(stack, alice):
+    first = alice.http.get("/tags/")
+    limit = int(first.headers["X-RateLimit-Limit"])
+    assert int(first.headers["X-RateLimit-Remaining"]) < limit
+    assert int(first.headers["X-RateLimit-Reset"]) > time.time()
+    statuses = [alice.http.get("/tags/").status_code for _ in range(limit)]
+    assert statuses[0] == 200 and statuses[-1] == 429
+    over = alice.http.get("/tags/")
+    assert over.status_code == 429 and over.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert over.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_restart_keeps_data(tmp_path):
+    first = start_stack(tmp_path / "data")
+    try:
+        user = Client(first)
+        project = user.http.post("/projects", json={"name": "survives"}).json()
+        tag = user.http.post("/tags/", json={"name": "kept"}).json()
+        key = f"users/{user.id}/audio/keep.wav"
+        s3_client(first).put_object(Bucket="crucible-local-uploads", Key=key, Body=b"RIFFdata")
+    finally:
+        stop_stack(first)
+
+    second = start_stack(tmp_path / "data")
+    try:
+        http = httpx.Client(base_url=second.base + "/api/v1")
+        login = http.post("/auth/login", json={"email": user.email, "password": user.password})
+        assert login.status_code == 200
+        http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        assert http.get(f"/projects/{project['project_id']}").json()["name"] == "survives"
+        assert http.get("/tags/").json()["tags"] == [tag]
+        # The old token still works too: the secret lives in the data directory.
+        assert (
+            http.get("/auth/me", headers={"Authorization": f"Bearer {user.token}"}).status_code
+            == 200
+        )
+        body = s3_client(second).get_object(Bucket="crucible-local-uploads", Key=key)["Body"].read()
+        assert body == b"RIFFdata"
+        # New ids continue after the old ones.
+        assert http.post("/tags/", json={"name": "new"}).json()["id"] > tag["id"]
+    finally:
+        stop_stack(second)
