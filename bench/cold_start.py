@@ -1,0 +1,84 @@
+"""Cold start of the API Lambda: a fresh process imports the handler and serves its
+first request (an API Gateway REST event for GET /api/v1/health), against the same
+routes wired naively — FastAPI + Mangum + Powertools + boto3, every client and service
+created at import (bench/naive_app.py) — measured alternately in the same run.
+Target: ratio <= 0.5.
+
+    .venv/bin/python bench/cold_start.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {bench!r})
+from {module} import handler
+t1 = time.perf_counter()
+event = {{
+    "resource": "/{{proxy+}}", "path": "/api/v1/health", "httpMethod": "GET",
+    "headers": {{"Host": "api.example.com", "Accept": "application/json"}},
+    "multiValueHeaders": {{}}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+    "pathParameters": {{"proxy": "api/v1/health"}}, "stageVariables": None, "body": None,
+    "isBase64Encoded": False,
+    "requestContext": {{"resourcePath": "/{{proxy+}}", "httpMethod": "GET", "path": "/prod/api/v1/health",
+        "stage": "prod", "requestId": "r1", "identity": {{"sourceIp": "127.0.0.1"}}}},
+}}
+class Ctx:
+    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "r1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+out = handler(event, Ctx())
+t2 = time.perf_counter()
+assert out["statusCode"] == 200, out
+print(json.dumps({{"init": t1 - t0, "total": t2 - t0}}))
+"""
+
+
+def run_once(module: str) -> dict[str, float]:
+    env = {
+        **os.environ,
+        "CRUCIBLE_JWT_SECRET": "bench-secret-" + "x" * 32,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+        "PYTHONDONTWRITEBYTECODE": "0",
+    }
+    code = PROBE.format(root=str(ROOT), bench=str(ROOT / "bench"), module=module)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    modules = {"crucible": "functions.api.handler", "naive": "naive_app"}
+    for m in modules.values():  # warm the bytecode caches so both start alike
+        run_once(m)
+    samples: dict[str, list[float]] = {k: [] for k in modules}
+    for _ in range(args.runs):
+        for name, m in modules.items():
+            samples[name].append(run_once(m)["total"])
+    ours, naive = (statistics.median(samples[k]) for k in ("crucible", "naive"))
+    print(f"cold init + first request, median of {args.runs} fresh processes")
+    print(f"  crucible (functions.api.handler): {ours * 1000:7.1f} ms")
+    print(f"  naive eager app (bench/naive_app): {naive * 1000:7.1f} ms")
+    print(f"  ratio: {ours / naive:.2f}x  (target <= 0.50x)")
+
+
+if __name__ == "__main__":
+    main()
