@@ -230,3 +230,28 @@ def test_restart_keeps_data(tmp_path):
         assert http.post("/tags/", json={"name": "new"}).json()["id"] > tag["id"]
     finally:
         stop_stack(second)
+
+
+def test_operator_promotes_the_first_admin(stack, alice, bob):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-m", "functions.local.admin", "--data-dir", str(stack.data_dir),
+         "--endpoint", stack.emulator_endpoint, "promote", alice.email, "--role", "admin"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    token = httpx.post(
+        stack.api("/auth/login"), json={"email": alice.email, "password": alice.password}
+    ).json()
+    admin = httpx.Client(
+        base_url=stack.base + "/api/v1",
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+    assert token["user"]["role"] == "admin"
+    made = admin.put(f"/users/{bob.id}/role", json={"role": "researcher"})
+    assert made.status_code == 200 and made.json()["role"] == "researcher"
+    assert admin.get("/projects", params={"all_users": True}).status_code == 200

@@ -1,0 +1,49 @@
+"""Operator commands for a running stack (local or AWS, by the usual AWS environment).
+
+    .venv/bin/python -m functions.local.admin promote alice@example.com --role admin
+
+Admins are never self-registered; this (or an existing admin's
+``PUT /api/v1/users/{id}/role``) is how the first one is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from functions.local.server import local_environment
+from shared.settings import load_settings
+from shared.wiring import build
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m functions.local.admin", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--data-dir", default=os.environ.get("CRUCIBLE_DATA_DIR", ".crucible"))
+    ap.add_argument(
+        "--endpoint",
+        default="http://127.0.0.1:4566",
+        help="AWS endpoint (the local emulator by default)",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    promote = sub.add_parser("promote", help="give a user a role")
+    promote.add_argument("email")
+    promote.add_argument("--role", choices=["user", "researcher", "admin"], default="admin")
+    args = ap.parse_args(argv)
+
+    local_environment(Path(args.data_dir).resolve(), args.endpoint)
+    users = build(load_settings()).auth.users
+    user = users.get_by_email(args.email)
+    if user is None:
+        print(f"no user with e-mail {args.email}", file=sys.stderr)
+        return 1
+    user = users.set_role(user.id, args.role)
+    print(f"user {user.id} <{user.email}> is now {user.role}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
