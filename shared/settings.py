@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     ws_connection_ttl_s: int = Field(2 * 3600, ge=60)
     event_ttl_s: int = Field(86_400, ge=60)
 
+    # The largest request body accepted (seed 001's 100 MB); API Gateway caps requests
+    # at 10 MB in AWS, so larger files go straight to S3 with presigned URLs.
+    max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Request limits (seed 003's plans); 0 turns the limiter off.
     rate_limit_per_minute: int = Field(300, ge=0)
 

@@ -36,6 +36,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.state.container = container or build(settings)
     errors.install(app)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(api_router, prefix=API_PREFIX)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

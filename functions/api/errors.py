@@ -100,3 +100,21 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.CrucibleError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
+
+
+class BodySizeLimit:
+    """Refuse a body larger than ``max_bytes`` with 413 before reading it (pure ASGI)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                mb = self.max_bytes / 1024 / 1024
+                body = error_body(f"Request body is larger than {mb:g} MB", "PAYLOAD_TOO_LARGE")
+                await JSONResponse(body, status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

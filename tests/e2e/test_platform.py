@@ -255,3 +255,19 @@ def test_operator_promotes_the_first_admin(stack, alice, bob):
     made = admin.put(f"/users/{bob.id}/role", json={"role": "researcher"})
     assert made.status_code == 200 and made.json()["role"] == "researcher"
     assert admin.get("/projects", params={"all_users": True}).status_code == 200
+
+
+def test_oversized_body_is_413_before_it_is_read(stack):
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(stack.base)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 209715200\r\n\r\n{"
+        )
+        reply = b""
+        while b"PAYLOAD_TOO_LARGE" not in reply and (chunk := s.recv(4096)):
+            reply += chunk  # headers and body may arrive in separate segments
+    assert reply.startswith(b"HTTP/1.1 413") and b"PAYLOAD_TOO_LARGE" in reply
