@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MS := .ministack
 MINISTACK_VERSION := 1.5.33
-EXTRAS ?= api,local,dev
+EXTRAS ?= api,analysis,local,dev
 ENV ?= dev
 
 .PHONY: install dev test lint format unit integration e2e bench clean-data

@@ -84,3 +84,46 @@ class Subscription(BaseModel):
     topic: str
     user_id: int
     format: str = "crucible"
+
+
+AnalysisStatus = Literal["uploaded", "processing", "completed", "failed"]
+
+
+class AudioFile(BaseModel):
+    """An uploaded recording and the state of its analysis (seed 001's AudioFile)."""
+
+    id: int
+    owner_id: int
+    filename: str
+    original_filename: str
+    key: str
+    file_size: int
+    sample_rate: int
+    duration: float
+    channels: int = 1
+    format: str
+    content_type: str
+    recording_start_time: datetime | None = None
+    uploaded_at: datetime = Field(default_factory=utcnow)
+    tags: list[int] = Field(default_factory=list)
+    # analysis state
+    status: AnalysisStatus = "uploaded"
+    task_id: str | None = None
+    progress: int = 0
+    message: str | None = None
+    error: str | None = None
+    lease_until: float | None = None
+    # the latest completed analysis (kept until another one completes)
+    result_id: int | None = None
+    result_prefix: str | None = None
+    analyzed_at: datetime | None = None
+
+
+class UploadIntent(BaseModel):
+    """A presigned upload not yet arrived: who it is for and what they called it."""
+
+    file_id: int
+    owner_id: int
+    key: str
+    original_filename: str
+    recording_start_time: datetime | None = None

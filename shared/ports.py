@@ -80,3 +80,7 @@ class ObjectStore(Protocol):
 class RateLimiter(Protocol):
     def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
         """Count one request; returns (requests in this window, window reset epoch)."""
+
+
+class EventBus(Protocol):
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # The largest request body accepted (seed 001's 100 MB); API Gateway caps requests
     # at 10 MB in AWS, so larger files go straight to S3 with presigned URLs.
     max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    # Seed 001's audio limit, enforced on every upload path (API, presigned, multipart).
+    max_audio_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Request limits (seed 003's plans); 0 turns the limiter off.
     rate_limit_per_minute: int = Field(300, ge=0)
 

@@ -16,7 +16,8 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.adapters.dynamodb import Table
     from shared.adapters.push import LocalHub
-    from shared.ports import Notifier, ObjectStore, RateLimiter
+    from shared.ports import EventBus, Notifier, ObjectStore, RateLimiter
+    from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
     from shared.services.push import PushService
@@ -79,6 +80,12 @@ class Container:
         return LocalHubNotifier(self.hub)
 
     @cached_property
+    def bus(self) -> EventBus:
+        from shared.adapters.eventbridge import EventBridgeBus
+
+        return EventBridgeBus(self.client("events"), self.settings.names.event_bus)
+
+    @cached_property
     def rate_limiter(self) -> RateLimiter:
         from shared.adapters.dynamodb import DynamoRateLimiter
 
@@ -113,6 +120,21 @@ class Container:
         from shared.services.catalog import TagService
 
         return TagService(DynamoTags(self.table))
+
+    @cached_property
+    def audio(self) -> AudioService:
+        from shared.adapters.dynamodb import DynamoAudioFiles, DynamoTags
+        from shared.services.audio import AudioService
+
+        return AudioService(
+            DynamoAudioFiles(self.table),
+            DynamoTags(self.table),
+            self.uploads,
+            self.artifacts,
+            self.bus,
+            self.push,
+            max_bytes=self.settings.max_audio_bytes,
+        )
 
     @cached_property
     def push(self) -> PushService:

@@ -1,10 +1,10 @@
-"""S3 "Object Created" (delivered by EventBridge): register what arrived under a user's prefix.
+"""S3 "Object Created" (delivered by EventBridge): tell a user their upload arrived.
 
-Upload keys follow ``users/<user id>/<kind>/<...>``. The handler tells the
-owner the object arrived (a ``status`` event on ``user:<id>``); the work each
-kind starts (audio analysis, dataset ingestion, submission intake) is routed
-from here. Duplicated events publish once: the event id derives from the
-object's key and S3's sequencer.
+Upload keys follow ``<kind>/<user id>/<...>`` (``audio/``, ``datasets/``, ...).
+This handler publishes a ``status`` event on ``user:<id>``; the work each kind
+starts has its own rule and handler (shared/routing.py: ``audio/`` ->
+functions/events/analysis.py). Duplicated events publish once: the event id
+derives from the object's key and S3's sequencer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functions.events.runtime import container, logger
 from shared.events import ProgressEvent, event_id_for
 from shared.wiring import Container
 
-KEY_RE = re.compile(r"^users/(?P<user_id>\d+)/(?P<kind>[a-z-]+)/(?P<rest>.+)$")
+KEY_RE = re.compile(r"^(?P<kind>[a-z-]+)/(?P<user_id>\d+)/(?P<rest>.+)$")
 
 
 def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     bucket, obj = ev.detail.bucket.name, ev.detail.object
     match = KEY_RE.match(obj.key)
     if not match:
-        logger.warning("ignoring object outside users/<id>/<kind>/: s3://%s/%s", bucket, obj.key)
+        logger.warning("ignoring object outside <kind>/<user id>/: s3://%s/%s", bucket, obj.key)
         return {"status": "ignored", "key": obj.key}
     user_id, kind = int(match["user_id"]), match["kind"]
     published = c.push.publish(

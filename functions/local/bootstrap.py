@@ -3,8 +3,9 @@
 the CDK app deploys.
 
 What the local stack needs beyond the table and buckets is the event path AWS gives
-for free: S3 -> EventBridge -> rule -> SQS queue (polled by the local dispatcher),
-with a dead-letter queue for events that keep failing.
+for free: S3 -> EventBridge -> one rule per route (shared/routing.py) -> an SQS queue
+per route (polled by the local dispatcher), with a dead-letter queue for events that
+keep failing.
 """
 
 from __future__ import annotations
@@ -15,19 +16,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.adapters.dynamodb import TABLE_SCHEMA
+from shared.routing import ROUTES
 from shared.wiring import Container
-
-RULES = {
-    "s3-object-created": lambda names: {
-        "source": ["aws.s3"],
-        "detail-type": ["Object Created"],
-        "detail": {"bucket": {"name": [names.uploads_bucket]}},
-    },
-    "batch-job-state-change": lambda names: {
-        "source": ["aws.batch", "crucible.local-batch"],
-        "detail-type": ["Batch Job State Change"],
-    },
-}
 
 
 def _table(c: Container) -> None:
@@ -90,32 +80,36 @@ def _buckets(c: Container) -> None:
     )
 
 
-def _queue_and_rules(c: Container) -> str:
+def _queues_and_rules(c: Container) -> dict[str, str]:
+    """One queue per route (with a shared dead-letter queue), fed by the route's rule."""
     sqs, events, names = c.client("sqs"), c.client("events"), c.settings.names
     dlq_url = sqs.create_queue(QueueName=names.events_dlq)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    url = sqs.create_queue(
-        QueueName=names.events_queue,
-        Attributes={
-            "VisibilityTimeout": "60",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-        },
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    for rule, pattern in RULES.items():
-        name = f"crucible-{c.settings.stage}-{rule}"
-        events.put_rule(Name=name, EventPattern=json.dumps(pattern(names)), State="ENABLED")
-        events.put_targets(Rule=name, Targets=[{"Id": "local-dispatcher", "Arn": arn}])
-    return url
+    queues = {}
+    for route in ROUTES:
+        url = sqs.create_queue(
+            QueueName=f"{names.events_queue}-{route.name}",
+            Attributes={
+                "VisibilityTimeout": "900",  # the longest a handler runs (analysis)
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}
+                ),
+            },
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        rule = f"crucible-{c.settings.stage}-{route.name}"
+        events.put_rule(Name=rule, EventPattern=json.dumps(route.pattern(names)), State="ENABLED")
+        events.put_targets(Rule=rule, Targets=[{"Id": "local-dispatcher", "Arn": arn}])
+        queues[route.name] = url
+    return queues
 
 
 def ensure_resources(c: Container) -> dict[str, Any]:
     """Create (or find) everything; safe to run on every start."""
     _table(c)
     _buckets(c)
-    queue_url = _queue_and_rules(c)
-    return {"table": c.settings.names.table, "queue_url": queue_url}
+    return {"table": c.settings.names.table, "queues": _queues_and_rules(c)}

@@ -1,15 +1,16 @@
 """The local stand-in for Lambda's event source mappings.
 
-* EventBridge -> SQS -> here: the emulator routes S3 "Object Created" and "Batch
-  Job State Change" events to a queue; this polls it and calls the same handler
-  a Lambda target would get, with the same event JSON. A handler that raises
-  leaves its message for redelivery (and the dead-letter queue after 5 tries).
+* EventBridge -> SQS -> here: each route of shared/routing.py has a rule and a queue
+  in the emulator; this polls every queue and calls the route's handler — the one a
+  Lambda target would run — with the same event JSON. A handler that raises leaves
+  its message for redelivery (and the dead-letter queue after 5 tries).
 * DynamoDB stream -> here: stream records are wrapped in the Lambda event shape
   (``{"Records": [...]}``) and given to the push handler.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import threading
@@ -17,23 +18,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from functions.events import batch_state, s3_object, stream_push
+from functions.events import stream_push
+from shared.routing import ROUTES
 from shared.wiring import Container
 
 log = logging.getLogger("crucible.dispatcher")
 
 Handler = Callable[[dict[str, Any], Container], Any]
-
-ROUTES: dict[str, Handler] = {
-    "Object Created": s3_object.handle,
-    "Batch Job State Change": batch_state.handle,
-}
+RETRY_AFTER_S = 5
 
 
 class Dispatcher:
-    def __init__(self, container: Container, queue_url: str, *, poll_s: float = 0.2) -> None:
+    def __init__(
+        self, container: Container, queues: dict[str, str], *, poll_s: float = 0.2
+    ) -> None:
         self.c = container
-        self.queue_url = queue_url
+        self.queues = queues
+        self.handlers: dict[str, Handler] = {
+            r.name: importlib.import_module(r.handler).handle for r in ROUTES if r.name in queues
+        }
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -42,10 +45,8 @@ class Dispatcher:
     def start(self) -> Dispatcher:
         stream = self._stream_arn()
         iterators = self._iterators(stream, "LATEST")  # ready before the server takes requests
-        for name, target, args in (
-            ("sqs", self._poll_queue, ()),
-            ("stream", self._poll_stream, (stream, iterators)),
-        ):
+        loops = [(f"sqs-{name}", self._poll_queue, (name,)) for name in self.handlers]
+        for name, target, args in [*loops, ("stream", self._poll_stream, (stream, iterators))]:
             t = threading.Thread(
                 target=self._guard, args=(target, *args), name=f"dispatch-{name}", daemon=True
             )
@@ -67,28 +68,26 @@ class Dispatcher:
                 self._stop.wait(1)
 
     # --- EventBridge -> SQS ---------------------------------------------------
-    def _poll_queue(self) -> None:
-        sqs = self.c.client("sqs")
+    def _poll_queue(self, route: str) -> None:
+        sqs, url = self.c.client("sqs"), self.queues[route]
         while not self._stop.is_set():
-            out = sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            )
+            out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for msg in out.get("Messages", []):
-                if self.dispatch(json.loads(msg["Body"])):
-                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"])
+                if self.dispatch(route, json.loads(msg["Body"])):
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+                else:
+                    sqs.change_message_visibility(
+                        QueueUrl=url,
+                        ReceiptHandle=msg["ReceiptHandle"],
+                        VisibilityTimeout=RETRY_AFTER_S,
+                    )
 
-    def dispatch(self, event: dict[str, Any]) -> bool:
-        """Run the handler for one EventBridge event; True when it is done with."""
-        handler = ROUTES.get(event.get("detail-type", ""))
-        if handler is None:
-            log.warning("no handler for %s events", event.get("detail-type"))
-            return True
+    def dispatch(self, route: str, event: dict[str, Any]) -> bool:
+        """Run a route's handler on one EventBridge event; True when it is done with."""
         try:
-            handler(event, self.c)
+            self.handlers[route](event, self.c)
         except Exception:
-            log.exception(
-                "%s handler failed; the message will be redelivered", event.get("detail-type")
-            )
+            log.exception("%s handler failed; the message will be redelivered", route)
             return False
         self.delivered += 1
         return True

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_local_app(settings)
         resources = ensure_resources(app.state.container)
-        dispatcher = Dispatcher(app.state.container, resources["queue_url"]).start()
+        dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
         log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)
         uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
     except KeyboardInterrupt:

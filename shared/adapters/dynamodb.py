@@ -12,6 +12,8 @@ e-mail lock     ``EMAIL#<lower email>``       ``EMAIL``                   -     
 project         ``PROJECT#<id>``              ``PROJECT``                 ``OWNER#<uid>#PROJECT``        ``<id:012>``
 tag             ``TAG#<id>``                  ``TAG``                     ``OWNER#<uid>#TAG``            ``<id:012>``
 tag-name lock   ``TAGNAME#<uid>#<lower name>`` ``TAGNAME``                -                              -
+audio file      ``FILE#<id>``                 ``FILE``                    ``OWNER#<uid>#FILE``           ``<id:012>``
+upload intent   ``UPLOAD#<file id>``          ``UPLOAD``                  -                              -
 connection      ``CONN#<connection id>``      ``CONN``                    -                              -
 subscription    ``TOPIC#<topic>``             ``CONN#<connection id>``    ``CONN#<connection id>``       ``TOPIC#<topic>``
 event           ``EVENTS#<topic>``            ``<iso time>#<event id>``   -                              -
@@ -24,6 +26,10 @@ attributes. Listings of everyone's resources use GSI2 (``GSI2PK`` = ``ALL#<entit
 should disappear on their own (connections, subscriptions, events, rate windows)
 carry ``expires_at`` (epoch seconds), the table's TTL attribute. The stream
 (NEW_AND_OLD_IMAGES) carries event inserts to the push handler.
+
+An audio file's analysis state lives on its item (``status``, ``task_id``,
+``progress``, ``lease_until``); results live in the artifacts bucket and the item
+points at the latest completed one.
 
 Every state change is a conditional write: creation never overwrites
 (``attribute_not_exists``), uniqueness (e-mail, tag name) is a lock item written
@@ -44,7 +50,16 @@ from botocore.exceptions import ClientError
 
 from shared.errors import Conflict, NotFound
 from shared.events import ProgressEvent
-from shared.models import Connection, Page, Project, Subscription, Tag, User
+from shared.models import (
+    AudioFile,
+    Connection,
+    Page,
+    Project,
+    Subscription,
+    Tag,
+    UploadIntent,
+    User,
+)
 
 TABLE_SCHEMA: dict[str, Any] = {
     "partition_key": "PK",
@@ -151,8 +166,10 @@ class Table:
         condition: str = "attribute_exists(PK)",
         names: dict[str, str] | None = None,
         values: dict[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
     ) -> dict[str, Any] | None:
-        """Conditionally set attributes; returns the new item, or None if the condition failed."""
+        """Conditionally set (and remove) attributes; returns the new item, or None if the
+        condition failed."""
         names = dict(names or {})
         vals = dict(values or {})
         parts = []
@@ -160,10 +177,15 @@ class Table:
             names[f"#s{i}"] = k
             vals[f":s{i}"] = v
             parts.append(f"#s{i} = :s{i}")
+        expr = "SET " + ", ".join(parts)
+        if remove:
+            for i, k in enumerate(remove):
+                names[f"#r{i}"] = k
+            expr += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "Key": _to_ddb({"PK": pk, "SK": sk}),
-            "UpdateExpression": "SET " + ", ".join(parts),
+            "UpdateExpression": expr,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": _to_ddb(vals),
@@ -506,3 +528,111 @@ class DynamoRateLimiter:
             ReturnValues="UPDATED_NEW",
         )
         return int(out["Attributes"]["n"]["N"]), reset
+
+
+class DynamoAudioFiles(_OwnedRepository):
+    """Audio files and their analysis state machine:
+    uploaded -> processing -> completed | failed, and completed | failed -> processing
+    on a re-run. Each transition is one conditional update; a run may only write while
+    it holds the file's current ``task_id``.
+    """
+
+    entity = "file"
+
+    def next_id(self) -> int:
+        return self.t.next_id("file")
+
+    def next_result_id(self) -> int:
+        return self.t.next_id("result")
+
+    def create(self, f: AudioFile) -> bool:
+        return self.t.put_new(self._item(f.id, f.owner_id, f.model_dump(mode="json")))
+
+    def get(self, file_id: int) -> AudioFile | None:
+        item = self._get(file_id)
+        return AudioFile.model_validate(item) if item else None
+
+    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[AudioFile]:
+        total, rows = self._page(owner_id, skip, limit)
+        return Page[AudioFile](total=total, items=[AudioFile.model_validate(r) for r in rows])
+
+    def update(self, file_id: int, fields: dict[str, Any]) -> AudioFile | None:
+        item = self.t.update(*self._key(file_id), json.loads(json.dumps(fields, default=str)))
+        return AudioFile.model_validate(item) if item else None
+
+    def delete(self, file_id: int) -> None:
+        self.t.delete(*self._key(file_id))
+
+    # --- analysis state ---------------------------------------------------------
+    def request(
+        self, file_id: int, task_id: str, lease_s: int, *, first_only: bool
+    ) -> AudioFile | None:
+        """Queue an analysis; None when one is already running (or, with ``first_only``,
+        when the file was ever analysed: a replayed upload event starts nothing)."""
+        now = time.time()
+        if first_only:
+            cond = "attribute_exists(PK) AND #st = :uploaded AND attribute_not_exists(task_id)"
+        else:
+            cond = "attribute_exists(PK) AND (#st <> :processing OR lease_until < :now)"
+        item = self.t.update(
+            *self._key(file_id),
+            {"status": "processing", "task_id": task_id, "progress": 0, "message": "Queued",
+             "lease_until": now + lease_s},
+            condition=cond,
+            names={"#st": "status"},
+            values={":uploaded": "uploaded", ":processing": "processing", ":now": now},
+            remove=("error", "run_started"),
+        )  # fmt: skip
+        return AudioFile.model_validate(item) if item else None
+
+    def start_run(self, file_id: int, task_id: str, lease_s: int) -> bool:
+        """Claim the run of ``task_id``; False when another worker already has it."""
+        now = time.time()
+        return (
+            self.t.update(
+                *self._key(file_id),
+                {"run_started": now, "lease_until": now + lease_s},
+                condition="task_id = :t AND #st = :processing AND attribute_not_exists(run_started)",
+                names={"#st": "status"},
+                values={":t": task_id, ":processing": "processing"},
+            )
+            is not None
+        )
+
+    def progress(self, file_id: int, task_id: str, pct: int, message: str) -> bool:
+        return (
+            self.t.update(
+                *self._key(file_id),
+                {"progress": pct, "message": message},
+                condition="task_id = :t AND #st = :processing AND progress <= :p",
+                names={"#st": "status"},
+                values={":t": task_id, ":processing": "processing", ":p": pct},
+            )
+            is not None
+        )
+
+    def finish(self, file_id: int, task_id: str, fields: dict[str, Any]) -> AudioFile | None:
+        """Move a running task to ``completed`` or ``failed`` (``fields`` holds the status)."""
+        item = self.t.update(
+            *self._key(file_id),
+            json.loads(json.dumps(fields, default=str)),
+            condition="task_id = :t AND #st = :processing",
+            names={"#st": "status"},
+            values={":t": task_id, ":processing": "processing"},
+            remove=("lease_until", "run_started"),
+        )
+        return AudioFile.model_validate(item) if item else None
+
+    # --- presigned upload intents -------------------------------------------------
+    def put_intent(self, intent: UploadIntent, ttl_s: int) -> None:
+        self.t.put(
+            {"PK": f"UPLOAD#{intent.file_id}", "SK": "UPLOAD", "type": "upload_intent",
+             **intent.model_dump(mode="json"), "expires_at": int(time.time()) + ttl_s}
+        )  # fmt: skip
+
+    def intent(self, file_id: int) -> UploadIntent | None:
+        item = self.t.get(f"UPLOAD#{file_id}", "UPLOAD")
+        return UploadIntent.model_validate(item) if item else None
+
+    def drop_intent(self, file_id: int) -> None:
+        self.t.delete(f"UPLOAD#{file_id}", "UPLOAD")

@@ -50,7 +50,7 @@ def test_frontend_journey_with_a_pushed_message(stack, alice):
     # A WebSocket with the token; an upload lands in S3 and the event reaches the socket.
     async def listen():
         async with websockets.connect(f"{stack.ws}/ws?token={alice.token}") as ws:
-            key = f"users/{alice.id}/audio/{uuid.uuid4().hex}/cry.wav"
+            key = f"scratch/{alice.id}/{uuid.uuid4().hex}/notes.txt"
             await asyncio.to_thread(
                 s3_client(stack).put_object,
                 Bucket="crucible-local-uploads",
@@ -206,7 +206,7 @@ def test_restart_keeps_data(tmp_path):
         user = Client(first)
         project = user.http.post("/projects", json={"name": "survives"}).json()
         tag = user.http.post("/tags/", json={"name": "kept"}).json()
-        key = f"users/{user.id}/audio/keep.wav"
+        key = f"scratch/{user.id}/keep.bin"
         s3_client(first).put_object(Bucket="crucible-local-uploads", Key=key, Body=b"RIFFdata")
     finally:
         stop_stack(first)

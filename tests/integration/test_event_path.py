@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def dispatcher(container):
-    d = Dispatcher(container, container.resources["queue_url"], poll_s=0.05).start()
+    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
     yield d
     d.stop()
 
@@ -47,7 +47,7 @@ def drain(inbox: queue.Queue, wait: float) -> list[dict]:
 def test_real_upload_reaches_the_owner_over_the_push_path(container, dispatcher):
     user_id = 900_000 + time.time_ns() % 1000
     _, inbox = listen(container, topic_user=user_id)
-    key = f"users/{user_id}/audio/{uuid.uuid4().hex}/cry.wav"
+    key = f"scratch/{user_id}/{uuid.uuid4().hex}/notes.txt"
     container.client("s3").put_object(
         Bucket=container.settings.names.uploads_bucket, Key=key, Body=b"RIFF...."
     )
@@ -83,7 +83,8 @@ def test_duplicate_and_foreign_objects(container, dispatcher):
             "reason": "PutObject",
         },
     }
-    assert dispatcher.dispatch(event) and dispatcher.dispatch(dict(event, id=str(uuid.uuid4())))
+    assert dispatcher.dispatch("object-created", event)
+    assert dispatcher.dispatch("object-created", dict(event, id=str(uuid.uuid4())))
     assert len(drain(inbox, 1.5)) == 1  # a replay is the same S3 event: one message
     assert s3_object.handle(event, container)["status"] == "duplicate"
     foreign = json.loads(json.dumps(event))

@@ -1,0 +1,43 @@
+"""The analysis Lambda (a container image with parselmouth and numpy in AWS; the same
+handler through the local dispatcher): registers arriving audio and runs analyses.
+
+* S3 "Object Created" under ``audio/``: register the file (presigned uploads have
+  only an intent until now) and run its first analysis. A replayed event finds the
+  file analysed or running and starts nothing.
+* "Analysis Requested" (published by ``POST /analysis/{id}/start``): run that task.
+  A duplicate finds the task claimed and does nothing; a superseded one is skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import (
+    EventBridgeEvent,
+    S3EventBridgeNotificationEvent,
+)
+
+from functions.events.runtime import container, logger
+from shared.services.audio import ANALYSIS_REQUESTED
+from shared.wiring import Container
+
+
+def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
+    kind = EventBridgeEvent(event).detail_type
+    if kind == ANALYSIS_REQUESTED:
+        detail = EventBridgeEvent(event).detail
+        status = c.audio.run(int(detail["file_id"]), str(detail["task_id"]))
+        return {"status": status, "file_id": detail["file_id"]}
+    obj = S3EventBridgeNotificationEvent(event).detail.object
+    f = c.audio.register_object(obj.key, obj.size)
+    if f is None:
+        return {"status": "ignored", "key": obj.key}
+    queued = c.audio.first_analysis(f)
+    if queued is None:
+        return {"status": "already-analysed" if f.task_id else f.status, "file_id": f.id}
+    return {"status": c.audio.run(f.id, queued.task_id), "file_id": f.id}
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, container())
