@@ -124,7 +124,7 @@ def stop_stack(stack: Stack, timeout: float = 30) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(
         tmp_path_factory.mktemp("stack") / "data",
-        {"API_TOKENS": "ci-bot=ci-token-0123456789", "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "120"},
+        {"API_TOKENS": "ci-bot=ci-token-0123456789", "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "600"},
     )
     yield s
     stop_stack(s)

@@ -505,9 +505,15 @@ class DynamoOwners:
     def __init__(self, table: Table) -> None:
         self.t = table
 
+    # Items that stand for a resource before it exists (a presigned upload's intent).
+    _BEFORE = {"file": "UPLOAD"}
+
     def owner_of(self, kind: str, resource_id: str) -> int | None:
-        item = self.t.get(f"{kind.upper()}#{resource_id}", kind.upper())
-        return int(item["owner_id"]) if item and "owner_id" in item else None
+        for entity in (kind.upper(), self._BEFORE.get(kind)):
+            item = self.t.get(f"{entity}#{resource_id}", entity) if entity else None
+            if item and "owner_id" in item:
+                return int(item["owner_id"])
+        return None
 
 
 class DynamoRateLimiter:
@@ -572,15 +578,17 @@ class DynamoAudioFiles(_OwnedRepository):
         now = time.time()
         if first_only:
             cond = "attribute_exists(PK) AND #st = :uploaded AND attribute_not_exists(task_id)"
+            values: dict[str, Any] = {":uploaded": "uploaded"}
         else:
             cond = "attribute_exists(PK) AND (#st <> :processing OR lease_until < :now)"
+            values = {":processing": "processing", ":now": now}
         item = self.t.update(
             *self._key(file_id),
             {"status": "processing", "task_id": task_id, "progress": 0, "message": "Queued",
              "lease_until": now + lease_s},
             condition=cond,
             names={"#st": "status"},
-            values={":uploaded": "uploaded", ":processing": "processing", ":now": now},
+            values=values,
             remove=("error", "run_started"),
         )  # fmt: skip
         return AudioFile.model_validate(item) if item else None

@@ -402,6 +402,27 @@ class AudioService:
         _, key = self._artifact(actor, file_id, f"{name}.json")
         return json.loads(self.artifacts.get(key))
 
+    def waveform(self, actor: Principal, file_id: int, points: int) -> dict[str, Any]:
+        """The stored envelope, its buckets merged down to at most ``points``."""
+        data = self.visualization(actor, file_id, "waveform")
+        n = len(data["times"])
+        if points >= n:
+            return data
+        step = -(-n // points)
+        spans = [slice(i, i + step) for i in range(0, n, step)]
+        lo = [min(data["min"][s]) for s in spans]
+        hi = [max(data["max"][s]) for s in spans]
+        times = [sum(data["times"][s]) / len(data["times"][s]) for s in spans]
+        extreme = [b if abs(b) >= abs(a) else a for a, b in zip(lo, hi, strict=True)]
+        return {
+            **data,
+            "times": times,
+            "min": lo,
+            "max": hi,
+            "amplitudes": extreme,
+            "points": len(lo),
+        }
+
     def export_csv(self, actor: Principal, file_id: int) -> str:
         """One row per analysed frame, with its episode; the parameters in a header comment."""
         doc = self.result(actor, file_id)

@@ -2,8 +2,15 @@
 
 from fastapi import APIRouter
 
-from functions.api.routers import auth, health, projects, tags, users
+from functions.api.routers import audio, auth, health, projects, tags, users
 
 api_router = APIRouter()
-for _module in (health, auth, users, projects, tags):
-    api_router.include_router(_module.router)
+for _router in (
+    health.router,
+    auth.router,
+    users.router,
+    projects.router,
+    tags.router,
+    *audio.routers,
+):
+    api_router.include_router(_router)
