@@ -74,3 +74,22 @@ def wav_bytes(x: np.ndarray, sr: int, channels: int = 1) -> bytes:
         w.setframerate(sr)
         w.writeframes(pcm.tobytes())
     return buf.getvalue()
+
+
+def encode(x: np.ndarray, sr: int, fmt: str) -> bytes:
+    """Encode mono audio with PyAV's FFmpeg: mp3, flac, m4a (AAC) or ogg (Opus, 48 kHz only)."""
+    import av
+
+    container_fmt, codec = {"mp3": ("mp3", "libmp3lame"), "flac": ("flac", "flac"),
+                            "m4a": ("ipod", "aac"), "ogg": ("ogg", "libopus")}[fmt]  # fmt: skip
+    out = io.BytesIO()
+    with av.open(out, "w", format=container_fmt) as c:
+        stream = c.add_stream(codec, rate=sr, layout="mono")
+        pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")[None, :]
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()
