@@ -10,7 +10,8 @@ Pipeline, every parameter named in :class:`AnalysisParams` and stored with each 
    voiced when at least ``voiced_unit_fraction`` of its frames have an F0.
 3. **Cry episodes**: units closer than ``episode_gap`` form one episode; episodes
    shorter than ``min_episode`` or with less than ``min_episode_voicing`` of their
-   frames voiced are dropped. ``confidence`` is the episode's voiced-frame fraction.
+   sounding frames voiced are dropped. ``confidence`` is that voiced fraction: the
+   share of the episode's cry-unit frames in which Praat finds a pitch.
 4. Per-frame features inside episodes at ``time_step``: ``f0``; ``f1``-``f3`` (Burg,
    ``max_formant``); ``hnr`` (cross-correlation harmonicity); ``intensity``; and
    ``jitter``/``shimmer`` (local) measured over ``perturbation_window``-long windows
@@ -171,7 +172,8 @@ class Analyzer:
         for ep in episodes:
             i0, i1 = ep["units"][0]["i0"], ep["units"][-1]["i1"]
             ep.update(i0=i0, i1=i1, start=ep["units"][0]["start"], end=ep["units"][-1]["end"])
-            ep["voicing"] = float(voiced[i0:i1].mean())
+            in_units = np.concatenate([voiced[u["i0"] : u["i1"]] for u in ep["units"]])
+            ep["voicing"] = float(in_units.mean())  # of the sounding (expiratory) frames
             if ep["end"] - ep["start"] >= p.min_episode and ep["voicing"] >= p.min_episode_voicing:
                 kept.append(ep)
         return kept

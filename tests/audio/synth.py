@@ -47,18 +47,18 @@ def cry(
 def pulse_train(
     sr: int, duration: float, f0: float, *, jitter: float, shimmer: float, seed: int = 1
 ) -> np.ndarray:
-    """Glottal pulses (damped resonances) whose periods and amplitudes vary at random by
-    the given relative amounts (local jitter/shimmer of roughly that size)."""
+    """Glottal pulses (damped resonances, placed with sub-sample precision) whose periods
+    and amplitudes vary at random by the given relative amounts."""
     rng = np.random.default_rng(seed)
     x = np.zeros(int(duration * sr))
-    pulse_t = np.arange(int(0.02 * sr)) / sr
-    pulse = np.exp(-pulse_t * 900) * np.sin(2 * np.pi * 1200 * pulse_t)
+    span = int(0.02 * sr)
     t = 0.01
     while t < duration - 0.03:
-        i = int(t * sr)
+        i = int(np.ceil(t * sr))
+        local = (i + np.arange(span)) / sr - t  # exact time since this pulse
         a = 1 + shimmer * rng.standard_normal()
-        n = min(len(pulse), len(x) - i)
-        x[i : i + n] += a * pulse[:n]
+        n = min(span, len(x) - i)
+        x[i : i + n] += a * (np.exp(-local * 900) * np.sin(2 * np.pi * 1200 * local))[:n]
         t += (1 / f0) * (1 + jitter * rng.standard_normal())
     return 0.5 * x / np.max(np.abs(x))
 
