@@ -10,7 +10,7 @@ MINISTACK_VERSION := 1.5.33
 EXTRAS ?= api,analysis,local,dev
 ENV ?= dev
 
-.PHONY: install dev test lint format unit integration e2e bench clean-data
+.PHONY: install system-packages dev test lint format unit integration e2e bench clean-data
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,12 +23,20 @@ $(MS)/.installed:
 	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)"
 	touch $@
 
+# System packages the tests use (espeak-ng speaks the ASR and analysis test data).
+SYSTEM_PACKAGES := espeak-ng
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; fi
+
 install: $(VENV)/.installed $(MS)/.installed
 
 dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher
 	$(BIN)/python -m functions.local
 
-test: install lint  ## every test: unit, integration (emulator), end-to-end (local stack)
+test: install system-packages lint  ## every test: unit, integration (emulator), end-to-end (local stack)
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
@@ -50,6 +58,7 @@ e2e: install
 
 bench: install
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/analysis.py
 
 clean-data:  ## forget all local data (users, projects, objects): asks first
 	@read -p "Delete .crucible/ (all local data)? [y/N] " a && [ "$$a" = y ] && rm -rf .crucible

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,76 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
+def _perturbation(
+    sound: Any, points: Any, t0: float, t1: float, p: AnalysisParams
+) -> tuple[float, float]:
+    """Praat's jitter (local) and shimmer (local) of the pulses in [t0, t1]; NaN when
+    there are too few."""
+    args = (t0, t1, p.shortest_period, p.longest_period, p.max_period_factor)
+    try:
+        jitter = call(points, "Get jitter (local)", *args)
+    except parselmouth.PraatError:
+        jitter = math.nan
+    try:
+        shimmer = call([sound, points], "Get shimmer (local)", *args, p.max_amplitude_factor)
+    except parselmouth.PraatError:
+        shimmer = math.nan
+    return jitter, shimmer
+
+
+def _episode_features(
+    x: np.ndarray, sr: int, offset: float, times: np.ndarray, start: float, end: float,
+    p: AnalysisParams, max_formant: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Formants, HNR and per-window jitter/shimmer of one episode (runs in a worker)."""
+    sound = parselmouth.Sound(x, sampling_frequency=sr, start_time=offset)
+    frames: dict[str, np.ndarray] = {}
+    formant = sound.to_formant_burg(time_step=p.time_step, max_number_of_formants=p.n_formants,
+                                    maximum_formant=max_formant)  # fmt: skip
+    fx = np.array(formant.xs())
+    for n in (1, 2, 3):
+        values = call(formant, "To Matrix", n).values[0].astype(float)
+        values[values <= 0] = np.nan
+        frames[f"f{n}"] = _on_grid(times, fx, values)
+    hnr = sound.to_harmonicity_cc(time_step=p.time_step, minimum_pitch=p.pitch_floor)
+    hv = hnr.values[0].astype(float)
+    hv[hv <= -199] = np.nan  # Praat's "undefined"
+    frames["hnr"] = _on_grid(times, np.array(hnr.xs()), hv)
+    pitch = sound.to_pitch_ac(
+        time_step=p.time_step, pitch_floor=p.pitch_floor, pitch_ceiling=p.pitch_ceiling
+    )
+    points = call([sound, pitch], "To PointProcess (cc)")
+    frames["jitter"] = np.full(len(times), np.nan)
+    frames["shimmer"] = np.full(len(times), np.nan)
+    for w0 in np.arange(start, end, p.perturbation_window):
+        w1 = min(w0 + p.perturbation_window, end)
+        sel = (times >= w0) & (times < w1)
+        if sel.any():
+            frames["jitter"][sel], frames["shimmer"][sel] = _perturbation(sound, points, w0, w1, p)
+    jitter, shimmer = _perturbation(sound, points, start, end, p)
+    return {"frames": frames, "jitter_local": jitter, "shimmer_local": shimmer}
+
+
+def _map(fn: Callable, jobs: list[tuple], workers: int, sr: int) -> list[Any]:
+    """``fn`` over ``jobs``, in worker processes when it pays (over ~30 s of audio) and
+    the platform allows it (Lambda has no /dev/shm: there it runs inline)."""
+    audio_s = sum(len(j[0]) for j in jobs) / sr
+    if workers > 1 and len(jobs) > 1 and audio_s > 30:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            ctx = multiprocessing.get_context("spawn")  # safe from a threaded server
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+                # biggest first, so the last job to finish is a short one
+                order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+                futures = {i: pool.submit(fn, *jobs[i]) for i in order}
+                return [futures[i].result() for i in range(len(jobs))]
+        except (OSError, PermissionError, NotImplementedError):
+            pass
+    return [fn(*j) for j in jobs]
+
+
 class Analyzer:
     """Runs the pipeline over one mono signal."""
 
@@ -133,7 +204,6 @@ class Analyzer:
         f0[f0 <= 0] = np.nan
         intensity = self.sound.to_intensity(minimum_pitch=p.pitch_floor, time_step=p.time_step)
         level = _on_grid(t, intensity.xs(), intensity.values[0])
-        self.pitch = pitch
         return {"time": t, "f0": f0, "intensity": level}
 
     # --- units and episodes -----------------------------------------------------
@@ -180,67 +250,40 @@ class Analyzer:
 
     # --- features ---------------------------------------------------------------
     def features(
-        self, c: dict[str, np.ndarray], episodes: list[dict[str, Any]], progress: Progress
+        self,
+        c: dict[str, np.ndarray],
+        episodes: list[dict[str, Any]],
+        progress: Progress,
+        workers: int,
     ) -> None:
-        p, t = self.p, c["time"]
+        """Formants, HNR and perturbation for each episode — independent, so spread over
+        ``workers`` processes when there is enough audio to repay starting them."""
+        t = c["time"]
+        for name in ("f1", "f2", "f3", "hnr", "jitter", "shimmer"):
+            c[name] = np.full(len(t), np.nan)
         if not episodes:
             return
-        formant = self.sound.to_formant_burg(
-            time_step=p.time_step,
-            max_number_of_formants=p.n_formants,
-            maximum_formant=self.max_formant,
-        )
-        fx = np.array(formant.xs())
-        for n in (1, 2, 3):
-            matrix = call(formant, "To Matrix", n)
-            values = matrix.values[0].astype(float)
-            values[values <= 0] = np.nan
-            c[f"f{n}"] = _on_grid(t, fx, values)
-        progress(60, "Formants measured")
-        hnr = self.sound.to_harmonicity_cc(time_step=p.time_step, minimum_pitch=p.pitch_floor)
-        hv = hnr.values[0].astype(float)
-        hv[hv <= -199] = np.nan  # Praat's "undefined"
-        c["hnr"] = _on_grid(t, np.array(hnr.xs()), hv)
-        progress(70, "Harmonicity measured")
-        self.points = call([self.sound, self.pitch], "To PointProcess (cc)")
-        c["jitter"] = np.full(len(t), np.nan)
-        c["shimmer"] = np.full(len(t), np.nan)
-        w = p.perturbation_window
+        margin = 0.1  # context for Praat's analysis windows at the edges
+        jobs = []
         for ep in episodes:
-            ep["jitter_local"] = self._jitter(ep["start"], ep["end"])
-            ep["shimmer_local"] = self._shimmer(ep["start"], ep["end"])
-            for w0 in np.arange(ep["start"], ep["end"], w):
-                w1 = min(w0 + w, ep["end"])
-                sel = (t >= w0) & (t < w1) & np.isfinite(c["f0"])
-                if sel.any():
-                    c["jitter"][sel] = self._jitter(w0, w1)
-                    c["shimmer"][sel] = self._shimmer(w0, w1)
-        progress(85, "Jitter and shimmer measured")
-
-    def _jitter(self, t0: float, t1: float) -> float:
-        p = self.p
-        try:
-            return call(
-                self.points,
-                "Get jitter (local)",
-                t0,
-                t1,
-                p.shortest_period,
-                p.longest_period,
-                p.max_period_factor,
+            a = max(0, int((ep["start"] - margin) * self.sr))
+            b = min(len(self.x), int((ep["end"] + margin) * self.sr))
+            jobs.append((self.x[a:b], self.sr, a / self.sr, t[ep["i0"] : ep["i1"]], ep["start"], ep["end"],
+                         self.p, self.max_formant))  # fmt: skip
+        for k, (ep, out) in enumerate(
+            zip(episodes, _map(_episode_features, jobs, workers, self.sr), strict=True)
+        ):
+            for name, values in out["frames"].items():
+                c[name][ep["i0"] : ep["i1"]] = values
+            ep["jitter_local"], ep["shimmer_local"] = out["jitter_local"], out["shimmer_local"]
+            progress(
+                45 + int(40 * (k + 1) / len(episodes)),
+                f"Features of episode {k + 1}/{len(episodes)}",
             )
-        except parselmouth.PraatError:
-            return math.nan
-
-    def _shimmer(self, t0: float, t1: float) -> float:
-        p = self.p
-        try:
-            return call(
-                [self.sound, self.points], "Get shimmer (local)", t0, t1,
-                p.shortest_period, p.longest_period, p.max_period_factor, p.max_amplitude_factor,
-            )  # fmt: skip
-        except parselmouth.PraatError:
-            return math.nan
+        # jitter/shimmer are only defined on voiced frames
+        unvoiced = ~np.isfinite(c["f0"])
+        c["jitter"][unvoiced] = np.nan
+        c["shimmer"][unvoiced] = np.nan
 
     # --- results -----------------------------------------------------------------
     def unit_record(self, u: dict[str, Any]) -> dict[str, Any]:
@@ -277,8 +320,10 @@ def analyze(
     sample_rate: int,
     params: AnalysisParams | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """Seed 001's ``result_data``: episodes, per-frame features, statistics and cry units."""
+    """Seed 001's ``result_data``: episodes, per-frame features, statistics and cry units.
+    ``workers``: processes for the per-episode features (default: every core)."""
     params = params or AnalysisParams()
     report = progress or (lambda _pct, _msg: None)
     if samples.size < int(sample_rate * 0.064):  # Praat needs a few pitch periods
@@ -290,7 +335,7 @@ def analyze(
     report(35, "Pitch and intensity measured")
     episodes = az.segment(c)
     report(45, f"{len(episodes)} cry episode(s) detected")
-    az.features(c, episodes, report)
+    az.features(c, episodes, report, workers or os.cpu_count() or 1)
 
     result: dict[str, Any] = {
         "cry_episodes": [],
