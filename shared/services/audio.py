@@ -25,7 +25,8 @@ from typing import IO, Any
 from shared.errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.events import ProgressEvent, event_id_for
 from shared.models import AudioFile, Page, Principal, Tag, UploadIntent, utcnow
-from shared.ports import EventBus, ObjectStore, TagRepository
+from shared.ports import AudioFileRepository, EventBus, ObjectStore, TagRepository
+from shared.services.push import PushService
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,12 @@ def _safe_name(name: str | None, fallback: str) -> str:
 class AudioService:
     def __init__(
         self,
-        files: Any,  # DynamoAudioFiles
+        files: AudioFileRepository,
         tags: TagRepository,
         uploads: ObjectStore,
         artifacts: ObjectStore,
         bus: EventBus,
-        push: Any,  # PushService
+        push: PushService,
         *,
         max_bytes: int,
     ) -> None:
