@@ -7,10 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 MS := .ministack
 MINISTACK_VERSION := 1.5.33
-EXTRAS ?= api,analysis,local,dev
+EXTRAS ?= api,analysis,local,infra,dev
 ENV ?= dev
 
-.PHONY: install system-packages dev test lint format unit integration e2e bench clean-data
+.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench clean-data
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,14 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+# CDK (Python app, offline synth; the CLI comes from npm, pinned to what this library accepts)
+CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 npx --yes aws-cdk@2.1148.1
+synth: $(VENV)/.installed  ## templates for ENV=dev|staging|prod (cdk-nag runs; findings fail it)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet -c env=$(ENV)
+
+deploy: $(VENV)/.installed  ## needs AWS credentials and Docker (image assets)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c env=$(ENV) --require-approval broadening
 
 bench: install
 	$(BIN)/python bench/cold_start.py

@@ -1,0 +1,169 @@
+"""AWS Batch: a VPC, a GPU EC2 environment (trainers) and a CPU Fargate environment
+(evaluator), their queues, and a job definition per container that exists.
+
+Each job type is data (``JOBS``); a definition appears once its folder has a
+Dockerfile, so adding the next container is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aws_cdk as cdk
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs import nag
+from infra.packaging import ROOT
+from shared.settings import ResourceNames
+
+if TYPE_CHECKING:
+    from infra.stacks import DataRefs
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    folder: str  # the image asset's folder (its Dockerfile)
+    queue: str  # "gpu" or "cpu"
+    vcpus: float
+    memory_mib: int
+    gpus: int = 0
+
+
+JOBS = (
+    JobType("trainer", "containers/gpu-trainer", "gpu", vcpus=4, memory_mib=15_000, gpus=1),
+    JobType("evaluator", "containers/evaluator", "cpu", vcpus=2, memory_mib=4096),
+)
+
+
+class Batch(Construct):
+    def __init__(
+        self, scope: Construct, id: str, *, env: EnvironmentConfig, names: ResourceNames, data: DataRefs,
+        tracking_uri: str,
+    ) -> None:  # fmt: skip
+        super().__init__(scope, id)
+        self.vpc = ec2.Vpc(
+            self, "Vpc", max_azs=2, nat_gateways=1,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(name="jobs", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+            ],
+        )  # fmt: skip
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=env.retention)
+        self.vpc.add_flow_log(
+            "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
+        )
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+
+        self.gpu_env = batch.ManagedEc2EcsComputeEnvironment(
+            self, "GpuEnv", vpc=self.vpc, vpc_subnets=subnets,
+            instance_classes=[ec2.InstanceClass[c.upper()] for c in env.gpu_instance_classes],
+            use_optimal_instance_classes=False, minv_cpus=0, maxv_cpus=env.gpu_max_vcpus, spot=env.spot,
+            allocation_strategy=(batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED if env.spot
+                                 else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
+        )  # fmt: skip
+        self.cpu_env = batch.FargateComputeEnvironment(
+            self,
+            "CpuEnv",
+            vpc=self.vpc,
+            vpc_subnets=subnets,
+            maxv_cpus=env.cpu_max_vcpus,
+            spot=env.spot,
+        )
+        self.queues = {
+            "gpu": batch.JobQueue(self, "GpuQueue", job_queue_name=f"crucible-{env.name}-gpu",
+                                  compute_environments=[batch.OrderedComputeEnvironment(
+                                      compute_environment=self.gpu_env, order=1)]),
+            "cpu": batch.JobQueue(self, "CpuQueue", job_queue_name=f"crucible-{env.name}-cpu",
+                                  compute_environments=[batch.OrderedComputeEnvironment(
+                                      compute_environment=self.cpu_env, order=1)]),
+        }  # fmt: skip
+
+        # Separate roles: the agent pulls images and writes logs (execution); the job
+        # itself reads its spec and writes progress, checkpoints and metrics (job).
+        self.execution_role = iam.Role(
+            self, "ExecutionRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+        )
+        self.job_role = iam.Role(
+            self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+        )
+        data.table.grant_read_write_data(self.job_role)
+        data.uploads.grant_read(self.job_role)
+        data.artifacts.grant_read_write(self.job_role)
+        data.internal_secret.grant_read(self.job_role)
+        self.job_role.add_to_policy(iam.PolicyStatement(
+            actions=["sagemaker-mlflow:*"], resources=[tracking_uri]))  # fmt: skip
+        self.job_logs = logs.LogGroup(self, "JobLogs", retention=env.retention)
+        self.job_logs.grant_write(self.execution_role)
+        self.definitions: dict[str, batch.EcsJobDefinition] = {}
+        environment = {
+            "CRUCIBLE_STAGE": env.name, "CRUCIBLE_TABLE_NAME": names.table,
+            "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket, "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
+            "CRUCIBLE_MLFLOW_TRACKING_URI": tracking_uri,
+        }  # fmt: skip
+        for job in JOBS:
+            if (ROOT / job.folder / "Dockerfile").exists():
+                self.definitions[job.name] = self._definition(env, job, environment)
+
+        nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+            "The Batch instance role as AWS defines it for ECS container instances.")  # fmt: skip
+        nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
+            "Batch's service-linked permissions as AWS defines them.")  # fmt: skip
+        nag(
+            self,
+            "IAM5[Action::sagemaker-mlflow:*]",
+            "Jobs log runs, metrics and artifacts to this one tracking server.",
+        )
+        nag(
+            self,
+            "IAM5[Action::s3:GetObject*]",
+            "Jobs read datasets and checkpoints through the CDK grant.",
+        )
+        nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")
+        nag(self, "IAM5[Action::s3:List*]", "Jobs list dataset and checkpoint prefixes.")
+        nag(self, "IAM5[Action::s3:DeleteObject*]", "Jobs replace their own checkpoints.")
+        nag(self, "IAM5[Action::s3:Abort*]", "Multipart checkpoint uploads can be aborted.")
+        nag(self, "IAM5[Resource::*]", "Instance-role and flow-log actions that take no resource.")
+        arn = f"arn:<AWS::Partition>:dynamodb:{env.region}:<AWS::AccountId>:table/{names.table}"
+        nag(self, f"IAM5[Resource::{arn}/index/*]", "Jobs query the table's GSIs.")
+        for bucket in (names.uploads_bucket, names.artifacts_bucket):
+            nag(
+                self,
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
+                "Objects of Crucible's own bucket.",
+            )
+
+    def _definition(
+        self, env: EnvironmentConfig, job: JobType, environment: dict
+    ) -> batch.EcsJobDefinition:
+        image = ecs.ContainerImage.from_asset(str(ROOT / job.folder))
+        logging = ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs)
+        if job.queue == "gpu":
+            container = batch.EcsEc2ContainerDefinition(
+                self, f"{job.name}Container", image=image, cpu=job.vcpus, gpu=job.gpus,
+                memory=cdk.Size.mebibytes(job.memory_mib), job_role=self.job_role,
+                execution_role=self.execution_role, environment=environment, logging=logging,
+            )  # fmt: skip
+        else:
+            container = batch.EcsFargateContainerDefinition(
+                self, f"{job.name}Container", image=image, cpu=job.vcpus,
+                memory=cdk.Size.mebibytes(job.memory_mib), job_role=self.job_role,
+                execution_role=self.execution_role, environment=environment, logging=logging,
+            )  # fmt: skip
+        return batch.EcsJobDefinition(
+            self, f"{job.name}Definition", job_definition_name=f"crucible-{env.name}-{job.name}",
+            container=container, timeout=cdk.Duration.hours(env.job_timeout_hours), retry_attempts=3,
+            retry_strategies=[
+                batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+            ],
+            parameters={"job_id": "unset"},
+        )  # fmt: skip

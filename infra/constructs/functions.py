@@ -1,0 +1,166 @@
+"""Crucible's Lambda functions, each with its own least-privilege role, log group,
+Powertools settings and X-Ray tracing. Adding a function is one ``add`` call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import packaging
+from infra.config import EnvironmentConfig
+from infra.constructs import nag
+from shared.settings import ResourceNames
+
+if TYPE_CHECKING:
+    from infra.stacks import DataRefs
+
+ROOT = packaging.ROOT
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        env: EnvironmentConfig,
+        names: ResourceNames,
+        data: DataRefs,
+    ) -> None:
+        super().__init__(scope, id)
+        self.env, self.names, self.data = env, names, data
+        self.all: list[lambda_.Function] = []
+        self._code = lambda_.Code.from_asset(packaging.code())
+        core = lambda_.LayerVersion(
+            self, "CoreDeps", code=lambda_.Code.from_asset(packaging.layer("events")),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11], description="shared/ dependencies",
+        )  # fmt: skip
+        api = lambda_.LayerVersion(
+            self, "ApiDeps", code=lambda_.Code.from_asset(packaging.layer("api")),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11], description="API dependencies",
+        )  # fmt: skip
+
+        self.api = self.add(
+            "Api", "functions.api.handler.handler", layers=[api], memory=1024, timeout=29
+        )
+        self.websocket = self.add("WebSocket", "functions.events.websocket.handler", layers=[core])
+        self.s3_object = self.add(
+            "ObjectCreated", "functions.events.s3_object.handler", layers=[core]
+        )
+        self.batch_state = self.add(
+            "BatchState", "functions.events.batch_state.handler", layers=[core]
+        )
+        self.stream_push = self.add(
+            "StreamPush", "functions.events.stream_push.handler", layers=[core]
+        )
+        self.analysis = self.add(
+            "Analysis", None, memory=3008, timeout=900,
+            image=lambda_.DockerImageCode.from_image_asset(
+                str(ROOT), file="functions/events/analysis.Dockerfile",
+                exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
+            ),
+        )  # fmt: skip
+        # Event handlers resolve routes' module names to these functions.
+        self.by_module = {
+            "functions.events.s3_object": self.s3_object,
+            "functions.events.batch_state": self.batch_state,
+            "functions.events.analysis": self.analysis,
+        }
+
+        table, uploads, artifacts = data.table, data.uploads, data.artifacts
+        for fn in self.all:
+            table.grant_read_write_data(fn)
+            data.jwt_secret.grant_read(fn)
+        uploads.grant_read_write(self.api)
+        uploads.grant_delete(self.api)
+        artifacts.grant_read(self.api)
+        artifacts.grant_delete(self.api)
+        uploads.grant_read(self.analysis)
+        artifacts.grant_read_write(self.analysis)
+        artifacts.grant_delete(self.analysis)
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[cdk.Stack.of(self).format_arn(service="events", resource="event-bus",
+                                                           resource_name=names.event_bus)],
+            )
+        )  # fmt: skip
+        arn = f"arn:<AWS::Partition>:dynamodb:{env.region}:<AWS::AccountId>:table/{names.table}"
+        nag(
+            self, f"IAM5[Resource::{arn}/index/*]", "grant_read_write_data covers the table's GSIs."
+        )
+        for bucket in (names.uploads_bucket, names.artifacts_bucket):
+            nag(
+                self,
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
+                "Objects of Crucible's own bucket.",
+            )
+        nag(
+            self,
+            "IAM5[Action::s3:GetObject*]",
+            "Object reads through the CDK grant (GetObject, -Version, -Tagging).",
+        )
+        nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")
+        nag(
+            self,
+            "IAM5[Action::s3:List*]",
+            "Listing within the two buckets (prefix deletes, exports).",
+        )
+        nag(
+            self,
+            "IAM5[Action::s3:DeleteObject*]",
+            "Deleting a file removes its object and every result under its prefix.",
+        )
+        nag(self, "IAM5[Action::s3:Abort*]", "Aborting multipart uploads started through the API.")
+        nag(
+            self,
+            "IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords take no resource.",
+        )
+        nag(
+            self,
+            "L1",
+            "Pinned to Python 3.11, the interpreter the code and its tests run on locally.",
+        )
+
+    def add(
+        self, id: str, handler: str | None, *, layers: list | None = None, memory: int = 512,
+        timeout: int = 30, image: lambda_.DockerImageCode | None = None,
+    ) -> lambda_.Function:  # fmt: skip
+        env, names = self.env, self.names
+        log_group = logs.LogGroup(
+            self, f"{id}Logs",
+            retention=env.retention,
+            removal_policy=cdk.RemovalPolicy.RETAIN if env.retain else cdk.RemovalPolicy.DESTROY,
+        )  # fmt: skip
+        role = iam.Role(self, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        log_group.grant_write(role)
+        environment = {
+            "CRUCIBLE_STAGE": env.name,
+            "CRUCIBLE_TABLE_NAME": names.table,
+            "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket,
+            "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
+            "CRUCIBLE_JWT_SECRET_ARN": self.data.jwt_secret.secret_arn,
+            "CRUCIBLE_CORS_ORIGINS": ",".join(env.cors_origins),
+            "POWERTOOLS_SERVICE_NAME": f"crucible-{id.lower()}",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_METRICS_NAMESPACE": "Crucible",
+        }
+        common = dict(
+            memory_size=memory, timeout=cdk.Duration.seconds(timeout), role=role, log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE, environment=environment, architecture=lambda_.Architecture.X86_64,
+        )  # fmt: skip
+        if image is not None:
+            fn = lambda_.DockerImageFunction(self, id, code=image, **common)
+        else:
+            fn = lambda_.Function(
+                self, id, runtime=lambda_.Runtime.PYTHON_3_11, handler=handler, code=self._code,
+                layers=layers or [], **common,
+            )  # fmt: skip
+        self.all.append(fn)
+        return fn

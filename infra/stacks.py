@@ -1,0 +1,88 @@
+"""The stack set of one environment: data (kept across app redeploys) and app."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as ddb
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs import nag
+from infra.constructs.api import RestApi, WebSocketApi
+from infra.constructs.batch import Batch
+from infra.constructs.events import Events
+from infra.constructs.functions import Functions
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.state import State
+from infra.constructs.storage import Storage
+from infra.constructs.tracking import Tracking
+from shared.adapters.dynamodb import TABLE_SCHEMA
+from shared.settings import ResourceNames
+
+
+class DataStack(cdk.Stack):
+    """Buckets, table and secrets: what must outlive any deployment of the app."""
+
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        names = ResourceNames.for_stage(config.name)
+        self.storage = Storage(self, "Storage", env=config, names=names)
+        self.state = State(self, "State", env=config, names=names)
+        nag(
+            self,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's own custom resource that turns on the uploads bucket's EventBridge notifications.",
+        )
+
+
+class DataRefs:
+    """The data stack's resources as the app stack sees them: buckets and table by name
+    (so grants read as plain ARNs), the secrets and the table's stream by reference."""
+
+    def __init__(self, scope: Construct, names: ResourceNames, data: DataStack) -> None:
+        self.table = ddb.Table.from_table_attributes(
+            scope, "Table", table_name=names.table, table_stream_arn=data.state.table.table_stream_arn,
+            global_indexes=list(TABLE_SCHEMA["indexes"]),
+        )  # fmt: skip
+        self.uploads = s3.Bucket.from_bucket_name(scope, "Uploads", names.uploads_bucket)
+        self.artifacts = s3.Bucket.from_bucket_name(scope, "Artifacts", names.artifacts_bucket)
+        self.jwt_secret = data.storage.jwt_secret
+        self.internal_secret = data.storage.internal_secret
+
+
+class AppStack(cdk.Stack):
+    """Functions, APIs, event wiring, Batch, MLflow and alarms."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, config: EnvironmentConfig, data: DataStack, **kwargs
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.add_dependency(data)
+        names = ResourceNames.for_stage(config.name)
+        refs = DataRefs(self, names, data)
+        self.functions = Functions(self, "Functions", env=config, names=names, data=refs)
+        self.api = RestApi(self, "Rest", env=config, functions=self.functions)
+        self.websocket = WebSocketApi(self, "WebSocket", env=config, functions=self.functions)
+        self.events = Events(
+            self, "Events", stage=config.name, names=names, functions=self.functions, data=refs
+        )
+        self.tracking = Tracking(self, "Tracking", env=config, data=refs)
+        self.batch = Batch(
+            self, "Batch", env=config, names=names, data=refs, tracking_uri=self.tracking.uri
+        )
+        self.monitoring = Monitoring(self, "Monitoring", env=config, functions=self.functions, events=self.events,
+                                     api=self.api)  # fmt: skip
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url)
+        cdk.CfnOutput(self, "WebSocketUrl", value=self.websocket.stage.url)
+        cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking.uri)
+
+
+def environment_stacks(app: cdk.App, config: EnvironmentConfig) -> tuple[DataStack, AppStack]:
+    env = cdk.Environment(account=config.account, region=config.region)
+    data = DataStack(app, f"crucible-{config.name}-data", config=config, env=env)
+    stack = AppStack(app, f"crucible-{config.name}-app", config=config, data=data, env=env)
+    for s in (data, stack):
+        cdk.Tags.of(s).add("app", "crucible")
+        cdk.Tags.of(s).add("environment", config.name)
+    return data, stack
