@@ -58,7 +58,6 @@ class AppStack(cdk.Stack):
         self, scope: Construct, id: str, *, config: EnvironmentConfig, data: DataStack, **kwargs
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        self.add_dependency(data)
         names = ResourceNames.for_stage(config.name)
         refs = DataRefs(self, names, data)
         self.functions = Functions(self, "Functions", env=config, names=names, data=refs)
