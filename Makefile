@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
+# boto3 at MiniStack's botocore version: Lambdas it runs (e.g. CDK's custom resources in a
+# local `cdk deploy`) find boto3 as they would in AWS's Python runtime.
 $(MS)/.installed:
 	$(PY) -m venv $(MS)
-	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)"
+	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)" "boto3==1.43.106"
 	touch $@
 
 # System packages the tests use (espeak-ng speaks the ASR and analysis test data).
