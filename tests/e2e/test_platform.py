@@ -193,11 +193,13 @@ def test_rate_limit_headers_and_429(stack, alice):
     limit = int(first.headers["X-RateLimit-Limit"])
     assert int(first.headers["X-RateLimit-Remaining"]) < limit
     assert int(first.headers["X-RateLimit-Reset"]) > time.time()
-    statuses = [alice.http.get("/tags/").status_code for _ in range(limit)]
-    assert statuses[0] == 200 and statuses[-1] == 429
-    over = alice.http.get("/tags/")
-    assert over.status_code == 429 and over.json()["code"] == "RATE_LIMIT_EXCEEDED"
-    assert over.headers["X-RateLimit-Remaining"] == "0"
+    # Windows are fixed minutes: if one ends mid-run the count restarts, so allow two.
+    for _ in range(2 * limit + 2):
+        r = alice.http.get("/tags/")
+        if r.status_code != 200:
+            break
+    assert r.status_code == 429 and r.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert r.headers["X-RateLimit-Remaining"] == "0" and int(r.headers["Retry-After"]) > 0
 
 
 def test_restart_keeps_data(tmp_path):
