@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field, field_validator
 from shared.models import utcnow
 
 EventKind = Literal["progress", "log", "validation", "status", "error", "checkpoint"]
-MessageFormat = Literal["crucible", "seed000", "seed003"]
 FORMATS: tuple[str, ...] = ("crucible", "seed000", "seed003")
 
 TOPIC_RE = re.compile(r"^(user|job|file|workflow|dataset|submission):[A-Za-z0-9_-]{1,64}$")

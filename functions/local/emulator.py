@@ -62,10 +62,14 @@ class Emulator:
             "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
         }
         env.pop("AWS_ENDPOINT_URL", None)
-        log = open(self.state_dir / "ministack.log", "ab")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen(
-            [self.executable], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.state_dir / "ministack.log", "ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [self.executable],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._pidfile.write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

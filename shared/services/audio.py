@@ -380,7 +380,9 @@ class AudioService:
         )
 
     # --- results -------------------------------------------------------------------------
-    def _artifact(self, actor: Principal, file_id: int, name: str) -> tuple[AudioFile, str]:
+    def result_location(
+        self, actor: Principal, file_id: int, name: str = "result.json"
+    ) -> tuple[AudioFile, str]:
         f = self.get(actor, file_id)
         if not f.result_prefix:
             raise NotFound(
@@ -390,17 +392,12 @@ class AudioService:
             )
         return f, f.result_prefix + name
 
-    def result_location(
-        self, actor: Principal, file_id: int, name: str = "result.json"
-    ) -> tuple[AudioFile, str]:
-        return self._artifact(actor, file_id, name)
-
     def result(self, actor: Principal, file_id: int) -> dict[str, Any]:
-        _, key = self._artifact(actor, file_id, "result.json")
+        _, key = self.result_location(actor, file_id, "result.json")
         return json.loads(self.artifacts.get(key))
 
     def visualization(self, actor: Principal, file_id: int, name: str) -> dict[str, Any]:
-        _, key = self._artifact(actor, file_id, f"{name}.json")
+        _, key = self.result_location(actor, file_id, f"{name}.json")
         return json.loads(self.artifacts.get(key))
 
     def waveform(self, actor: Principal, file_id: int, points: int) -> dict[str, Any]:

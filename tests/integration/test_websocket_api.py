@@ -12,7 +12,6 @@ import zipfile
 import pytest
 import websockets
 
-from functions.events.runtime import logger  # noqa: F401 - the handler's own import chain
 from shared.events import ProgressEvent
 from shared.models import Subscription
 from shared.wiring import build

@@ -28,7 +28,7 @@ from functions.api.schemas import (
     UploadOut,
 )
 from shared.errors import CrucibleError, InvalidInput
-from shared.models import AudioFile
+from shared.models import AudioFile, Principal
 from shared.services.audio import MAX_BATCH
 from shared.wiring import Container
 
@@ -202,7 +202,7 @@ def status(file_id: int, principal: CurrentUser, c: Services) -> AnalysisStatusO
     )
 
 
-def _result_doc(c: Container, principal, file_id: int, name: str = "result.json"):
+def _result_doc(c: Container, principal: Principal, file_id: int, name: str = "result.json"):
     _, key = c.audio.result_location(principal, file_id, name)
     if c.artifacts.size(key) > INLINE_LIMIT:
         return None, RedirectResponse(c.artifacts.presign_get(key), status_code=307)
