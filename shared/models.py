@@ -127,3 +127,34 @@ class UploadIntent(BaseModel):
     key: str
     original_filename: str
     recording_start_time: datetime | None = None
+
+
+JobStatus = Literal["pending", "queued", "running", "stopping", "completed", "failed", "stopped"]
+
+
+class TrainingJob(BaseModel):
+    """A training run (seed 002's TrainingJob; seed 000's run and seed 003's workflow)."""
+
+    id: int
+    owner_id: int
+    framework: str
+    model_name: str
+    task_type: str
+    dataset_id: str | None = None
+    project_id: int | None = None
+    experiment_name: str | None = None
+    epochs: int = 1
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    advanced_config: dict = Field(default_factory=dict)
+    status: JobStatus = "pending"
+    primary_metric: str | None = None
+    primary_metric_mode: Literal["max", "min"] = "max"
+    current_epoch: int = 0
+    total_epochs: int = 1
+    mlflow_run_id: str | None = None
+    runner_job_id: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None

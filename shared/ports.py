@@ -126,4 +126,15 @@ class RateLimiter(Protocol):
 
 
 class EventBus(Protocol):
-    def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+    def publish(self, detail_type: str, detail: dict[str, Any], *, source: str = ...) -> None: ...
+
+
+class JobRunner(Protocol):
+    """Runs a container entrypoint for a job id: AWS Batch, or a local subprocess that
+    reports the same "Batch Job State Change" events."""
+
+    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
+        """Start the job; returns the runner's own job id."""
+
+    def terminate(self, runner_job_id: str, reason: str) -> None:
+        """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""

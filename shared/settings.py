@@ -43,6 +43,11 @@ class ResourceNames:
     events_queue: str
     events_dlq: str
     event_bus: str
+    gpu_queue: str
+    cpu_queue: str
+
+    def job_definition(self, job_type: str) -> str:
+        return self.table.removesuffix("-data") + f"-{job_type}"
 
     @classmethod
     def for_stage(cls, stage: str) -> ResourceNames:
@@ -54,6 +59,8 @@ class ResourceNames:
             events_queue=f"{p}-events",
             events_dlq=f"{p}-events-dlq",
             event_bus="default",
+            gpu_queue=f"{p}-gpu",
+            cpu_queue=f"{p}-cpu",
         )
 
 
@@ -111,6 +118,13 @@ class Settings(BaseSettings):
     # Request limits (seed 003's plans); 0 turns the limiter off.
     rate_limit_per_minute: int = Field(300, ge=0)
 
+    # Where jobs run: AWS Batch (SubmitJob/TerminateJob) or local subprocesses that
+    # report the same "Batch Job State Change" events.
+    job_runner: Literal["local", "batch"] = "local"
+    job_stop_grace_s: int = Field(
+        30, ge=1, le=120, description="SIGTERM -> SIGKILL, as Batch's stop timeout"
+    )
+
     # Local all-in-one mode.
     data_dir: str = ".crucible"
     mlflow_tracking_uri: str | None = None
@@ -163,6 +177,8 @@ class Settings(BaseSettings):
             events_queue=self.events_queue or d.events_queue,
             events_dlq=d.events_dlq,
             event_bus=d.event_bus,
+            gpu_queue=d.gpu_queue,
+            cpu_queue=d.cpu_queue,
         )
 
 

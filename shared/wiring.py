@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
+    from shared.services.jobs import JobStates
     from shared.services.push import PushService
 
 
@@ -135,6 +136,13 @@ class Container:
             self.push,
             max_bytes=self.settings.max_audio_bytes,
         )
+
+    @cached_property
+    def jobs(self) -> JobStates:
+        from shared.adapters.dynamodb import DynamoJobs
+        from shared.services.jobs import JobStates
+
+        return JobStates(DynamoJobs(self.table))
 
     @cached_property
     def push(self) -> PushService:

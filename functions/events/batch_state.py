@@ -1,9 +1,11 @@
-"""AWS Batch "Batch Job State Change" (via EventBridge): tell a job's followers.
+"""AWS Batch "Batch Job State Change" (via EventBridge): move the job's state forward
+and tell its followers.
 
 Batch jobs carry Crucible's job id as the ``job_id`` parameter (the contract the
-job runners share, locally and on AWS). Each Batch status becomes one ``status``
-event on ``job:<id>``; replays collapse onto the same event id, and a status
-Batch reports late or twice never produces a second message.
+job runners share, locally and on AWS). Each Batch status advances the job through
+the forward-only state machine (shared/services/jobs.py) and becomes one ``status``
+event on ``job:<id>``; replays collapse onto the same event id, and a status Batch
+reports late or twice changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     if status in TERMINAL:
         data["status"] = "completed" if status == "SUCCEEDED" else "failed"
         data["message"] = detail.get("statusReason") or f"Batch job {status.lower()}"
+    if str(job_id).isdigit():
+        job = c.jobs.on_batch_state(int(job_id), status, detail.get("statusReason"))
+        if job is not None:
+            data["job_status"] = job.status
+            if job.status == "stopped":  # a stop was asked for: that is how it ended
+                data.update(status="stopped", message="Training job stopped")
     published = c.push.publish(
         ProgressEvent(
             topic=f"job:{job_id}",

@@ -79,10 +79,10 @@ class Batch(Construct):
             spot=env.spot,
         )
         self.queues = {
-            "gpu": batch.JobQueue(self, "GpuQueue", job_queue_name=f"crucible-{env.name}-gpu",
+            "gpu": batch.JobQueue(self, "GpuQueue", job_queue_name=names.gpu_queue,
                                   compute_environments=[batch.OrderedComputeEnvironment(
                                       compute_environment=self.gpu_env, order=1)]),
-            "cpu": batch.JobQueue(self, "CpuQueue", job_queue_name=f"crucible-{env.name}-cpu",
+            "cpu": batch.JobQueue(self, "CpuQueue", job_queue_name=names.cpu_queue,
                                   compute_environments=[batch.OrderedComputeEnvironment(
                                       compute_environment=self.cpu_env, order=1)]),
         }  # fmt: skip
@@ -111,7 +111,7 @@ class Batch(Construct):
         }  # fmt: skip
         for job in JOBS:
             if (ROOT / job.folder / "Dockerfile").exists():
-                self.definitions[job.name] = self._definition(env, job, environment)
+                self.definitions[job.name] = self._definition(env, names, job, environment)
 
         nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
             "The Batch instance role as AWS defines it for ECS container instances.")  # fmt: skip
@@ -142,7 +142,7 @@ class Batch(Construct):
             )
 
     def _definition(
-        self, env: EnvironmentConfig, job: JobType, environment: dict
+        self, env: EnvironmentConfig, names: ResourceNames, job: JobType, environment: dict
     ) -> batch.EcsJobDefinition:
         image = ecs.ContainerImage.from_asset(str(ROOT / job.folder))
         logging = ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs)
@@ -159,7 +159,7 @@ class Batch(Construct):
                 execution_role=self.execution_role, environment=environment, logging=logging,
             )  # fmt: skip
         return batch.EcsJobDefinition(
-            self, f"{job.name}Definition", job_definition_name=f"crucible-{env.name}-{job.name}",
+            self, f"{job.name}Definition", job_definition_name=names.job_definition(job.name),
             container=container, timeout=cdk.Duration.hours(env.job_timeout_hours), retry_attempts=3,
             retry_strategies=[
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),

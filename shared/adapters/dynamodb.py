@@ -14,6 +14,7 @@ tag             ``TAG#<id>``                  ``TAG``                     ``OWNE
 tag-name lock   ``TAGNAME#<uid>#<lower name>`` ``TAGNAME``                -                              -
 audio file      ``FILE#<id>``                 ``FILE``                    ``OWNER#<uid>#FILE``           ``<id:012>``
 upload intent   ``UPLOAD#<file id>``          ``UPLOAD``                  -                              -
+training job    ``JOB#<id>``                  ``JOB``                     ``OWNER#<uid>#JOB``            ``<id:012>``
 connection      ``CONN#<connection id>``      ``CONN``                    -                              -
 subscription    ``TOPIC#<topic>``             ``CONN#<connection id>``    ``CONN#<connection id>``       ``TOPIC#<topic>``
 event           ``EVENTS#<topic>``            ``<iso time>#<event id>``   -                              -
@@ -57,6 +58,7 @@ from shared.models import (
     Project,
     Subscription,
     Tag,
+    TrainingJob,
     UploadIntent,
     User,
 )
@@ -644,3 +646,46 @@ class DynamoAudioFiles(_OwnedRepository):
 
     def drop_intent(self, file_id: int) -> None:
         self.t.delete(f"UPLOAD#{file_id}", "UPLOAD")
+
+
+class DynamoJobs(_OwnedRepository):
+    """Training jobs. ``transition`` is the only way status changes: one conditional
+    update that succeeds only from the states the caller allows."""
+
+    entity = "job"
+
+    def create(self, job: TrainingJob) -> TrainingJob:
+        job = job.model_copy(update={"id": self.t.next_id("job")})
+        self.t.put_new(self._item(job.id, job.owner_id, job.model_dump(mode="json")))
+        return job
+
+    def get(self, job_id: int) -> TrainingJob | None:
+        item = self._get(job_id)
+        return TrainingJob.model_validate(item) if item else None
+
+    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[TrainingJob]:
+        total, rows = self._page(owner_id, skip, limit)
+        return Page[TrainingJob](total=total, items=[TrainingJob.model_validate(r) for r in rows])
+
+    def transition(
+        self,
+        job_id: int,
+        to: str,
+        allowed_from: frozenset[str],
+        fields: dict[str, Any] | None = None,
+    ) -> TrainingJob | None:
+        names = {"#st": "status"}
+        values = {f":from{i}": s for i, s in enumerate(sorted(allowed_from))}
+        cond = f"#st IN ({', '.join(values)})"
+        item = self.t.update(
+            *self._key(job_id),
+            {"status": to, **json.loads(json.dumps(fields or {}, default=str))},
+            condition=cond,
+            names=names,
+            values=values,
+        )
+        return TrainingJob.model_validate(item) if item else None
+
+    def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None:
+        item = self.t.update(*self._key(job_id), json.loads(json.dumps(fields, default=str)))
+        return TrainingJob.model_validate(item) if item else None

@@ -13,11 +13,11 @@ class EventBridgeBus:
         self.client = client
         self.bus = bus
 
-    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+    def publish(self, detail_type: str, detail: dict[str, Any], *, source: str = SOURCE) -> None:
         out = self.client.put_events(
             Entries=[
                 {
-                    "Source": SOURCE,
+                    "Source": source,
                     "DetailType": detail_type,
                     "Detail": json.dumps(detail),
                     "EventBusName": self.bus,

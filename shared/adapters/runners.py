@@ -1,0 +1,114 @@
+"""Job runners: AWS Batch, and local subprocesses with the same contract.
+
+The contract a job container gets either way: the Crucible job id (Batch parameter
+``job_id``, and ``--job-id`` on the command line), the ``CRUCIBLE_*`` settings and the
+AWS endpoint in its environment; SIGTERM means stop (save a checkpoint, exit).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BATCH_EVENT = "Batch Job State Change"
+LOCAL_SOURCE = "crucible.local-batch"
+
+
+class BatchJobRunner:
+    def __init__(self, client: Any, *, queues: dict[str, str], definitions: dict[str, str]) -> None:
+        self.client = client
+        self.queues = queues
+        self.definitions = definitions
+
+    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
+        out = self.client.submit_job(
+            jobName=f"crucible-{job_type}-{job_id}",
+            jobQueue=self.queues[queue],
+            jobDefinition=self.definitions[job_type],
+            parameters={"job_id": job_id},
+            containerOverrides={"environment": [{"name": "CRUCIBLE_JOB_ID", "value": job_id}]},
+        )
+        return out["jobId"]
+
+    def terminate(self, runner_job_id: str, reason: str) -> None:
+        self.client.terminate_job(jobId=runner_job_id, reason=reason[:256])
+
+
+class LocalJobRunner:
+    """Runs ``command + ["--job-id", id]`` as a subprocess and publishes the Batch
+    state changes it goes through (SUBMITTED ... RUNNING, SUCCEEDED or FAILED) to
+    EventBridge, where the same rule and handler as in AWS pick them up."""
+
+    def __init__(self, bus: Any, commands: dict[str, list[str]], *, env: dict[str, str], log_dir: Path,
+                 grace_s: int) -> None:  # fmt: skip
+        self.bus = bus
+        self.commands = commands
+        self.env = env
+        self.log_dir = log_dir
+        self.grace_s = grace_s
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def _emit(
+        self, runner_id: str, job_id: str, job_type: str, queue: str, status: str, **extra: Any
+    ) -> None:
+        detail = {
+            "jobId": runner_id, "jobName": f"crucible-{job_type}-{job_id}", "jobQueue": queue,
+            "status": status, "parameters": {"job_id": job_id}, "createdAt": int(time.time() * 1000), **extra,
+        }  # fmt: skip
+        self.bus.publish(BATCH_EVENT, detail, source=LOCAL_SOURCE)
+
+    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
+        if job_type not in self.commands:
+            raise ValueError(f"no local command for '{job_type}' jobs")
+        runner_id = f"local-{uuid.uuid4().hex[:12]}"
+        for status in ("SUBMITTED", "RUNNABLE", "STARTING"):
+            self._emit(runner_id, job_id, job_type, queue, status)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{runner_id}.log", "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603 - the configured job command
+                [*self.commands[job_type], "--job-id", job_id],
+                env={**os.environ, **self.env, "CRUCIBLE_JOB_ID": job_id},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        with self._lock:
+            self._procs[runner_id] = proc
+        self._emit(runner_id, job_id, job_type, queue, "RUNNING", startedAt=int(time.time() * 1000))
+        threading.Thread(
+            target=self._watch, args=(runner_id, job_id, job_type, queue, proc), daemon=True
+        ).start()
+        return runner_id
+
+    def _watch(
+        self, runner_id: str, job_id: str, job_type: str, queue: str, proc: subprocess.Popen
+    ) -> None:
+        code = proc.wait()
+        with self._lock:
+            self._procs.pop(runner_id, None)
+        status = "SUCCEEDED" if code == 0 else "FAILED"
+        reason = "Essential container in task exited" if code == 0 else (
+            f"Job killed by signal {-code}" if code < 0 else f"Essential container in task exited (exit code {code})"
+        )  # fmt: skip
+        self._emit(runner_id, job_id, job_type, queue, status, statusReason=reason,
+                   container={"exitCode": code}, stoppedAt=int(time.time() * 1000))  # fmt: skip
+
+    def terminate(self, runner_job_id: str, reason: str) -> None:
+        with self._lock:
+            proc = self._procs.get(runner_job_id)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+
+        def escalate() -> None:
+            try:
+                proc.wait(self.grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        threading.Thread(target=escalate, daemon=True).start()

@@ -1,0 +1,130 @@
+"""Training jobs' forward-only state machine, driven by "Batch Job State Change" events
+from a real local job runner (subprocesses) through EventBridge and the dispatcher."""
+
+import json
+import sys
+import time
+import uuid
+
+import pytest
+
+from functions.events import batch_state
+from functions.local.dispatcher import Dispatcher
+from shared.adapters.dynamodb import DynamoJobs
+from shared.adapters.runners import LocalJobRunner
+from shared.models import TrainingJob
+
+pytestmark = pytest.mark.integration
+
+FAKE_JOB = r"""
+import os, signal, sys, time
+mode = os.environ.get("FAKE_MODE", "ok")
+signal.signal(signal.SIGTERM, lambda *_: (print("checkpoint saved on SIGTERM", flush=True), sys.exit(0)))
+print("job", sys.argv[sys.argv.index("--job-id") + 1], "env", os.environ["CRUCIBLE_JOB_ID"], flush=True)
+if mode == "crash":
+    sys.exit(3)
+if mode == "long":
+    time.sleep(60)
+"""
+
+
+@pytest.fixture(scope="module")
+def dispatcher(container):
+    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
+    yield d
+    d.stop()
+
+
+def new_job(container) -> TrainingJob:
+    return DynamoJobs(container.table).create(
+        TrainingJob(
+            id=0,
+            owner_id=1,
+            framework="timm",
+            model_name="resnet18",
+            task_type="image_classification",
+        )
+    )
+
+
+def batch_event(job_id, status, batch_id="b-1", reason=None):
+    detail = {"jobId": batch_id, "status": status, "parameters": {"job_id": str(job_id)}}
+    if reason:
+        detail["statusReason"] = reason
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Batch Job State Change",
+            "source": "aws.batch", "detail": detail}  # fmt: skip
+
+
+def test_states_only_move_forward(container):
+    job = new_job(container)
+    for status in ("SUBMITTED", "RUNNABLE", "RUNNING", "RUNNING", "SUCCEEDED"):
+        batch_state.handle(batch_event(job.id, status), container)
+    done = container.jobs.jobs.get(job.id)
+    assert done.status == "completed" and done.started_at and done.completed_at
+    for late in ("RUNNABLE", "RUNNING", "FAILED"):  # replayed or out of order: nothing moves
+        batch_state.handle(batch_event(job.id, late, batch_id="b-late"), container)
+    assert container.jobs.jobs.get(job.id).status == "completed"
+
+
+def test_a_job_asked_to_stop_ends_stopped_and_a_crash_fails(container):
+    job = new_job(container)
+    batch_state.handle(batch_event(job.id, "RUNNING"), container)
+    assert container.jobs.advance(job.id, "stopping").status == "stopping"
+    assert container.jobs.advance(job.id, "running") is None  # never back
+    batch_state.handle(batch_event(job.id, "FAILED", reason="Terminated by user"), container)
+    assert container.jobs.jobs.get(job.id).status == "stopped"
+
+    other = new_job(container)
+    batch_state.handle(batch_event(other.id, "RUNNING", batch_id="b-2"), container)
+    batch_state.handle(
+        batch_event(other.id, "FAILED", batch_id="b-2", reason="exit code 137"), container
+    )
+    failed = container.jobs.jobs.get(other.id)
+    assert failed.status == "failed" and failed.error == "exit code 137"
+
+
+def wait_for(container, job_id, statuses, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = container.jobs.jobs.get(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stayed {job.status}")
+
+
+@pytest.fixture
+def runner(container, tmp_path, monkeypatch):
+    def make(mode):
+        monkeypatch.setenv("FAKE_MODE", mode)
+        return LocalJobRunner(container.bus, {"trainer": [sys.executable, "-c", FAKE_JOB]},
+                              env={}, log_dir=tmp_path, grace_s=5)  # fmt: skip
+
+    return make
+
+
+@pytest.mark.parametrize(("mode", "final"), [("ok", "completed"), ("crash", "failed")])
+def test_local_runner_reports_like_batch(container, dispatcher, runner, tmp_path, mode, final):
+    job = new_job(container)
+    run = runner(mode)
+    runner_id = run.submit(str(job.id), job_type="trainer", queue="gpu")
+    done = wait_for(container, job.id, {final})
+    assert done.started_at is not None
+    log = (tmp_path / f"{runner_id}.log").read_text()
+    assert f"job {job.id} env {job.id}" in log
+    if mode == "crash":
+        assert "exit code 3" in done.error
+
+
+def test_local_runner_stops_with_sigterm(container, dispatcher, runner, tmp_path):
+    job = new_job(container)
+    run = runner("long")
+    runner_id = run.submit(str(job.id), job_type="trainer", queue="gpu")
+    wait_for(container, job.id, {"running"})
+    container.jobs.advance(job.id, "stopping")
+    run.terminate(runner_id, "Stopped by user")
+    assert wait_for(container, job.id, {"stopped"}).status == "stopped"
+    assert "checkpoint saved on SIGTERM" in (tmp_path / f"{runner_id}.log").read_text()
+    events = container.push.events.recent(f"job:{job.id}", limit=20)
+    assert [e.data["batch_status"] for e in events][-1] == "SUCCEEDED"
+    assert json.dumps(events[-1].data).count("stopped") >= 1
