@@ -158,3 +158,27 @@ class TrainingJob(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     completed_at: datetime | None = None
+
+
+class Dataset(BaseModel):
+    """An uploaded dataset archive and what ingestion found in it (seeds 002 and 003)."""
+
+    id: str
+    owner_id: int
+    name: str
+    description: str | None = None
+    format: str = "auto"
+    visibility: Literal["private", "public"] = "private"
+    project_id: int | None = None
+    status: Literal["uploading", "processing", "ready", "failed"] = "processing"
+    error: str | None = None
+    key: str
+    file_count: int = 0
+    total_size_bytes: int = 0
+    archive_bytes: int = 0
+    num_classes: int = 0
+    class_distribution: dict[str, int] = Field(default_factory=dict)
+    splits: dict[str, int] = Field(default_factory=dict)
+    extra: dict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -34,6 +34,7 @@ def _object_created(prefix: str | None = None) -> Callable[[ResourceNames], dict
 ROUTES: tuple[EventRoute, ...] = (
     EventRoute("object-created", "functions.events.s3_object", _object_created()),
     EventRoute("audio-uploaded", "functions.events.analysis", _object_created("audio/")),
+    EventRoute("dataset-uploaded", "functions.events.datasets", _object_created("datasets/")),
     EventRoute(
         "analysis-requested",
         "functions.events.analysis",

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Seed 001's audio limit, enforced on every upload path (API, presigned, multipart).
     max_audio_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    # Dataset archives sent straight to S3 with a presigned POST.
+    max_dataset_bytes: int = Field(20 * 1024**3, ge=1024)
     # Request limits (seed 003's plans); 0 turns the limiter off.
     rate_limit_per_minute: int = Field(300, ge=0)
 

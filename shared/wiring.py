@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
+    from shared.services.datasets import DatasetService
     from shared.services.jobs import JobStates
     from shared.services.push import PushService
 
@@ -135,6 +136,19 @@ class Container:
             self.bus,
             self.push,
             max_bytes=self.settings.max_audio_bytes,
+        )
+
+    @cached_property
+    def datasets(self) -> DatasetService:
+        from shared.adapters.dynamodb import DynamoDatasets
+        from shared.services.datasets import DatasetService
+
+        s = self.settings
+        return DatasetService(
+            DynamoDatasets(self.table),
+            self.uploads,
+            max_bytes=s.max_request_bytes,
+            max_direct_bytes=s.max_dataset_bytes,
         )
 
     @cached_property

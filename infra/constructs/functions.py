@@ -58,6 +58,9 @@ class Functions(Construct):
         self.stream_push = self.add(
             "StreamPush", "functions.events.stream_push.handler", layers=[core]
         )
+        self.datasets = self.add(
+            "Datasets", "functions.events.datasets.handler", layers=[core], memory=2048, timeout=900
+        )
         self.analysis = self.add(
             "Analysis", None, memory=3008, timeout=900,
             image=lambda_.DockerImageCode.from_image_asset(
@@ -70,6 +73,7 @@ class Functions(Construct):
             "functions.events.s3_object": self.s3_object,
             "functions.events.batch_state": self.batch_state,
             "functions.events.analysis": self.analysis,
+            "functions.events.datasets": self.datasets,
         }
 
         table, uploads, artifacts = data.table, data.uploads, data.artifacts
@@ -81,6 +85,7 @@ class Functions(Construct):
         artifacts.grant_read(self.api)
         artifacts.grant_delete(self.api)
         uploads.grant_read(self.analysis)
+        uploads.grant_read(self.datasets)
         artifacts.grant_read_write(self.analysis)
         artifacts.grant_delete(self.analysis)
         self.api.add_to_role_policy(

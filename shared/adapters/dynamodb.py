@@ -15,6 +15,7 @@ tag-name lock   ``TAGNAME#<uid>#<lower name>`` ``TAGNAME``                -     
 audio file      ``FILE#<id>``                 ``FILE``                    ``OWNER#<uid>#FILE``           ``<id:012>``
 upload intent   ``UPLOAD#<file id>``          ``UPLOAD``                  -                              -
 training job    ``JOB#<id>``                  ``JOB``                     ``OWNER#<uid>#JOB``            ``<id:012>``
+dataset         ``DATASET#<uuid>``            ``DATASET``                 ``OWNER#<uid>#DATASET``        ``<created iso>#<uuid>``
 connection      ``CONN#<connection id>``      ``CONN``                    -                              -
 subscription    ``TOPIC#<topic>``             ``CONN#<connection id>``    ``CONN#<connection id>``       ``TOPIC#<topic>``
 event           ``EVENTS#<topic>``            ``<iso time>#<event id>``   -                              -
@@ -54,6 +55,7 @@ from shared.events import ProgressEvent
 from shared.models import (
     AudioFile,
     Connection,
+    Dataset,
     Page,
     Project,
     Subscription,
@@ -61,6 +63,7 @@ from shared.models import (
     TrainingJob,
     UploadIntent,
     User,
+    utcnow,
 )
 
 TABLE_SCHEMA: dict[str, Any] = {
@@ -689,3 +692,44 @@ class DynamoJobs(_OwnedRepository):
     def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None:
         item = self.t.update(*self._key(job_id), json.loads(json.dumps(fields, default=str)))
         return TrainingJob.model_validate(item) if item else None
+
+
+class DynamoDatasets:
+    """Datasets (string ids): ``DATASET#<id>``; listed per owner (GSI1) and for all (GSI2)
+    by creation time. ``finish`` records an ingestion once: only from uploading/processing."""
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    @staticmethod
+    def _key(dataset_id: str) -> tuple[str, str]:
+        return f"DATASET#{dataset_id}", "DATASET"
+
+    def create(self, d: Dataset) -> None:
+        order = f"{d.created_at.isoformat()}#{d.id}"
+        self.t.put_new(
+            {"PK": f"DATASET#{d.id}", "SK": "DATASET", "type": "dataset", **d.model_dump(mode="json"),
+             "GSI1PK": f"OWNER#{d.owner_id}#DATASET", "GSI1SK": order, "GSI2PK": "ALL#DATASET", "GSI2SK": order}
+        )  # fmt: skip
+
+    def get(self, dataset_id: str) -> Dataset | None:
+        item = self.t.get(*self._key(dataset_id))
+        return Dataset.model_validate(item) if item else None
+
+    def list(self, *, owner_id: int | None) -> list[Dataset]:
+        pk, index = (
+            (f"OWNER#{owner_id}#DATASET", "GSI1")
+            if owner_id is not None
+            else ("ALL#DATASET", "GSI2")
+        )
+        return [Dataset.model_validate(r) for r in self.t.query(pk, index=index, forward=False)]
+
+    def finish(self, dataset_id: str, fields: dict[str, Any]) -> Dataset | None:
+        item = self.t.update(
+            *self._key(dataset_id),
+            json.loads(json.dumps({**fields, "updated_at": utcnow()}, default=str)),
+            condition="#st IN (:up, :proc)",
+            names={"#st": "status"},
+            values={":up": "uploading", ":proc": "processing"},
+        )
+        return Dataset.model_validate(item) if item else None

@@ -107,7 +107,7 @@ def test_functions_are_traced_logged_and_configured(synth, env):
     handlers = {f["Properties"].get("Handler") for f in fns.values()}
     assert {"functions.api.handler.handler", "functions.events.websocket.handler",
             "functions.events.s3_object.handler", "functions.events.batch_state.handler",
-            "functions.events.stream_push.handler"} <= handlers  # fmt: skip
+            "functions.events.stream_push.handler", "functions.events.datasets.handler"} <= handlers  # fmt: skip
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
     assert len(images) == 1 and images[0]["Properties"]["Timeout"] == 900  # the analysis image
     for f in fns.values():
@@ -144,7 +144,7 @@ def test_iam_is_scoped(synth, env):
         if n.startswith("Functions")
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
-    assert len(ours) == 6 and len(set(roles)) == 6  # one role per function
+    assert len(ours) == 7 and len(set(roles)) == 7  # one role per function
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -186,7 +186,7 @@ def test_event_routes_and_stream(synth, env):
         fn = target["Arn"]["Fn::GetAtt"][0]
         module = route.handler.rsplit(".", 1)[1]
         assert fn.lower().startswith("functions" + {"s3_object": "objectcreated", "batch_state": "batchstate",
-                                                     "analysis": "analysis"}[module])  # fmt: skip
+                                                     "analysis": "analysis", "datasets": "datasets"}[module])  # fmt: skip
     t.has_resource_properties("AWS::Lambda::EventSourceMapping", {
         "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 3,
         "FunctionResponseTypes": ["ReportBatchItemFailures"], "StartingPosition": "LATEST",

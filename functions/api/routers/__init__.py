@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from functions.api.routers import audio, auth, health, projects, tags, users
+from functions.api.routers import audio, auth, datasets, health, projects, tags, users
 
 api_router = APIRouter()
 for _router in (
@@ -11,6 +11,7 @@ for _router in (
     users.router,
     projects.router,
     tags.router,
+    datasets.router,
     *audio.routers,
 ):
     api_router.include_router(_router)

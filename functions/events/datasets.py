@@ -1,0 +1,24 @@
+"""S3 "Object Created" under ``datasets/``: inspect a presigned dataset upload (safe
+extraction checks, format, statistics) and record it ready or failed, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+
+from functions.events.runtime import container, logger
+from shared.wiring import Container
+
+
+def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
+    obj = S3EventBridgeNotificationEvent(event).detail.object
+    d = c.datasets.ingest(obj.key, obj.size)
+    if d is None:
+        return {"status": "ignored", "key": obj.key}
+    return {"status": d.status, "dataset_id": d.id}
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, container())
