@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MS := .ministack
 MINISTACK_VERSION := 1.5.33
-EXTRAS ?= api,analysis,local,infra,dev
+EXTRAS ?= api,analysis,local,infra,trainer,dev
 ENV ?= dev
 
 .PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench clean-data

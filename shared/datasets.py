@@ -315,3 +315,22 @@ def validate(
         "issues": issues,
         "recommendations": advice,
     }
+
+
+def extract(source: str | IO[bytes], dest: str) -> str:
+    """Extract a dataset zip under ``dest`` with the same checks as :func:`inspect`;
+    returns the dataset root (inside a single wrapping folder, if there is one)."""
+    from pathlib import Path
+
+    base = Path(dest).resolve()
+    with zipfile.ZipFile(source) as zf:
+        files = _members(zf)
+        for info in files:
+            target = (base / info.filename).resolve()
+            if not target.is_relative_to(base):  # belt and braces after _members
+                raise InvalidDataset(f"Unsafe path in the archive: '{info.filename}'")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                out.write(src.read())
+        root = _strip_root([f.filename for f in files])
+    return str(base / root) if root else str(base)

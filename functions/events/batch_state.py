@@ -37,7 +37,11 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     data: dict[str, Any] = {"batch_status": status, "batch_job_id": batch_id}
     if status in TERMINAL:
         data["status"] = "completed" if status == "SUCCEEDED" else "failed"
-        data["message"] = detail.get("statusReason") or f"Batch job {status.lower()}"
+        data["message"] = (
+            "Training finished successfully."
+            if status == "SUCCEEDED"
+            else detail.get("statusReason") or "Batch job failed"
+        )
     if str(job_id).isdigit():
         job = c.jobs.on_batch_state(int(job_id), status, detail.get("statusReason"))
         if job is not None:

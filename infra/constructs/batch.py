@@ -144,7 +144,10 @@ class Batch(Construct):
     def _definition(
         self, env: EnvironmentConfig, names: ResourceNames, job: JobType, environment: dict
     ) -> batch.EcsJobDefinition:
-        image = ecs.ContainerImage.from_asset(str(ROOT / job.folder))
+        image = ecs.ContainerImage.from_asset(  # the repository is the context: the image needs shared/
+            str(ROOT), file=f"{job.folder}/Dockerfile",
+            exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
+        )  # fmt: skip
         logging = ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs)
         if job.queue == "gpu":
             container = batch.EcsEc2ContainerDefinition(
@@ -165,5 +168,5 @@ class Batch(Construct):
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
             ],
-            parameters={"job_id": "unset"},
+            parameters={"job_id": "unset"},  # SubmitJob sets it; the image's CMD passes Ref::job_id
         )  # fmt: skip

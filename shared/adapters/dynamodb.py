@@ -733,3 +733,28 @@ class DynamoDatasets:
             values={":up": "uploading", ":proc": "processing"},
         )
         return Dataset.model_validate(item) if item else None
+
+
+class DynamoJobRecords:
+    """What a running job reports, kept under its item: one metric row per epoch
+    (``JOB#<id>`` / ``METRIC#<epoch:06d>``) and log lines (``LOG#<time>#<n>``)."""
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def put_metrics(self, job_id: int, epoch: int, row: dict[str, Any]) -> None:
+        self.t.put({"PK": f"JOB#{job_id}", "SK": f"METRIC#{epoch:06d}", "type": "job_metric", "job_id": job_id,
+                    "epoch": epoch, **row, "created_at": utcnow().isoformat()})  # fmt: skip
+
+    def metrics(self, job_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self.t.query(f"JOB#{job_id}", sk_prefix="METRIC#", limit=limit))
+
+    def put_log(
+        self, job_id: int, n: int, level: str, message: str, log_type: str = "stdout"
+    ) -> None:
+        now = utcnow().isoformat()
+        self.t.put({"PK": f"JOB#{job_id}", "SK": f"LOG#{now}#{n:06d}", "type": "job_log", "job_id": job_id,
+                    "level": level, "message": message[:4000], "log_type": log_type, "created_at": now})  # fmt: skip
+
+    def logs(self, job_id: int, limit: int = 500) -> list[dict[str, Any]]:
+        return list(self.t.query(f"JOB#{job_id}", sk_prefix="LOG#", limit=limit))

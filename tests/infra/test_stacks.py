@@ -236,3 +236,19 @@ def test_alarms_reach_the_topic(synth):
     assert len(alarms) >= 8  # every function, the dead letters, the API's 5xx
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     app_(synth, "dev").resource_count_is("AWS::SNS::Subscription", 0)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_trainer_job_definition(synth, env):
+    t = app_(synth, env)
+    t.has_resource_properties("AWS::Batch::JobDefinition", {
+        "JobDefinitionName": f"crucible-{env}-trainer",
+        "Parameters": {"job_id": "unset"},
+        "RetryStrategy": {"Attempts": 3, "EvaluateOnExit": [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"}, {"Action": "EXIT", "OnReason": "*"}]},
+        "Timeout": Match.any_value(),
+        "ContainerProperties": Match.object_like({
+            "ResourceRequirements": Match.array_with([{"Type": "GPU", "Value": "1"}]),
+            "JobRoleArn": Match.any_value(), "ExecutionRoleArn": Match.any_value(),
+        }),
+    })  # fmt: skip
