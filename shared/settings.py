@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     job_stop_grace_s: int = Field(
         30, ge=1, le=120, description="SIGTERM -> SIGKILL, as Batch's stop timeout"
     )
+    local_trainer_path: str = (
+        "containers/gpu-trainer"  # where the local runner finds crucible_trainer
+    )
 
     # Local all-in-one mode.
     data_dir: str = ".crucible"

@@ -16,13 +16,14 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.adapters.dynamodb import Table
     from shared.adapters.push import LocalHub
-    from shared.ports import EventBus, Notifier, ObjectStore, RateLimiter
+    from shared.ports import EventBus, JobRunner, Notifier, ObjectStore, RateLimiter
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
     from shared.services.datasets import DatasetService
     from shared.services.jobs import JobStates
     from shared.services.push import PushService
+    from shared.services.training import TrainingService
 
 
 class Container:
@@ -149,6 +150,47 @@ class Container:
             self.uploads,
             max_bytes=s.max_request_bytes,
             max_direct_bytes=s.max_dataset_bytes,
+        )
+
+    @cached_property
+    def job_runner(self) -> JobRunner:
+        s = self.settings
+        if s.job_runner == "batch":
+            from shared.adapters.runners import BatchJobRunner
+
+            names = s.names
+            return BatchJobRunner(
+                self.client("batch"),
+                queues={"gpu": names.gpu_queue, "cpu": names.cpu_queue},
+                definitions={t: names.job_definition(t) for t in ("trainer", "evaluator")},
+            )
+        import sys
+        from pathlib import Path
+
+        from shared.adapters.runners import LocalJobRunner
+
+        trainer_path = str(Path(s.local_trainer_path).resolve())
+        return LocalJobRunner(
+            self.bus,
+            {"trainer": [sys.executable, "-m", "crucible_trainer"]},
+            env={"PYTHONPATH": trainer_path},
+            log_dir=Path(s.data_dir) / "jobs",
+            grace_s=s.job_stop_grace_s,
+        )
+
+    @cached_property
+    def training(self) -> TrainingService:
+        from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
+        from shared.services.training import TrainingService
+
+        # The runner is built on first start/stop: reading jobs needs no runner.
+        return TrainingService(
+            self.jobs,
+            DynamoJobs(self.table),
+            DynamoJobRecords(self.table),
+            self.datasets,
+            self.artifacts,
+            lambda: self.job_runner,
         )
 
     @cached_property

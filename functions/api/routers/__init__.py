@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from functions.api.routers import audio, auth, datasets, health, projects, tags, users
+from functions.api.routers import audio, auth, datasets, health, projects, tags, training, users
 
 api_router = APIRouter()
 for _router in (
@@ -12,6 +12,7 @@ for _router in (
     projects.router,
     tags.router,
     datasets.router,
+    training.router,
     *audio.routers,
 ):
     api_router.include_router(_router)

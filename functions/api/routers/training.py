@@ -1,0 +1,78 @@
+"""Seed 002's training routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from functions.api.deps import CurrentUser, Services
+from functions.api.schemas import ErrorOut, TrainingJobIn, TrainingJobOut
+
+router = APIRouter(prefix="/training", tags=["training"])
+_errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
+
+
+@router.post("/jobs", status_code=201, response_model=TrainingJobOut, responses=_errors)
+def create_job(body: TrainingJobIn, principal: CurrentUser, c: Services) -> TrainingJobOut:
+    meta = {"project_id": body.project_id, "experiment_name": body.experiment_name}
+    return TrainingJobOut.of(c.training.create(principal, body.config.model_dump(), meta))
+
+
+@router.post("/jobs/{job_id}/start", responses=_errors)
+def start_job(
+    job_id: int,
+    principal: CurrentUser,
+    c: Services,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
+) -> dict:
+    """Queue the job and submit its trainer; ``resume`` continues from its last
+    checkpoint, ``checkpoint_path`` from another one (an artifacts key)."""
+    job = c.training.start(principal, job_id, checkpoint_path=checkpoint_path, resume=resume)
+    return {"id": job.id, "status": job.status, "started_at": job.started_at}
+
+
+@router.get("/jobs/{job_id}", response_model=TrainingJobOut, responses=_errors)
+def get_job(job_id: int, principal: CurrentUser, c: Services) -> TrainingJobOut:
+    return TrainingJobOut.of(c.training.get(principal, job_id))
+
+
+@router.get("/jobs/{job_id}/metrics", responses=_errors)
+def job_metrics(
+    job_id: int,
+    principal: CurrentUser,
+    c: Services,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict]:
+    rows = c.training.metrics(principal, job_id, limit)
+    return [
+        {"id": r["epoch"], "job_id": job_id, "epoch": r["epoch"], "loss": r.get("loss"), "accuracy": r.get("accuracy"),
+         "learning_rate": r.get("learning_rate"), "extra_metrics": {"val_loss": r.get("val_loss"), **r.get("extra_metrics", {})},
+         "created_at": r.get("created_at")}
+        for r in rows
+    ]  # fmt: skip
+
+
+@router.get("/jobs/{job_id}/logs", responses=_errors)
+def job_logs(
+    job_id: int,
+    principal: CurrentUser,
+    c: Services,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    log_type: str | None = None,
+) -> list[dict]:
+    rows = c.training.logs(principal, job_id, limit, log_type)
+    return [{"id": i + 1, "job_id": job_id, "log_type": r.get("log_type", "stdout"),
+             "message": f"[{r['level']}] {r['message']}", "created_at": r["created_at"]}
+            for i, r in enumerate(rows)]  # fmt: skip
+
+
+@router.post("/stop/{job_id}", responses=_errors)
+def stop_job(job_id: int, principal: CurrentUser, c: Services) -> dict:
+    job = c.training.stop(principal, job_id)
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "message": "Stop signal sent; the job saves a checkpoint and stops",
+    }

@@ -1,0 +1,123 @@
+"""Training over HTTP and WebSocket against the local stack: a dataset upload, a timm
+job trained to completion with seed 003's messages on /ws/workflows/{id} and seed
+000's on /ws, metrics and logs; a job stopped mid-run and another resumed from its
+checkpoint."""
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+
+pytest.importorskip("timm")
+
+from tests import datasets as make
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def dataset(alice):
+    r = alice.http.post(
+        "/datasets", data={"name": "shapes"}, files=[("files", ("s.zip", make.imagefolder(12)))]
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def job(client, dataset, epochs):
+    r = client.http.post("/training/jobs", json={"experiment_name": "shapes", "config": {
+        "framework": "timm", "model_name": "resnet10t", "task_type": "image_classification",
+        "dataset_id": dataset["id"], "epochs": epochs, "batch_size": 8, "learning_rate": 0.003,
+        "advanced_config": {"image_size": 32}}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait(client, job_id, statuses, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = client.http.get(f"/training/jobs/{job_id}").json()
+        if j["status"] in statuses:
+            return j
+        time.sleep(0.5)
+    raise AssertionError(j)
+
+
+def test_train_to_completion_with_live_messages(stack, alice, dataset):
+    j = job(alice, dataset, epochs=3)
+    assert j["status"] == "pending" and j["primary_metric"] == "accuracy"
+
+    async def scenario():
+        wf = await websockets.connect(f"{stack.ws}/ws/workflows/{j['id']}?token={alice.token}")
+        legacy = await websockets.connect(f"{stack.ws}/ws?token={alice.token}&topic=job:{j['id']}")
+        started = alice.http.post(f"/training/jobs/{j['id']}/start")
+        assert started.status_code == 200 and started.json()["status"] == "queued"
+        seen, legacy_types = [], set()
+        while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
+            seen.append(json.loads(await asyncio.wait_for(wf.recv(), 240)))
+        for _ in range(200):
+            try:
+                legacy_types.add(json.loads(await asyncio.wait_for(legacy.recv(), 2))["type"])
+            except TimeoutError:
+                break
+        await wf.close()
+        await legacy.close()
+        return seen, legacy_types
+
+    seen, legacy_types = asyncio.run(scenario())
+    types = [m["type"] for m in seen]
+    assert types[-1] == "training_complete", types
+    assert {"training_progress", "checkpoint_saved"} <= set(types)
+    assert all(m["workflow_id"] == str(j["id"]) for m in seen)
+    assert {"progress", "log", "validation_result", "status"} <= legacy_types  # seed 000's messages
+    done = wait(alice, j["id"], {"completed"})
+    assert done["current_epoch"] == 3 and done["mlflow_run_id"] and done["completed_at"]
+    metrics = alice.http.get(f"/training/jobs/{j['id']}/metrics").json()
+    assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics[-1]["loss"] < metrics[0]["loss"]
+    logs = alice.http.get(f"/training/jobs/{j['id']}/logs").json()
+    assert any("Starting timm resnet10t" in row["message"] for row in logs)
+    again = alice.http.post(f"/training/jobs/{j['id']}/start")
+    assert again.status_code == 409 and again.json()["code"] == "INVALID_STATUS"
+
+
+def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
+    long = job(alice, dataset, epochs=200)
+    assert bob.http.post(f"/training/jobs/{long['id']}/start").status_code == 404
+    alice.http.post(f"/training/jobs/{long['id']}/start")
+    deadline = time.monotonic() + 180
+    while (
+        not alice.http.get(f"/training/jobs/{long['id']}/metrics").json()
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    stop = alice.http.post(f"/training/stop/{long['id']}")
+    assert stop.status_code == 200 and stop.json()["status"] == "stopping"
+    stopped = wait(alice, long["id"], {"stopped", "failed"})
+    assert stopped["status"] == "stopped"
+    assert alice.http.post(f"/training/stop/{long['id']}").status_code == 409
+    last = stopped["current_epoch"]
+
+    resumed = job(alice, dataset, epochs=last + 1)
+    missing = alice.http.post(
+        f"/training/jobs/{resumed['id']}/start", params={"checkpoint_path": "jobs/0/none.pt"}
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "CHECKPOINT_NOT_FOUND"
+    r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
+                        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
+    assert r.status_code == 200
+    assert wait(alice, resumed["id"], {"completed", "failed"})["status"] == "completed"
+    assert [
+        m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()
+    ] == [last + 1]
+
+
+def test_bad_requests(alice, dataset):
+    bad = alice.http.post("/training/jobs", json={"config": {"framework": "caffe", "model_name": "x",
+                                                             "dataset_id": dataset["id"]}})  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["field"] == "config.framework"
+    missing = alice.http.post("/training/jobs", json={"config": {"framework": "timm", "model_name": "x",
+                                                                 "dataset_id": "nope"}})  # fmt: skip
+    assert missing.status_code == 404 and missing.json()["code"] == "DATASET_NOT_FOUND"
+    assert alice.http.get("/training/jobs/999999").status_code == 404
