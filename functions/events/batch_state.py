@@ -51,7 +51,7 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     published = c.push.publish(
         ProgressEvent(
             topic=f"job:{job_id}",
-            kind="status",
+            kind="error" if data.get("status") == "failed" else "status",
             event_id=event_id_for("batch", batch_id, status),
             data=data,
         )

@@ -128,3 +128,22 @@ def test_local_runner_stops_with_sigterm(container, dispatcher, runner, tmp_path
     events = container.push.events.recent(f"job:{job.id}", limit=20)
     assert [e.data["batch_status"] for e in events][-1] == "SUCCEEDED"
     assert json.dumps(events[-1].data).count("stopped") >= 1
+
+
+def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runner):
+    import os
+    import signal
+
+    job = new_job(container)
+    run = runner("long")
+    rid = run.submit(str(job.id), job_type="trainer", queue="gpu")
+    wait_for(container, job.id, {"running"})
+    os.killpg(run._procs[rid].pid, signal.SIGKILL)  # an OOM kill or a lost host, not a stop
+    failed = wait_for(container, job.id, {"failed"})
+    assert "signal 9" in failed.error
+    last = container.push.events.recent(f"job:{job.id}", limit=20)[-1]
+    assert (
+        last.kind == "error"
+        and last.data["status"] == "failed"
+        and "signal 9" in last.data["message"]
+    )
