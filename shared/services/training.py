@@ -120,3 +120,81 @@ class TrainingService:
         self.get(actor, job_id)
         rows = self.records.logs(job_id, limit)
         return [r for r in rows if log_type is None or r.get("log_type") == log_type]
+
+
+# Seed 002's /models/list: what can be trained here (architectures built from config;
+# a local weights file can be named in advanced_config.weights).
+MODELS: list[dict[str, Any]] = [
+    {"model_name": name, "framework": "timm", "task_types": ["image_classification"], "default_image_size": size,
+     "parameters": params, "pretrained": False, "description": desc}
+    for name, size, params, desc in (
+        ("resnet10t", 224, "4.9M", "ResNet-10-T, a small ResNet for quick experiments"),
+        ("resnet18", 224, "11.7M", "ResNet-18 architecture"),
+        ("resnet50", 224, "25.6M", "ResNet-50 architecture"),
+        ("mobilenetv3_small_100", 224, "2.5M", "MobileNetV3 Small, for CPUs and edge devices"),
+        ("efficientnet_b0", 224, "5.3M", "EfficientNet-B0"),
+        ("vit_tiny_patch16_224", 224, "5.7M", "Vision Transformer, tiny"),
+        ("convnext_atto", 224, "3.7M", "ConvNeXt Atto"),
+    )
+]  # fmt: skip
+
+_OPTIMIZERS = [
+    {"value": "adamw", "label": "AdamW", "description": "Adam with decoupled weight decay"},
+    {"value": "adam", "label": "Adam", "description": "Adaptive Moment Estimation"},
+    {"value": "sgd", "label": "SGD", "description": "Stochastic Gradient Descent"},
+]
+CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
+    "timm": [
+        {"name": "optimizer.type", "type": "select", "label": "Optimizer", "description": "Optimization algorithm",
+         "default": "adamw", "options": _OPTIMIZERS},
+        {"name": "optimizer.learning_rate", "type": "number", "label": "Learning Rate",
+         "description": "Initial learning rate", "default": 0.001, "min": 1e-6, "max": 1.0, "step": 1e-5},
+        {"name": "weight_decay", "type": "number", "label": "Weight decay", "description": "AdamW weight decay",
+         "default": 0.01, "min": 0.0, "max": 1.0, "step": 0.001},
+        {"name": "image_size", "type": "number", "label": "Image size", "description": "Square input size, pixels",
+         "default": 224, "min": 16, "max": 1024, "step": 16},
+        {"name": "seed", "type": "number", "label": "Seed", "description": "Random seed", "default": 0,
+         "min": 0, "max": 2**31 - 1, "step": 1},
+        {"name": "weights", "type": "string", "label": "Local weights", "default": None,
+         "description": "Path of a local weights file (no downloads happen)"},
+    ],
+}  # fmt: skip
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "timm": {
+        "basic": {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3, "advanced_config": {"weight_decay": 0.01}},
+        "standard": {"epochs": 50, "batch_size": 64, "learning_rate": 5e-4, "advanced_config": {"weight_decay": 0.05}},
+        "aggressive": {"epochs": 100, "batch_size": 128, "learning_rate": 2e-3,
+                       "advanced_config": {"weight_decay": 0.1}},
+    },
+}  # fmt: skip
+
+
+def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
+    if framework not in FRAMEWORKS:
+        raise InvalidInput(f"framework must be one of {', '.join(FRAMEWORKS)}", field="framework")
+    task = task_type or FRAMEWORKS[framework]["task_types"][0]
+    if task not in FRAMEWORKS[framework]["task_types"]:
+        raise InvalidInput(
+            f"{framework} trains {', '.join(FRAMEWORKS[framework]['task_types'])}",
+            field="task_type",
+        )
+    return {"framework": framework, "task_type": task, "schema": {"fields": CONFIG_FIELDS[framework]},
+            "presets": PRESETS[framework]}  # fmt: skip
+
+
+def validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dict[str, Any]]:
+    """Seed 002's validation results, one per epoch, from the trainer's metric rows."""
+    out = []
+    for r in rows:
+        metric = job.primary_metric or "accuracy"
+        metrics = {
+            "accuracy": r.get("accuracy"),
+            **{k: v for k, v in (r.get("extra_metrics") or {}).items()},
+        }
+        out.append({
+            "id": r["epoch"], "epoch": r["epoch"], "task_type": job.task_type, "primary_metric_name": metric,
+            "primary_metric_value": metrics.get(metric), "overall_loss": r.get("val_loss"), "metrics": metrics,
+            "per_class_metrics": r.get("per_class", {}), "confusion_matrix": r.get("confusion_matrix", []),
+            "checkpoint_path": f"jobs/{job.id}/checkpoints/last.pt", "created_at": r.get("created_at"),
+        })  # fmt: skip
+    return out

@@ -78,6 +78,13 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics[-1]["loss"] < metrics[0]["loss"]
     logs = alice.http.get(f"/training/jobs/{j['id']}/logs").json()
     assert any("Starting timm resnet10t" in row["message"] for row in logs)
+    results = alice.http.get(f"/validation/results/{j['id']}").json()["results"]
+    assert [r["epoch"] for r in results] == [1, 2, 3] and results[-1][
+        "primary_metric_name"
+    ] == "accuracy"
+    assert set(results[-1]["per_class_metrics"]) == {"circle", "square"}
+    cm = results[-1]["confusion_matrix"]
+    assert len(cm) == 2 and sum(map(sum, cm)) == 8  # the validation split: 4 per class
     again = alice.http.post(f"/training/jobs/{j['id']}/start")
     assert again.status_code == 409 and again.json()["code"] == "INVALID_STATUS"
 
@@ -111,6 +118,21 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
     assert [
         m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()
     ] == [last + 1]
+
+
+def test_models_and_config_schema(alice):
+    models = alice.http.get("/models/list", params={"framework": "timm"}).json()
+    assert models["total"] >= 3 and all(m["framework"] == "timm" for m in models["models"])
+    schema = alice.http.get("/training/config-schema", params={"framework": "timm"}).json()
+    assert schema["task_type"] == "image_classification" and set(schema["presets"]) == {
+        "basic",
+        "standard",
+        "aggressive",
+    }
+    assert "optimizer.type" in [f["name"] for f in schema["schema"]["fields"]]
+    assert (
+        alice.http.get("/training/config-schema", params={"framework": "nope"}).status_code == 400
+    )
 
 
 def test_bad_requests(alice, dataset):

@@ -13,6 +13,7 @@ for _router in (
     tags.router,
     datasets.router,
     training.router,
+    training.models,
     *audio.routers,
 ):
     api_router.include_router(_router)

@@ -76,3 +76,35 @@ def stop_job(job_id: int, principal: CurrentUser, c: Services) -> dict:
         "status": job.status,
         "message": "Stop signal sent; the job saves a checkpoint and stops",
     }
+
+
+models = APIRouter(tags=["training"])
+
+
+@router.get("/config-schema", responses=_errors)
+def config_schema(framework: str, task_type: str | None = None) -> dict:
+    """The advanced settings a framework takes here, with basic/standard/aggressive presets."""
+    from shared.services.training import config_schema as schema
+
+    return schema(framework, task_type)
+
+
+@models.get("/models/list")
+def list_models(framework: str | None = None, task_type: str | None = None) -> dict:
+    from shared.services.training import MODELS
+
+    found = [m for m in MODELS if (framework is None or m["framework"] == framework)
+             and (task_type is None or task_type in m["task_types"])]  # fmt: skip
+    return {"models": found, "total": len(found)}
+
+
+@models.get("/validation/results/{job_id}", responses=_errors)
+def validation_results(job_id: int, principal: CurrentUser, c: Services) -> dict:
+    """Per-epoch validation: metrics, per-class precision/recall/F1/support, confusion matrix."""
+    from shared.services.training import validation_results as results
+
+    job = c.training.get(principal, job_id)
+    return {
+        "job_id": job_id,
+        "results": results(c.training.metrics(principal, job_id, 10_000), job),
+    }
