@@ -69,6 +69,7 @@ deploy: $(VENV)/.installed  ## needs AWS credentials and Docker (image assets)
 bench: install
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/analysis.py
+	$(BIN)/python bench/trainer_overhead.py
 
 clean-data:  ## forget all local data (users, projects, objects): asks first
 	@read -p "Delete .crucible/ (all local data)? [y/N] " a && [ "$$a" = y ] && rm -rf .crucible

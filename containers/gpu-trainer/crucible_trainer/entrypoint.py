@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import signal
 import tempfile
 import threading
@@ -21,25 +22,55 @@ log = logging.getLogger("crucible.trainer")
 
 
 class Checkpoints:
-    """Last and best checkpoints: written locally, then to ``jobs/<id>/checkpoints/``."""
+    """Last and best checkpoints, written locally and uploaded to ``jobs/<id>/checkpoints/``
+    by a background thread, so training never waits on S3 (``flush`` waits, at the end)."""
 
     def __init__(self, c: Any, job_id: int, work: Path, reporter: Reporter) -> None:
         self.c, self.work, self.reporter = c, work, reporter
         self.prefix = f"jobs/{job_id}/checkpoints/"
+        self._queue: queue.Queue = queue.Queue()
+        self._errors: list[BaseException] = []
+        threading.Thread(target=self._upload, daemon=True).start()
 
-    def save(self, state: dict, epoch: int, *, best: bool) -> str:
+    def save(self, state: dict, epoch: int, *, best: dict | None = None) -> str:
+        """Write ``state`` as last.pt (and ``best``, the best weights so far, as best.pt)."""
         import torch
 
-        local = self.work / "last.pt"
+        local = self.work / f"epoch-{epoch}.pt"
         torch.save(state, local)
-        key = self.prefix + "last.pt"
-        self.c.artifacts.put(key, local.read_bytes(), content_type="application/octet-stream")
-        if best:
-            self.c.artifacts.put(
-                self.prefix + "best.pt", local.read_bytes(), content_type="application/octet-stream"
-            )
-        self.reporter.on_checkpoint(key, epoch, best)
-        return key
+        best_local = None
+        if best is not None:
+            best_local = self.work / f"best-{epoch}.pt"
+            torch.save(best, best_local)
+        self._queue.put((local, epoch, best_local))
+        return self.prefix + "last.pt"
+
+    def _upload(self) -> None:
+        s3 = self.c.artifacts.client
+        bucket = self.c.settings.names.artifacts_bucket
+        while True:
+            local, epoch, best = self._queue.get()
+            try:
+                if (
+                    self._queue.qsize() == 0 or best
+                ):  # a newer "last" is already waiting: skip this one
+                    s3.upload_file(str(local), bucket, self.prefix + "last.pt")
+                    if best:
+                        s3.copy_object(Bucket=bucket, Key=self.prefix + "best.pt",
+                                       CopySource={"Bucket": bucket, "Key": self.prefix + "last.pt"})  # fmt: skip
+                    self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best)
+            except (
+                Exception
+            ) as exc:  # surfaced by flush(): a run whose checkpoints fail must not pass
+                self._errors.append(exc)
+            finally:
+                local.unlink(missing_ok=True)
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        self._queue.join()
+        if self._errors:
+            raise RuntimeError(f"checkpoint upload failed: {self._errors[0]}")
 
     def load(self, key: str) -> dict:
         import torch
@@ -99,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             task = TASKS.get(job.framework)
             if task is None:
                 raise ValueError(f"unknown framework '{job.framework}'")
-            outcome = task(job, root, reporter, Checkpoints(c, job.id, work, reporter), stop)
+            checkpoints = Checkpoints(c, job.id, work, reporter)
+            outcome = task(job, root, reporter, checkpoints, stop)
+            checkpoints.flush()
             reporter.log(f"Training {outcome}")
         except Exception as exc:
             log.exception("training failed")

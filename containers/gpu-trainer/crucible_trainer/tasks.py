@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
     val_loader = DataLoader(val_ds, batch_size=job.batch_size)
     loss_fn = torch.nn.CrossEntropyLoss()
     start, best = 1, -math.inf
+    # "last" is written at most every checkpoint_interval_s (and at the end, and on
+    # SIGTERM); the best weights wait in memory until then, so short epochs pay nothing.
+    interval = float(cfg.get("checkpoint_interval_s", 60))
+    best_weights: dict | None = None
+    last_save = time.monotonic()
     if cfg.get("resume_from"):
         state = checkpoints.load(cfg["resume_from"])
         model.load_state_dict(state["model"])
@@ -83,7 +89,7 @@ def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
         total, seen = 0.0, 0
         for step, (x, y) in enumerate(loader, 1):
             if stop.is_set():
-                checkpoints.save(state(epoch - 1), epoch - 1, best=False)
+                checkpoints.save(state(epoch - 1), epoch - 1, best=best_weights)
                 return "stopped"
             opt.zero_grad()
             loss = loss_fn(model(x), y)
@@ -105,9 +111,13 @@ def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
                 y_pred += out.argmax(1).tolist()
         val = {"val_loss": val_loss / max(n, 1), **classification_metrics(y_true, y_pred, classes)}
         reporter.on_epoch_end(epoch, total / max(seen, 1), val, lr)
-        improved = val["accuracy"] > best
-        best = max(best, val["accuracy"])
-        checkpoints.save(state(epoch), epoch, best=improved)
+        if val["accuracy"] > best:
+            best = val["accuracy"]
+            best_weights = {**state(epoch), "optimizer": None, "scheduler": None,
+                            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}  # fmt: skip
+        if epoch == job.total_epochs or time.monotonic() - last_save >= interval:
+            checkpoints.save(state(epoch), epoch, best=best_weights)
+            best_weights, last_save = None, time.monotonic()
     return "completed"
 
 
