@@ -41,12 +41,22 @@ class ProgressEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     event_id: str
     timestamp: datetime = Field(default_factory=utcnow)
+    # Further topics whose followers get it too, e.g. the owner's ``user:<id>`` (seed
+    # 000's /ws follows all of a user's training, not one job).
+    also: list[str] = Field(default_factory=list)
 
     @field_validator("topic")
     @classmethod
     def _topic(cls, v: str) -> str:
         if not TOPIC_RE.match(v):
             raise ValueError("topic must look like 'job:<id>', 'file:<id>' or 'user:<id>'")
+        return v
+
+    @field_validator("also")
+    @classmethod
+    def _also(cls, v: list[str]) -> list[str]:
+        for topic in v:
+            cls._topic(topic)
         return v
 
 

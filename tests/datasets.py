@@ -82,3 +82,24 @@ def ljspeech(n: int = 3) -> bytes:
     for i in range(n):
         files[f"wavs/LJ{i:03d}.wav"] = wav_bytes(cry(16000, 1.0, [(0.1, 0.9, 200 + 20 * i)]), 16000)
     return zip_of(files)
+
+
+def ljspeech_espeak(texts: list[str], tmp: str) -> bytes:
+    """LJSpeech layout of espeak-ng speech (16 kHz mono PCM)."""
+    import subprocess
+    from pathlib import Path
+
+    from shared.audio import decode
+
+    env = {"XDG_CONFIG_HOME": tmp, "XDG_RUNTIME_DIR": tmp, "PATH": "/usr/bin:/bin"}
+    files, rows = {}, []
+    for i, text in enumerate(texts):
+        raw = Path(tmp) / f"raw{i}.wav"
+        subprocess.run(
+            ["espeak-ng", "-w", str(raw), text], check=True, capture_output=True, env=env
+        )
+        samples, _, _ = decode(raw, 16_000)
+        files[f"wavs/LJ{i:03d}.wav"] = wav_bytes(samples, 16_000)
+        rows.append(f"LJ{i:03d}|{text}|{text}")
+    files["metadata.csv"] = "\n".join(rows).encode()
+    return zip_of(files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from functions.api import errors
-from functions.api.routers import api_router
+from functions.api.routers import api_router, seed000
 from shared.settings import Settings
 from shared.wiring import Container, build
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(seed000.router)  # seed 000 kept its own root paths
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

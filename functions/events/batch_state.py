@@ -42,8 +42,11 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
             if status == "SUCCEEDED"
             else detail.get("statusReason") or "Batch job failed"
         )
+    also: list[str] = []
     if str(job_id).isdigit():
         job = c.jobs.on_batch_state(int(job_id), status, detail.get("statusReason"))
+        owner = job.owner_id if job else getattr(c.jobs.jobs.get(int(job_id)), "owner_id", None)
+        also = [f"user:{owner}"] if owner is not None else []
         if job is not None:
             data["job_status"] = job.status
             if job.status == "stopped":  # a stop was asked for: that is how it ended
@@ -53,6 +56,7 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
             topic=f"job:{job_id}",
             kind="error" if data.get("status") == "failed" else "status",
             event_id=event_id_for("batch", batch_id, status),
+            also=also,
             data=data,
         )
     )

@@ -376,7 +376,13 @@ class AudioService:
                 "progress": extra.pop("pct", f.progress), **extra}  # fmt: skip
         key = (f.id, data.get("task_id"), kind, data["progress"], message)
         self.push.publish(
-            ProgressEvent(topic=f"file:{f.id}", kind=kind, event_id=event_id_for(*key), data=data)
+            ProgressEvent(
+                topic=f"file:{f.id}",
+                kind=kind,
+                event_id=event_id_for(*key),
+                data=data,
+                also=[f"user:{f.owner_id}"],
+            )
         )
 
     # --- results -------------------------------------------------------------------------

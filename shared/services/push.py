@@ -42,7 +42,8 @@ class PushService:
         topic: str | None = None,
         fmt: str = "crucible",
     ) -> Connection:
-        """Register a connection, subscribed to its user's topic and to ``topic`` if given."""
+        """Register a connection, subscribed to ``topic`` if given, else to its user's topic
+        (everything about the user's own work). More topics: ``subscribe``."""
         fmt = self._format(fmt)
         if topic:
             self.authorize(principal, topic)
@@ -50,12 +51,14 @@ class PushService:
             connection_id=connection_id, user_id=principal.user_id, role=principal.role
         )
         self.registry.add(conn)
-        for t in {f"user:{principal.user_id}", topic} - {None}:
-            self.registry.subscribe(
-                Subscription(
-                    connection_id=connection_id, topic=t, user_id=principal.user_id, format=fmt
-                )
+        self.registry.subscribe(
+            Subscription(
+                connection_id=connection_id,
+                topic=topic or f"user:{principal.user_id}",
+                user_id=principal.user_id,
+                format=fmt,
             )
+        )
         return conn
 
     def subscribe(self, connection_id: str, topic: str, fmt: str = "crucible") -> Subscription:
@@ -90,18 +93,23 @@ class PushService:
         return self.events.publish(event)
 
     def deliver(self, event: ProgressEvent) -> int:
-        """Send an event to every subscriber of its topic; drop connections that are gone."""
-        sent = 0
-        for sub in self.registry.subscribers(event.topic):
-            try:
-                ok = self.notifier.post(sub.connection_id, render(event, sub.format))
-            except Exception:  # one broken connection must not starve the others
-                log.exception("push to %s failed", sub.connection_id)
-                continue
-            if ok:
-                sent += 1
-            else:
-                self.registry.remove(sub.connection_id)
+        """Send an event to every follower of its topics (once per connection); drop
+        connections that are gone."""
+        sent, seen = 0, set()
+        for topic in dict.fromkeys([event.topic, *event.also]):
+            for sub in self.registry.subscribers(topic):
+                if sub.connection_id in seen:
+                    continue
+                seen.add(sub.connection_id)
+                try:
+                    ok = self.notifier.post(sub.connection_id, render(event, sub.format))
+                except Exception:  # one broken connection must not starve the others
+                    log.exception("push to %s failed", sub.connection_id)
+                    continue
+                if ok:
+                    sent += 1
+                else:
+                    self.registry.remove(sub.connection_id)
         return sent
 
     @staticmethod

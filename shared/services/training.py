@@ -23,7 +23,15 @@ FRAMEWORKS: dict[str, dict[str, Any]] = {
         "primary_metric": ("accuracy", "max"),
         "formats": ("imagefolder",),
     },
+    "torchaudio": {
+        "task_types": ("speech_recognition",),
+        "primary_metric": ("cer", "min"),
+        "formats": ("ljspeech",),
+        "models": ("conformer",),  # seed 000's "rnn-t" is not built yet
+    },
 }
+ASR_DEFAULTS = {"epochs": 20, "batch_size": 32, "learning_rate": 0.001, "optimizer": "Adam"}
+ACTIVE = ("pending", "queued", "running", "stopping")
 
 
 class TrainingService:
@@ -60,6 +68,10 @@ class TrainingService:
             raise InvalidInput(
                 f"{framework} trains {', '.join(spec['task_types'])} here", field="config.task_type"
             )
+        models = spec.get("models")
+        if models and cfg.get("model_name") not in models:
+            raise InvalidInput(f"Model '{cfg.get('model_name')}' is not available: {framework} trains "
+                               f"{', '.join(models)} here", field="config.model_name")  # fmt: skip
         try:
             dataset = self.datasets.get(actor, str(cfg.get("dataset_id")))
         except NotFound:
@@ -110,6 +122,37 @@ class TrainingService:
             stopping = self.states.advance(job.id, "stopped") or stopping
         return stopping
 
+    # --- seed 000: one ASR run at a time per user, by model and dataset name -----------
+    def active_asr(self, actor: Principal) -> TrainingJob | None:
+        page = self.jobs.list(owner_id=actor.user_id, skip=0, limit=10_000)
+        return next(
+            (j for j in page.items if j.framework == "torchaudio" and j.status in ACTIVE), None
+        )
+
+    def asr_datasets(self, actor: Principal) -> list[Any]:
+        return [d for d in self.datasets.list(actor, fmt="ljspeech") if d.status == "ready"]
+
+    def start_asr(self, actor: Principal, model_name: str, dataset_name: str) -> TrainingJob:
+        if model_name not in FRAMEWORKS["torchaudio"]["models"]:
+            raise InvalidInput(f"Model '{model_name}' not found in config.", field="model_name")
+        dataset = next((d for d in self.asr_datasets(actor) if d.name == dataset_name), None)
+        if dataset is None:
+            raise InvalidInput(
+                f"Dataset '{dataset_name}' not found in config.", field="dataset_name"
+            )
+        if self.active_asr(actor):
+            raise Conflict("Training is already in progress.", code="TRAINING_IN_PROGRESS")
+        cfg = {"framework": "torchaudio", "model_name": model_name, "task_type": "speech_recognition",
+               "dataset_id": dataset.id, **{k: v for k, v in ASR_DEFAULTS.items() if k != "optimizer"}}  # fmt: skip
+        job = self.create(actor, cfg, {"experiment_name": f"{model_name}-{dataset_name}"})
+        return self.start(actor, job.id)
+
+    def stop_asr(self, actor: Principal) -> TrainingJob:
+        job = self.active_asr(actor)
+        if job is None:
+            raise NotFound("No training process is running.", code="NO_TRAINING")
+        return self.stop(actor, job.id)
+
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)
         return self.records.metrics(job_id, limit)
@@ -136,6 +179,10 @@ MODELS: list[dict[str, Any]] = [
         ("vit_tiny_patch16_224", 224, "5.7M", "Vision Transformer, tiny"),
         ("convnext_atto", 224, "3.7M", "ConvNeXt Atto"),
     )
+] + [
+    {"model_name": "conformer", "framework": "torchaudio", "task_types": ["speech_recognition"],
+     "default_image_size": None, "parameters": "~1-10M (dim, layers)", "pretrained": False,
+     "description": "Conformer encoder with a CTC head and greedy decoding (log-mel input, 16 kHz)"},
 ]  # fmt: skip
 
 _OPTIMIZERS = [
@@ -159,7 +206,22 @@ CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
          "description": "Path of a local weights file (no downloads happen)"},
     ],
 }  # fmt: skip
+CONFIG_FIELDS["torchaudio"] = [
+    {"name": "dim", "type": "number", "label": "Model width", "description": "Conformer dimension",
+     "default": 144, "min": 32, "max": 1024, "step": 16},
+    {"name": "layers", "type": "number", "label": "Layers", "description": "Conformer blocks",
+     "default": 4, "min": 1, "max": 24, "step": 1},
+    {"name": "checkpoint_interval_s", "type": "number", "label": "Checkpoint interval",
+     "description": "Seconds between last-checkpoint saves", "default": 60, "min": 5, "max": 3600, "step": 5},
+]  # fmt: skip
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "torchaudio": {
+        "basic": {"epochs": 20, "batch_size": 16, "learning_rate": 1e-3, "advanced_config": {"dim": 96, "layers": 2}},
+        "standard": {"epochs": 100, "batch_size": 32, "learning_rate": 1e-3,
+                     "advanced_config": {"dim": 144, "layers": 4}},
+        "aggressive": {"epochs": 300, "batch_size": 64, "learning_rate": 2e-3,
+                       "advanced_config": {"dim": 256, "layers": 8}},
+    },
     "timm": {
         "basic": {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3, "advanced_config": {"weight_decay": 0.01}},
         "standard": {"epochs": 50, "batch_size": 64, "learning_rate": 5e-4, "advanced_config": {"weight_decay": 0.05}},

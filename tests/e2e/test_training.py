@@ -70,7 +70,9 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     types = [m["type"] for m in seen]
     assert types[-1] == "training_complete", types
     assert {"training_progress", "checkpoint_saved"} <= set(types)
-    assert all(m["workflow_id"] == str(j["id"]) for m in seen)
+    assert all(m["workflow_id"] == str(j["id"]) for m in seen), [
+        m for m in seen if m["workflow_id"] != str(j["id"])
+    ][:3]
     assert {"progress", "log", "validation_result", "status"} <= legacy_types  # seed 000's messages
     done = wait(alice, j["id"], {"completed"})
     assert done["current_epoch"] == 3 and done["mlflow_run_id"] and done["completed_at"]

@@ -28,7 +28,15 @@ class Reporter:
             if key
             else event_id_for("job", self.job.id, kind, time.time_ns())
         )
-        self.c.push.publish(ProgressEvent(topic=self.topic, kind=kind, event_id=eid, data=data))
+        self.c.push.publish(
+            ProgressEvent(
+                topic=self.topic,
+                kind=kind,
+                event_id=eid,
+                data=data,
+                also=[f"user:{self.job.owner_id}"],
+            )
+        )
 
     def log(self, message: str, level: str = "INFO") -> None:
         self._n += 1

@@ -1,0 +1,44 @@
+"""Seed 000's ASR training API, at its own root paths (not under /api/v1): one run at a
+time per user, named by model and dataset; progress on /ws in seed 000's messages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from functions.api.deps import CurrentUser, Services
+from functions.api.schemas import ErrorOut
+
+router = APIRouter(tags=["seed 000: ASR"])
+
+
+class TrainStart(BaseModel):
+    model_name: str = Field(min_length=1)
+    dataset_name: str = Field(min_length=1)
+
+
+@router.post(
+    "/train/start", status_code=202, responses={400: {"model": ErrorOut}, 409: {"model": ErrorOut}}
+)
+def train_start(body: TrainStart, principal: CurrentUser, c: Services) -> dict:
+    c.training.start_asr(principal, body.model_name, body.dataset_name)
+    return {"status": "Training started in background."}
+
+
+@router.post("/train/stop", responses={404: {"model": ErrorOut}})
+def train_stop(principal: CurrentUser, c: Services) -> dict:
+    c.training.stop_asr(principal)
+    return {"status": "Stop signal sent to training process."}
+
+
+@router.get("/config")
+def config(principal: CurrentUser, c: Services) -> dict:
+    """Models that train here (``rnn-t`` is not built yet), your LJSpeech-style datasets,
+    and the training defaults."""
+    from shared.services.training import ASR_DEFAULTS, FRAMEWORKS
+
+    return {
+        "available_models": list(FRAMEWORKS["torchaudio"]["models"]),
+        "available_datasets": [d.name for d in c.training.asr_datasets(principal)],
+        "training_config": ASR_DEFAULTS,
+    }

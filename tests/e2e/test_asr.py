@@ -1,0 +1,110 @@
+"""Seed 000 against the local stack: /config, /train/start (202, 400, 409),
+/train/stop (200, 404) and /ws with seed 000's messages, on espeak-ng speech."""
+
+import asyncio
+import json
+import shutil
+import time
+
+import pytest
+import websockets
+
+pytest.importorskip("torchaudio")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="make test installs it"),
+]
+
+from tests import datasets as make  # noqa: E402
+
+TEXTS = [
+    "hello world",
+    "good morning",
+    "the cat sat",
+    "open the door",
+    "red and blue",
+    "one two three",
+]
+
+
+@pytest.fixture
+def speech(alice, tmp_path):
+    r = alice.http.post("/datasets", data={"name": "ljspeech"},
+                        files=[("files", ("lj.zip", make.ljspeech_espeak(TEXTS, str(tmp_path))))])  # fmt: skip
+    assert r.status_code == 201 and r.json()["format"] == "ljspeech", r.text
+    return r.json()
+
+
+def test_seed000_training_flow(stack, alice, speech):
+    root = alice.http.base_url.copy_with(path="/")
+    cfg = alice.http.get(root.join("config")).json()
+    assert cfg["available_models"] == ["conformer"] and cfg["available_datasets"] == ["ljspeech"]
+    assert cfg["training_config"] == {
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "optimizer": "Adam",
+        "epochs": 20,
+    }
+
+    bad_model = alice.http.post(
+        root.join("train/start"), json={"model_name": "invalid_model", "dataset_name": "ljspeech"}
+    )
+    assert (
+        bad_model.status_code == 400
+        and bad_model.json()["detail"] == "Model 'invalid_model' not found in config."
+    )
+    bad_data = alice.http.post(
+        root.join("train/start"), json={"model_name": "conformer", "dataset_name": "nope"}
+    )
+    assert bad_data.status_code == 400
+    assert (
+        alice.http.post(root.join("train/stop")).json()["detail"]
+        == "No training process is running."
+    )
+
+    async def scenario():
+        async with websockets.connect(f"{stack.ws}/ws?token={alice.token}") as ws:
+            started = alice.http.post(
+                root.join("train/start"),
+                json={"model_name": "conformer", "dataset_name": "ljspeech"},
+            )
+            assert started.status_code == 202 and started.json() == {
+                "status": "Training started in background."
+            }
+            again = alice.http.post(
+                root.join("train/start"),
+                json={"model_name": "conformer", "dataset_name": "ljspeech"},
+            )
+            assert (
+                again.status_code == 409
+                and again.json()["detail"] == "Training is already in progress."
+            )
+            types = []
+            while "validation_result" not in types:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 180))
+                types.append(msg["type"])
+                if msg["type"] == "progress":
+                    assert {
+                        "epoch",
+                        "total_epochs",
+                        "step",
+                        "total_steps",
+                        "loss",
+                        "learning_rate",
+                    } <= set(msg["payload"])
+            stop = alice.http.post(root.join("train/stop"))
+            assert stop.status_code == 200 and stop.json() == {
+                "status": "Stop signal sent to training process."
+            }
+            while types[-1] != "status":
+                types.append(json.loads(await asyncio.wait_for(ws.recv(), 120))["type"])
+            return types
+
+    types = asyncio.run(scenario())
+    assert {"progress", "log", "validation_result", "status"} <= set(types)
+    deadline = time.monotonic() + 60
+    while (
+        alice.http.post(root.join("train/stop")).status_code != 404 and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert alice.http.post(root.join("train/stop")).status_code == 404  # stopped: nothing runs
