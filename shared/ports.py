@@ -19,6 +19,7 @@ from shared.models import (
     Project,
     Subscription,
     Tag,
+    TrainingJob,
     UploadIntent,
     User,
 )
@@ -138,3 +139,17 @@ class JobRunner(Protocol):
 
     def terminate(self, runner_job_id: str, reason: str) -> None:
         """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""
+
+
+class JobRepository(Protocol):
+    """Training jobs; ``transition`` changes status only from ``allowed_from``."""
+
+    def get(self, job_id: int) -> TrainingJob | None: ...
+    def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None: ...
+    def transition(
+        self,
+        job_id: int,
+        to: str,
+        allowed_from: frozenset[str],
+        fields: dict[str, Any] | None = None,
+    ) -> TrainingJob | None: ...

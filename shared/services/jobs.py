@@ -5,9 +5,10 @@ replayed or late event (a RUNNING after SUCCEEDED) changes nothing."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from shared.models import TrainingJob, utcnow
+from shared.ports import JobRepository
 
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     "queued": frozenset({"pending"}),
@@ -24,17 +25,6 @@ FROM_BATCH = {
     "SUBMITTED": "queued", "PENDING": "queued", "RUNNABLE": "queued", "STARTING": "queued",
     "RUNNING": "running", "SUCCEEDED": "completed", "FAILED": "failed",
 }  # fmt: skip
-
-
-class JobRepository(Protocol):
-    def get(self, job_id: int) -> TrainingJob | None: ...
-    def transition(
-        self,
-        job_id: int,
-        to: str,
-        allowed_from: frozenset[str],
-        fields: dict[str, Any] | None = None,
-    ) -> TrainingJob | None: ...
 
 
 class JobStates:

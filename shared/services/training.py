@@ -9,6 +9,8 @@ SIGTERM it, and the trainer saves a last checkpoint before it exits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from shared.errors import Conflict, InvalidInput, InvalidState, NotFound
@@ -36,19 +38,17 @@ ACTIVE = ("pending", "queued", "running", "stopping")
 
 class TrainingService:
     def __init__(self, states: JobStates, jobs: Any, records: Any, datasets: Any, artifacts: Any,
-                 runner: Any) -> None:  # fmt: skip
+                 runner: Callable[[], JobRunner]) -> None:  # fmt: skip
         self.states = states
         self.jobs = jobs  # DynamoJobs
         self.records = records  # DynamoJobRecords
         self.datasets = datasets  # DatasetService
         self.artifacts = artifacts
-        self._runner = runner  # a JobRunner, or a callable that builds one on first use
+        self._make_runner = runner  # built on first start/stop: reading jobs needs none
 
-    @property
+    @cached_property
     def runner(self) -> JobRunner:
-        if callable(self._runner) and not hasattr(self._runner, "submit"):
-            self._runner = self._runner()
-        return self._runner
+        return self._make_runner()
 
     def get(self, actor: Principal, job_id: int) -> TrainingJob:
         job = self.jobs.get(job_id)
