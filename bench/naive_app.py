@@ -17,7 +17,22 @@ metrics = Metrics(namespace="naive", service="naive")
 
 settings = load_settings()
 container = build(settings)
-for member in ("table", "uploads", "artifacts", "rate_limiter", "auth", "projects", "tags", "push"):
+for member in (
+    "table",
+    "uploads",
+    "artifacts",
+    "bus",
+    "rate_limiter",
+    "auth",
+    "projects",
+    "tags",
+    "push",
+    "audio",
+    "datasets",
+    "jobs",
+    "training",
+    "job_runner",
+):
     getattr(container, member)  # every client and service up front
 
 app = create_app(settings, container)
