@@ -68,7 +68,6 @@ def main() -> None:
 
     import torch
     from crucible_trainer.entrypoint import Checkpoints
-    from crucible_trainer.reporting import Reporter
     from crucible_trainer.tasks import train_timm
 
     from functions.local.bootstrap import ensure_resources
@@ -76,6 +75,7 @@ def main() -> None:
     from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
     from shared.datasets import extract
     from shared.models import Principal, TrainingJob
+    from shared.services.reporting import Reporter
     from shared.settings import load_settings
     from shared.wiring import build
     from tests import datasets as make
@@ -107,7 +107,7 @@ def main() -> None:
                 ))  # fmt: skip
                 bare_times.append(bare(job, root))
                 with mlflow.start_run():
-                    reporter = Reporter(c, job, DynamoJobRecords(c.table), mlflow)
+                    reporter = Reporter(c.push, c.jobs.jobs, job, DynamoJobRecords(c.table), mlflow)
                     t0 = time.perf_counter()
                     train_timm(
                         job,

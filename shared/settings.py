@@ -102,6 +102,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["user", "researcher"]
     )
     internal_secret: SecretStr | None = None
+    internal_secret_arn: str | None = None
 
     # WebSocket push: the API Gateway management endpoint
     # (https://{api-id}.execute-api.{region}.amazonaws.com/{stage}). Unset means

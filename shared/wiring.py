@@ -104,6 +104,18 @@ class Container:
         return str(get_secret(self.settings.jwt_secret_arn, max_age=300))
 
     @cached_property
+    def internal_secret(self) -> str | None:
+        """The X-Internal-Auth secret (seed 002's training callback), if one is configured."""
+        s = self.settings
+        if s.internal_secret is not None:
+            return s.internal_secret.get_secret_value()
+        if s.internal_secret_arn:
+            from aws_lambda_powertools.utilities.parameters import get_secret
+
+            return str(get_secret(s.internal_secret_arn, max_age=300))
+        return None
+
+    @cached_property
     def auth(self) -> AuthService:
         from shared.adapters.dynamodb import DynamoUsers
         from shared.services.auth import AuthService
@@ -191,6 +203,7 @@ class Container:
             self.datasets,
             self.artifacts,
             lambda: self.job_runner,
+            self.push,
         )
 
     @cached_property

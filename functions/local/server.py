@@ -128,6 +128,10 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(48))
         secret_file.chmod(0o600)
+    internal = data_dir / "internal-secret"
+    if not internal.exists():
+        internal.write_text(secrets.token_urlsafe(48))
+        internal.chmod(0o600)
     (data_dir / "mlflow").mkdir(exist_ok=True)
     defaults = {
         "AWS_ENDPOINT_URL": emulator_endpoint,
@@ -137,6 +141,7 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
         "CRUCIBLE_STAGE": "local",
         "CRUCIBLE_DATA_DIR": str(data_dir),
         "CRUCIBLE_JWT_SECRET": secret_file.read_text().strip(),
+        "CRUCIBLE_INTERNAL_SECRET": internal.read_text().strip(),
         "CRUCIBLE_MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
     }
     for key, value in defaults.items():

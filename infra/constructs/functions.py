@@ -81,6 +81,7 @@ class Functions(Construct):
             table.grant_read_write_data(fn)
             data.jwt_secret.grant_read(fn)
         uploads.grant_read_write(self.api)
+        data.internal_secret.grant_read(self.api)  # X-Internal-Auth of the training callback
         uploads.grant_delete(self.api)
         artifacts.grant_read(self.api)
         artifacts.grant_delete(self.api)
@@ -151,6 +152,7 @@ class Functions(Construct):
             "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket,
             "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
             "CRUCIBLE_JWT_SECRET_ARN": self.data.jwt_secret.secret_arn,
+            "CRUCIBLE_INTERNAL_SECRET_ARN": self.data.internal_secret.secret_arn,
             "CRUCIBLE_CORS_ORIGINS": ",".join(env.cors_origins),
             "POWERTOOLS_SERVICE_NAME": f"crucible-{id.lower()}",
             "POWERTOOLS_LOG_LEVEL": "INFO",

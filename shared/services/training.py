@@ -38,7 +38,8 @@ ACTIVE = ("pending", "queued", "running", "stopping")
 
 class TrainingService:
     def __init__(self, states: JobStates, jobs: Any, records: Any, datasets: Any, artifacts: Any,
-                 runner: Callable[[], JobRunner]) -> None:  # fmt: skip
+                 runner: Callable[[], JobRunner], push: Any) -> None:  # fmt: skip
+        self.push = push
         self.states = states
         self.jobs = jobs  # DynamoJobs
         self.records = records  # DynamoJobRecords
@@ -152,6 +153,55 @@ class TrainingService:
         if job is None:
             raise NotFound("No training process is running.", code="NO_TRAINING")
         return self.stop(actor, job.id)
+
+    # --- seed 002's internal callback from an external training service -----------------
+    def callback(self, job_id: int, event: str, data: dict[str, Any]) -> TrainingJob:
+        """Report for a job as its own trainer would; status changes stay forward-only."""
+        from shared.services.reporting import Reporter
+
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound("Training job not found", code="JOB_NOT_FOUND", field="job_id")
+        rep = Reporter(self.push, self.jobs, job, self.records, throttle_s=0)
+        num = lambda k, d=0.0: float(data.get(k, d) or d)  # noqa: E731
+        if event == "progress":
+            rep.on_step(
+                int(num("epoch")),
+                int(num("step")),
+                int(num("total_steps")),
+                num("loss"),
+                num("learning_rate"),
+            )
+        elif event == "epoch_complete":
+            metrics = {k: v for k, v in data.items() if k not in ("epoch", "loss", "learning_rate")}
+            rep.on_epoch_end(int(num("epoch")), num("loss"), metrics, num("learning_rate"))
+        elif event == "log":
+            rep.log(str(data.get("message", "")), str(data.get("level", "INFO")))
+        elif event == "checkpoint_saved":
+            rep.on_checkpoint(str(data.get("path", "")), int(num("epoch")), bool(data.get("best")))
+        elif event in ("training_complete", "training_failed"):
+            done = "completed" if event == "training_complete" else "failed"
+            fields = (
+                {}
+                if done == "completed"
+                else {"error": str(data.get("message") or "Training failed")}
+            )
+            moved = self.states.advance(job.id, done, **fields)
+            if moved is None:
+                raise InvalidState(
+                    f"A {job.status} job cannot become {done}", code="INVALID_STATUS"
+                )
+            if done == "failed":
+                rep.on_error(fields["error"])
+            else:
+                rep.on_status(done, "Training finished successfully.")
+            return moved
+        else:
+            raise InvalidInput(
+                "event must be progress, epoch_complete, log, checkpoint_saved, training_complete or "
+                "training_failed", field="event",
+            )  # fmt: skip
+        return job
 
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)

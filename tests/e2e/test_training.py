@@ -145,3 +145,30 @@ def test_bad_requests(alice, dataset):
                                                                  "dataset_id": "nope"}})  # fmt: skip
     assert missing.status_code == 404 and missing.json()["code"] == "DATASET_NOT_FOUND"
     assert alice.http.get("/training/jobs/999999").status_code == 404
+
+
+def test_internal_callback(stack, alice, dataset):
+    import httpx
+
+    secret = (stack.data_dir / "internal-secret").read_text().strip()
+    j = job(alice, dataset, epochs=5)
+    url = stack.api("/internal/training/callback")
+    body = {"job_id": j["id"], "event": "epoch_complete",
+            "data": {"epoch": 1, "loss": 0.45, "accuracy": 0.85, "learning_rate": 0.0008}}  # fmt: skip
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"X-Internal-Auth": "wrong"}).status_code == 401
+    ok = httpx.post(url, json=body, headers={"X-Internal-Auth": secret})
+    assert ok.status_code == 200 and ok.json() == {"status": "received", "job_id": j["id"]}
+    row = alice.http.get(f"/training/jobs/{j['id']}/metrics").json()[0]
+    assert (row["epoch"], row["loss"], row["accuracy"]) == (1, 0.45, 0.85)
+    assert alice.http.get(f"/training/jobs/{j['id']}").json()["current_epoch"] == 1
+    done = httpx.post(
+        url,
+        json={**body, "event": "training_complete", "data": {}},
+        headers={"X-Internal-Auth": secret},
+    )
+    assert (
+        done.status_code == 409 and done.json()["code"] == "INVALID_STATUS"
+    )  # a pending job cannot complete
+    bad = httpx.post(url, json={**body, "event": "teleport"}, headers={"X-Internal-Auth": secret})
+    assert bad.status_code == 400 and bad.json()["field"] == "event"

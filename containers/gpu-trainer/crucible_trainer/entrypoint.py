@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from crucible_trainer.reporting import Reporter
 from shared.adapters.dynamodb import DynamoJobRecords
 from shared.datasets import extract
+from shared.services.reporting import Reporter
 from shared.settings import load_settings
 from shared.wiring import build
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         mlflow, run = _mlflow(settings, work, job)
         c.jobs.jobs.update(job.id, {"mlflow_run_id": run.info.run_id})
-        reporter = Reporter(c, job, records, mlflow)
+        reporter = Reporter(c.push, c.jobs.jobs, job, records, mlflow)
         try:
             dataset = c.datasets.datasets.get(job.dataset_id) if job.dataset_id else None
             if dataset is None or dataset.status != "ready":

@@ -14,6 +14,7 @@ for _router in (
     datasets.router,
     training.router,
     training.models,
+    training.internal,
     *audio.routers,
 ):
     api_router.include_router(_router)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel
 
 from functions.api.deps import CurrentUser, Services
 from functions.api.schemas import ErrorOut, TrainingJobIn, TrainingJobOut
+from shared.errors import Unauthorized
 
 router = APIRouter(prefix="/training", tags=["training"])
 _errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
@@ -108,3 +111,29 @@ def validation_results(job_id: int, principal: CurrentUser, c: Services) -> dict
         "job_id": job_id,
         "results": results(c.training.metrics(principal, job_id, 10_000), job),
     }
+
+
+internal = APIRouter(prefix="/internal", tags=["internal"])
+
+
+class CallbackIn(BaseModel):
+    job_id: int
+    event: str
+    data: dict = {}
+
+
+@internal.post("/training/callback", responses={401: {"model": ErrorOut}, **_errors})
+def training_callback(
+    body: CallbackIn, c: Services, x_internal_auth: Annotated[str | None, Header()] = None
+) -> dict:
+    """For training services outside Crucible (seed 002): progress, epoch metrics, logs,
+    checkpoints and completion for a job, authenticated by ``X-Internal-Auth``."""
+    expected = c.internal_secret
+    if (
+        not expected
+        or not x_internal_auth
+        or not hmac.compare_digest(x_internal_auth.encode(), expected.encode())
+    ):
+        raise Unauthorized("X-Internal-Auth is missing or wrong", code="INVALID_INTERNAL_AUTH")
+    c.training.callback(body.job_id, body.event, body.data)
+    return {"status": "received", "job_id": body.job_id}

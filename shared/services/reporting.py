@@ -1,4 +1,6 @@
-"""Callbacks that report a run: the training loop only calls them."""
+"""Job reporting: progress, logs, per-epoch validation, checkpoints and status into the
+table (events on ``job:<id>`` and the owner's topic, metric rows, log lines) and MLflow.
+Used by the trainer's callbacks and by the internal callback route alike."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ class Reporter:
     progress fields, per-epoch metric rows, log lines, and MLflow metrics."""
 
     def __init__(
-        self, c: Any, job: Any, records: Any, mlflow: Any | None, *, throttle_s: float = 1.0
+        self,
+        push: Any,
+        jobs: Any,
+        job: Any,
+        records: Any,
+        mlflow: Any | None = None,
+        *,
+        throttle_s: float = 1.0,
     ) -> None:
-        self.c, self.job, self.records, self.mlflow = c, job, records, mlflow
+        self.push, self.jobs, self.job, self.records, self.mlflow = push, jobs, job, records, mlflow
         self.topic = f"job:{job.id}"
         self.throttle_s = throttle_s
         self._last_progress = 0.0
@@ -28,7 +37,7 @@ class Reporter:
             if key
             else event_id_for("job", self.job.id, kind, time.time_ns())
         )
-        self.c.push.publish(
+        self.push.publish(
             ProgressEvent(
                 topic=self.topic,
                 kind=kind,
@@ -63,7 +72,7 @@ class Reporter:
             **details,
         }  # fmt: skip
         self.records.put_metrics(self.job.id, epoch, row)
-        self.c.jobs.jobs.update(
+        self.jobs.update(
             self.job.id, {"current_epoch": epoch, "metrics": {"loss": train_loss, **metrics}}
         )
         self._publish("validation", {"epoch": epoch, **metrics, **details}, epoch)
