@@ -65,6 +65,27 @@ def container(settings):
     return c
 
 
+@pytest.fixture(scope="session")
+def dispatcher(container):
+    """The local event dispatcher over the session's stage (EventBridge -> SQS -> handlers)."""
+    from functions.local.dispatcher import Dispatcher
+
+    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
+    yield d
+    d.stop()
+
+
+def wait_for_job(container, job_id: int, statuses: set[str], timeout: float = 240):
+    """Poll a training job until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = container.jobs.jobs.get(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} is {job.status}, not {statuses}")
+
+
 # --- the local stack as a process ------------------------------------------------
 
 

@@ -44,9 +44,8 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
         )
     also: list[str] = []
     if str(job_id).isdigit():
-        job = c.jobs.on_batch_state(int(job_id), status, detail.get("statusReason"))
-        owner = job.owner_id if job else getattr(c.jobs.jobs.get(int(job_id)), "owner_id", None)
-        also = [f"user:{owner}"] if owner is not None else []
+        seen, job = c.jobs.on_batch_state(int(job_id), status, detail.get("statusReason"))
+        also = [f"user:{seen.owner_id}"] if seen else []
         if job is not None:
             data["job_status"] = job.status
             if job.status == "stopped":  # a stop was asked for: that is how it ended

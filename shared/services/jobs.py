@@ -39,12 +39,13 @@ class JobStates:
 
     def on_batch_state(
         self, job_id: int, batch_status: str, reason: str | None = None
-    ) -> TrainingJob | None:
-        """Apply a "Batch Job State Change"; a job asked to stop ends as ``stopped``."""
+    ) -> tuple[TrainingJob | None, TrainingJob | None]:
+        """Apply a "Batch Job State Change"; a job asked to stop ends as ``stopped``.
+        Returns the job as it was read and, if it moved, as it is now."""
         target = FROM_BATCH.get(batch_status)
         job = self.jobs.get(job_id) if target else None
         if job is None:
-            return None
+            return None, None
         if job.status == "stopping" and target in ("completed", "failed"):
             target = "stopped"
         fields: dict[str, Any] = {}
@@ -52,4 +53,4 @@ class JobStates:
             fields["started_at"] = utcnow()
         if target == "failed":
             fields["error"] = reason or "The job failed"
-        return self.advance(job_id, target, **fields)
+        return job, self.advance(job_id, target, **fields)

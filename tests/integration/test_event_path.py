@@ -9,17 +9,9 @@ import uuid
 
 import pytest
 
-from functions.local.dispatcher import Dispatcher
 from shared.models import Principal, Subscription
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dispatcher(container):
-    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
-    yield d
-    d.stop()
 
 
 def listen(container, topic_user: int | None = None, topic: str | None = None, fmt="crucible"):

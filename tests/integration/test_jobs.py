@@ -3,16 +3,15 @@ from a real local job runner (subprocesses) through EventBridge and the dispatch
 
 import json
 import sys
-import time
 import uuid
 
 import pytest
 
 from functions.events import batch_state
-from functions.local.dispatcher import Dispatcher
 from shared.adapters.dynamodb import DynamoJobs
 from shared.adapters.runners import LocalJobRunner
 from shared.models import TrainingJob
+from tests.conftest import wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +25,6 @@ if mode == "crash":
 if mode == "long":
     time.sleep(60)
 """
-
-
-@pytest.fixture(scope="module")
-def dispatcher(container):
-    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
-    yield d
-    d.stop()
 
 
 def new_job(container) -> TrainingJob:
@@ -83,16 +75,6 @@ def test_a_job_asked_to_stop_ends_stopped_and_a_crash_fails(container):
     assert failed.status == "failed" and failed.error == "exit code 137"
 
 
-def wait_for(container, job_id, statuses, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = container.jobs.jobs.get(job_id)
-        if job.status in statuses:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} stayed {job.status}")
-
-
 @pytest.fixture
 def runner(container, tmp_path, monkeypatch):
     def make(mode):
@@ -108,7 +90,7 @@ def test_local_runner_reports_like_batch(container, dispatcher, runner, tmp_path
     job = new_job(container)
     run = runner(mode)
     runner_id = run.submit(str(job.id), job_type="trainer", queue="gpu")
-    done = wait_for(container, job.id, {final})
+    done = wait_for_job(container, job.id, {final})
     assert done.started_at is not None
     log = (tmp_path / f"{runner_id}.log").read_text()
     assert f"job {job.id} env {job.id}" in log
@@ -120,10 +102,10 @@ def test_local_runner_stops_with_sigterm(container, dispatcher, runner, tmp_path
     job = new_job(container)
     run = runner("long")
     runner_id = run.submit(str(job.id), job_type="trainer", queue="gpu")
-    wait_for(container, job.id, {"running"})
+    wait_for_job(container, job.id, {"running"})
     container.jobs.advance(job.id, "stopping")
     run.terminate(runner_id, "Stopped by user")
-    assert wait_for(container, job.id, {"stopped"}).status == "stopped"
+    assert wait_for_job(container, job.id, {"stopped"}).status == "stopped"
     assert "checkpoint saved on SIGTERM" in (tmp_path / f"{runner_id}.log").read_text()
     events = container.push.events.recent(f"job:{job.id}", limit=20)
     assert [e.data["batch_status"] for e in events][-1] == "SUCCEEDED"
@@ -137,9 +119,9 @@ def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runne
     job = new_job(container)
     run = runner("long")
     rid = run.submit(str(job.id), job_type="trainer", queue="gpu")
-    wait_for(container, job.id, {"running"})
+    wait_for_job(container, job.id, {"running"})
     os.killpg(run._procs[rid].pid, signal.SIGKILL)  # an OOM kill or a lost host, not a stop
-    failed = wait_for(container, job.id, {"failed"})
+    failed = wait_for_job(container, job.id, {"failed"})
     assert "signal 9" in failed.error
     last = container.push.events.recent(f"job:{job.id}", limit=20)[-1]
     assert (

@@ -12,22 +12,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from functions.local.dispatcher import Dispatcher
 from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
 from shared.adapters.runners import LocalJobRunner
 from shared.models import Principal, TrainingJob
 from tests import datasets as make
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for_job
 
 pytestmark = pytest.mark.integration
 OWNER = Principal(user_id=4242, role="user")
-
-
-@pytest.fixture(scope="module")
-def dispatcher(container):
-    d = Dispatcher(container, container.resources["queues"], poll_s=0.05).start()
-    yield d
-    d.stop()
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +49,10 @@ def new_job(container, dataset, epochs, **cfg) -> TrainingJob:
     ))  # fmt: skip
 
 
-def wait(container, job_id, statuses, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = container.jobs.jobs.get(job_id)
-        if job.status in statuses:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} is {job.status}")
-
-
 def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, tmp_path):
     job = new_job(container, dataset, epochs=4)
     rid = runner.submit(str(job.id), job_type="trainer", queue="gpu")
-    done = wait(container, job.id, {"completed", "failed"})
+    done = wait_for_job(container, job.id, {"completed", "failed"})
     log = (tmp_path / f"{rid}.log").read_text()
     assert done.status == "completed", log[-3000:]
     assert done.mlflow_run_id and done.current_epoch == 4
@@ -98,14 +80,14 @@ def test_sigterm_stops_with_a_checkpoint_and_a_new_job_resumes(
 ):
     job = new_job(container, dataset, epochs=200)
     rid = runner.submit(str(job.id), job_type="trainer", queue="gpu")
-    wait(container, job.id, {"running"})
+    wait_for_job(container, job.id, {"running"})
     records = DynamoJobRecords(container.table)
     deadline = time.monotonic() + 120
     while not records.metrics(job.id) and time.monotonic() < deadline:
         time.sleep(0.2)
     container.jobs.advance(job.id, "stopping")
     runner.terminate(rid, "Stopped by user")
-    stopped = wait(container, job.id, {"stopped", "failed"})
+    stopped = wait_for_job(container, job.id, {"stopped", "failed"})
     assert stopped.status == "stopped"
     key = f"jobs/{job.id}/checkpoints/last.pt"
     assert container.artifacts.exists(key)
@@ -113,5 +95,5 @@ def test_sigterm_stops_with_a_checkpoint_and_a_new_job_resumes(
 
     resumed = new_job(container, dataset, epochs=last_epoch + 1, resume_from=key)
     runner.submit(str(resumed.id), job_type="trainer", queue="gpu")
-    assert wait(container, resumed.id, {"completed", "failed"}).status == "completed"
+    assert wait_for_job(container, resumed.id, {"completed", "failed"}).status == "completed"
     assert [r["epoch"] for r in records.metrics(resumed.id)] == [last_epoch + 1]
