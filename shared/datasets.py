@@ -334,3 +334,83 @@ def extract(source: str | IO[bytes], dest: str) -> str:
                 out.write(src.read())
         root = _strip_root([f.filename for f in files])
     return str(base / root) if root else str(base)
+
+
+def yolo_data_yaml(root: str, dest: str) -> str:
+    """A ``data.yaml`` with absolute paths for an extracted YOLO or COCO dataset at ``root``,
+    written under ``dest``; COCO annotations are converted to YOLO labels there first.
+    Without a val split, train is validated on (ultralytics needs one)."""
+    from pathlib import Path
+
+    import yaml
+
+    src, out = Path(root), Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    found = next((p for n in ("data.yaml", "dataset.yaml") for p in sorted(src.rglob(n))), None)
+    if found is not None:
+        cfg = yaml.safe_load(found.read_text()) or {}
+        base = Path(cfg.get("path") or found.parent)
+        base = base if base.is_absolute() and base.is_dir() else found.parent
+        names = cfg["names"]
+        names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+        splits = {}
+        for split in ("train", "val", "test"):
+            for cand in (
+                cfg.get(split),
+                f"images/{split}",
+                "images/valid" if split == "val" else None,
+            ):
+                if cand and (base / cand).exists():
+                    splits[split] = str((base / cand).resolve())
+                    break
+        splits.setdefault("train", str((base / "images").resolve()))
+    else:
+        names, splits = _coco_to_yolo(src, out)
+    splits.setdefault("val", splits["train"])
+    data = {"path": str(out.resolve()), **splits, "names": dict(enumerate(names))}
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(out / "data.yaml")
+
+
+def _coco_to_yolo(src: Any, out: Any) -> tuple[list[str], dict[str, str]]:
+    """COCO ``[x, y, w, h]`` pixel boxes -> ``labels/<split>/<stem>.txt`` with normalised
+    ``class cx cy w h`` (classes in category-id order), images linked into ``images/<split>/``."""
+    images_by_name = {p.name: p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXT}
+    ann_files = sorted(
+        p for p in src.rglob("*.json") if "annotations" in p.parts or "instances" in p.name
+    )
+    if not ann_files:
+        raise InvalidDataset("No COCO annotations JSON found")
+    docs = [(p, json.loads(p.read_text())) for p in ann_files]
+    cat_ids = sorted({int(c["id"]) for _, d in docs for c in d["categories"]})
+    names_by_id = {int(c["id"]): str(c["name"]) for _, d in docs for c in d["categories"]}
+    index = {cid: i for i, cid in enumerate(cat_ids)}
+    splits: dict[str, str] = {}
+    for path, doc in docs:
+        split = next((s for s in SPLITS if s in path.stem), "train")
+        split = "val" if split == "valid" else split
+        img_dir, lbl_dir = out / "images" / split, out / "labels" / split
+        img_dir.mkdir(parents=True, exist_ok=True)
+        lbl_dir.mkdir(parents=True, exist_ok=True)
+        lines: dict[int, list[str]] = {int(i["id"]): [] for i in doc["images"]}
+        images = {int(i["id"]): i for i in doc["images"]}
+        for a in doc["annotations"]:
+            img = images[int(a["image_id"])]
+            if not img.get("width") or not img.get("height"):
+                raise InvalidDataset(f"{path.name}: image {img['id']} has no width/height")
+            x, y, w, h = map(float, a["bbox"])
+            W, H = float(img["width"]), float(img["height"])
+            if w <= 0 or h <= 0:
+                continue
+            cx, cy = min(max((x + w / 2) / W, 0), 1), min(max((y + h / 2) / H, 0), 1)
+            lines[int(a["image_id"])].append(
+                f"{index[int(a['category_id'])]} {cx:.6f} {cy:.6f} {min(w / W, 1):.6f} {min(h / H, 1):.6f}"
+            )
+        for image_id, rows in lines.items():
+            name = PurePosixPath(images[image_id]["file_name"]).name
+            link = img_dir / name
+            if not link.exists():
+                link.symlink_to(images_by_name[name].resolve())
+            (lbl_dir / f"{link.stem}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
+        splits[split] = str(img_dir.resolve())
+    return [names_by_id[c] for c in cat_ids], splits

@@ -39,6 +39,9 @@ class S3ObjectStore:
             for obj in page.get("Contents", []):
                 yield obj["Key"]
 
+    def upload(self, key: str, path: str) -> None:
+        self.client.upload_file(path, self.bucket, key)
+
     def download(self, key: str, path: str) -> None:
         self.client.download_file(self.bucket, key, path)
 

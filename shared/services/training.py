@@ -18,18 +18,29 @@ from shared.models import Principal, TrainingJob, utcnow
 from shared.ports import JobRunner
 from shared.services.jobs import JobStates
 
-# What each framework trains here, and its primary metric.
+# What each framework trains here: per task type, the primary metric (and whether
+# higher is better) and the dataset formats it reads; "models" limits the model names.
 FRAMEWORKS: dict[str, dict[str, Any]] = {
-    "timm": {
-        "task_types": ("image_classification",),
-        "primary_metric": ("accuracy", "max"),
-        "formats": ("imagefolder",),
+    "timm": {"tasks": {"image_classification": (("accuracy", "max"), ("imagefolder",))}},
+    "ultralytics": {
+        "tasks": {
+            "object_detection": (("mAP50-95", "max"), ("yolo", "coco")),
+            "image_classification": (("accuracy", "max"), ("imagefolder",)),
+        },
+        "models": (
+            "yolov8n",
+            "yolov8s",
+            "yolov8m",
+            "yolo11n",
+            "yolo11s",
+            "yolo11m",
+            "yolo26n",
+            "yolo26s",
+        ),
     },
     "torchaudio": {
-        "task_types": ("speech_recognition",),
-        "primary_metric": ("cer", "min"),
-        "formats": ("ljspeech",),
-        "models": ("conformer",),  # seed 000's "rnn-t" is not built yet
+        "tasks": {"speech_recognition": (("cer", "min"), ("ljspeech",))},
+        "models": ("conformer", "rnn-t"),
     },
 }
 ASR_DEFAULTS = {"epochs": 20, "batch_size": 32, "learning_rate": 0.001, "optimizer": "Adam"}
@@ -64,14 +75,16 @@ class TrainingService:
             raise InvalidInput(
                 f"framework must be one of {', '.join(FRAMEWORKS)}", field="config.framework"
             )
-        task = cfg.get("task_type") or spec["task_types"][0]
-        if task not in spec["task_types"]:
+        task = cfg.get("task_type") or next(iter(spec["tasks"]))
+        if task not in spec["tasks"]:
             raise InvalidInput(
-                f"{framework} trains {', '.join(spec['task_types'])} here", field="config.task_type"
+                f"{framework} trains {', '.join(spec['tasks'])} here", field="config.task_type"
             )
         models = spec.get("models")
-        if models and cfg.get("model_name") not in models:
-            raise InvalidInput(f"Model '{cfg.get('model_name')}' is not available: {framework} trains "
+        model_name = str(cfg.get("model_name") or "")
+        local_weights = framework == "ultralytics" and model_name.endswith(".pt")
+        if models and model_name not in models and not local_weights:
+            raise InvalidInput(f"Model '{model_name}' is not available: {framework} trains "
                                f"{', '.join(models)} here", field="config.model_name")  # fmt: skip
         try:
             dataset = self.datasets.get(actor, str(cfg.get("dataset_id")))
@@ -81,10 +94,10 @@ class TrainingService:
             ) from None
         if dataset.status != "ready":
             raise InvalidInput(f"The dataset is {dataset.status}", field="config.dataset_id")
-        if dataset.format not in spec["formats"]:
-            raise InvalidInput(f"{framework} needs a {' or '.join(spec['formats'])} dataset, not {dataset.format}",
+        (metric, mode), formats = spec["tasks"][task]
+        if dataset.format not in formats:
+            raise InvalidInput(f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
                                field="config.dataset_id")  # fmt: skip
-        metric, mode = spec["primary_metric"]
         epochs = int(cfg.get("epochs", 10))
         return self.jobs.create(TrainingJob(
             id=0, owner_id=actor.user_id, framework=framework, model_name=str(cfg["model_name"]), task_type=task,
@@ -230,6 +243,18 @@ MODELS: list[dict[str, Any]] = [
         ("convnext_atto", 224, "3.7M", "ConvNeXt Atto"),
     )
 ] + [
+    {"model_name": name, "framework": "ultralytics", "task_types": ["object_detection", "image_classification"],
+     "default_image_size": 640, "parameters": params, "pretrained": False,
+     "description": f"{desc}, built from its model YAML (detection, or its -cls variant for classification)"}
+    for name, params, desc in (
+        ("yolov8n", "3.2M", "YOLOv8 nano"), ("yolov8s", "11.2M", "YOLOv8 small"), ("yolov8m", "25.9M", "YOLOv8 medium"),
+        ("yolo11n", "2.6M", "YOLO11 nano"), ("yolo11s", "9.4M", "YOLO11 small"), ("yolo11m", "20.1M", "YOLO11 medium"),
+        ("yolo26n", "2.4M", "YOLO26 nano"), ("yolo26s", "9.5M", "YOLO26 small"),
+    )
+] + [
+    {"model_name": "rnn-t", "framework": "torchaudio", "task_types": ["speech_recognition"],
+     "default_image_size": None, "parameters": "~2-12M (dim, layers)", "pretrained": False,
+     "description": "Conformer encoder with an LSTM prediction network and joiner (RNN-T loss, greedy decoding)"},
     {"model_name": "conformer", "framework": "torchaudio", "task_types": ["speech_recognition"],
      "default_image_size": None, "parameters": "~1-10M (dim, layers)", "pretrained": False,
      "description": "Conformer encoder with a CTC head and greedy decoding (log-mel input, 16 kHz)"},
@@ -264,7 +289,31 @@ CONFIG_FIELDS["torchaudio"] = [
     {"name": "checkpoint_interval_s", "type": "number", "label": "Checkpoint interval",
      "description": "Seconds between last-checkpoint saves", "default": 60, "min": 5, "max": 3600, "step": 5},
 ]  # fmt: skip
+CONFIG_FIELDS["ultralytics"] = [
+    {"name": "image_size", "type": "number", "label": "Image size", "description": "Square input size, pixels",
+     "default": 640, "min": 32, "max": 1536, "step": 32},
+    {"name": "optimizer", "type": "select", "label": "Optimizer", "description": "Optimization algorithm",
+     "default": "AdamW", "options": [{"value": v, "label": v, "description": ""} for v in ("AdamW", "Adam", "SGD")]},
+    {"name": "mosaic", "type": "number", "label": "Mosaic", "description": "Mosaic augmentation probability",
+     "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.1},
+    {"name": "warmup_epochs", "type": "number", "label": "Warm-up epochs", "description": "Learning-rate warm-up",
+     "default": 3, "min": 0, "max": 20, "step": 1},
+    {"name": "nbs", "type": "number", "label": "Nominal batch size",
+     "description": "Gradients accumulate up to this many images per optimizer step", "default": 64,
+     "min": 1, "max": 1024, "step": 1},
+    {"name": "patience", "type": "number", "label": "Early-stopping patience", "description": "Epochs without "
+     "improvement before stopping", "default": 100, "min": 1, "max": 1000, "step": 1},
+    {"name": "seed", "type": "number", "label": "Seed", "description": "Random seed", "default": 0,
+     "min": 0, "max": 2**31 - 1, "step": 1},
+]  # fmt: skip
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "ultralytics": {
+        "basic": {"epochs": 50, "batch_size": 16, "learning_rate": 1e-3, "advanced_config": {"image_size": 640}},
+        "standard": {"epochs": 100, "batch_size": 32, "learning_rate": 1e-3,
+                     "advanced_config": {"image_size": 640, "mosaic": 1.0}},
+        "aggressive": {"epochs": 300, "batch_size": 64, "learning_rate": 2e-3,
+                       "advanced_config": {"image_size": 640, "mosaic": 1.0, "warmup_epochs": 5}},
+    },
     "torchaudio": {
         "basic": {"epochs": 20, "batch_size": 16, "learning_rate": 1e-3, "advanced_config": {"dim": 96, "layers": 2}},
         "standard": {"epochs": 100, "batch_size": 32, "learning_rate": 1e-3,
@@ -284,12 +333,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
     if framework not in FRAMEWORKS:
         raise InvalidInput(f"framework must be one of {', '.join(FRAMEWORKS)}", field="framework")
-    task = task_type or FRAMEWORKS[framework]["task_types"][0]
-    if task not in FRAMEWORKS[framework]["task_types"]:
-        raise InvalidInput(
-            f"{framework} trains {', '.join(FRAMEWORKS[framework]['task_types'])}",
-            field="task_type",
-        )
+    tasks = FRAMEWORKS[framework]["tasks"]
+    task = task_type or next(iter(tasks))
+    if task not in tasks:
+        raise InvalidInput(f"{framework} trains {', '.join(tasks)}", field="task_type")
     return {"framework": framework, "task_type": task, "schema": {"fields": CONFIG_FIELDS[framework]},
             "presets": PRESETS[framework]}  # fmt: skip
 

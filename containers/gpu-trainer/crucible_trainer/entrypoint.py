@@ -45,26 +45,37 @@ class Checkpoints:
         self._queue.put((local, epoch, best_local))
         return self.prefix + "last.pt"
 
+    def save_file(self, path: Any, epoch: int, *, best: Any = None) -> str:
+        """The same for checkpoints a framework wrote itself (copied now: it may rewrite them)."""
+        import shutil
+
+        local = self.work / f"epoch-{epoch}.pt"
+        shutil.copyfile(path, local)
+        best_local = None
+        if best is not None:
+            best_local = self.work / f"best-{epoch}.pt"
+            shutil.copyfile(best, best_local)
+        self._queue.put((local, epoch, best_local))
+        return self.prefix + "last.pt"
+
     def _upload(self) -> None:
-        s3 = self.c.artifacts.client
-        bucket = self.c.settings.names.artifacts_bucket
         while True:
             local, epoch, best = self._queue.get()
             try:
-                if (
-                    self._queue.qsize() == 0 or best
-                ):  # a newer "last" is already waiting: skip this one
-                    s3.upload_file(str(local), bucket, self.prefix + "last.pt")
+                # A newer "last" already waiting makes this one moot (a best one never is).
+                if self._queue.qsize() == 0 or best:
+                    self.c.artifacts.upload(self.prefix + "last.pt", str(local))
                     if best:
-                        s3.copy_object(Bucket=bucket, Key=self.prefix + "best.pt",
-                                       CopySource={"Bucket": bucket, "Key": self.prefix + "last.pt"})  # fmt: skip
-                    self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best)
+                        self.c.artifacts.upload(self.prefix + "best.pt", str(best))
+                    self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best is not None)
             except (
                 Exception
             ) as exc:  # surfaced by flush(): a run whose checkpoints fail must not pass
                 self._errors.append(exc)
             finally:
                 local.unlink(missing_ok=True)
+                if best:
+                    best.unlink(missing_ok=True)
                 self._queue.task_done()
 
     def flush(self) -> None:
@@ -72,11 +83,14 @@ class Checkpoints:
         if self._errors:
             raise RuntimeError(f"checkpoint upload failed: {self._errors[0]}")
 
+    def fetch(self, key: str, path: Path) -> Path:
+        self.c.artifacts.download(key, str(path))
+        return path
+
     def load(self, key: str) -> dict:
         import torch
 
-        local = self.work / "resume.pt"
-        self.c.artifacts.download(key, str(local))
+        local = self.fetch(key, self.work / "resume.pt")
         return torch.load(local, map_location="cpu", weights_only=False)
 
 
