@@ -107,7 +107,14 @@ def main() -> None:
                 ))  # fmt: skip
                 bare_times.append(bare(job, root))
                 with mlflow.start_run():
-                    reporter = Reporter(c.push, c.jobs.jobs, job, DynamoJobRecords(c.table), mlflow)
+                    reporter = Reporter(
+                        c.push,
+                        c.jobs.jobs,
+                        job,
+                        DynamoJobRecords(c.table),
+                        mlflow,
+                        artifacts=c.artifacts,
+                    )
                     t0 = time.perf_counter()
                     train_timm(
                         job,

@@ -141,6 +141,14 @@ class JobRunner(Protocol):
         """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""
 
 
+class Predictor(Protocol):
+    """Runs a job's checkpoint on one input where torch lives: the inference Lambda (the
+    trainer image), or in-process locally. See crucible_trainer/inference.py for the
+    request and answer."""
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class JobRepository(Protocol):
     """Training jobs; ``transition`` changes status only from ``allowed_from``."""
 

@@ -11,6 +11,7 @@ a matter of that one standard variable.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,6 +46,7 @@ class ResourceNames:
     event_bus: str
     gpu_queue: str
     cpu_queue: str
+    inference_function: str
 
     def job_definition(self, job_type: str) -> str:
         return self.table.removesuffix("-data") + f"-{job_type}"
@@ -61,6 +63,7 @@ class ResourceNames:
             event_bus="default",
             gpu_queue=f"{p}-gpu",
             cpu_queue=f"{p}-cpu",
+            inference_function=f"{p}-inference",
         )
 
 
@@ -127,6 +130,10 @@ class Settings(BaseSettings):
     job_stop_grace_s: int = Field(
         30, ge=1, le=120, description="SIGTERM -> SIGKILL, as Batch's stop timeout"
     )
+    # Where checkpoints predict: the inference Lambda, or in this process.
+    predictor: Literal["local", "lambda"] = "local"
+    # Inputs travel inside the invoke payload (Lambda's limit is 6 MB, base64 adds a third).
+    max_inference_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024)
     local_trainer_path: str = (
         "containers/gpu-trainer"  # where the local runner finds crucible_trainer
     )
@@ -176,15 +183,12 @@ class Settings(BaseSettings):
     @cached_property
     def names(self) -> ResourceNames:
         d = ResourceNames.for_stage(self.stage)
-        return ResourceNames(
+        return dataclasses.replace(
+            d,
             table=self.table_name or d.table,
             uploads_bucket=self.uploads_bucket or d.uploads_bucket,
             artifacts_bucket=self.artifacts_bucket or d.artifacts_bucket,
             events_queue=self.events_queue or d.events_queue,
-            events_dlq=d.events_dlq,
-            event_bus=d.event_bus,
-            gpu_queue=d.gpu_queue,
-            cpu_queue=d.cpu_queue,
         )
 
 

@@ -16,7 +16,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.adapters.dynamodb import Table
     from shared.adapters.push import LocalHub
-    from shared.ports import EventBus, JobRunner, Notifier, ObjectStore, RateLimiter
+    from shared.ports import EventBus, JobRunner, Notifier, ObjectStore, Predictor, RateLimiter
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
@@ -191,6 +191,19 @@ class Container:
         )
 
     @cached_property
+    def predictor(self) -> Predictor:
+        s = self.settings
+        if s.predictor == "lambda":
+            from shared.adapters.runners import LambdaPredictor
+
+            return LambdaPredictor(self.client("lambda"), s.names.inference_function)
+        from pathlib import Path
+
+        from shared.adapters.runners import LocalPredictor
+
+        return LocalPredictor(str(Path(s.local_trainer_path).resolve()))
+
+    @cached_property
     def training(self) -> TrainingService:
         from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
         from shared.services.training import TrainingService
@@ -204,6 +217,8 @@ class Container:
             self.artifacts,
             lambda: self.job_runner,
             self.push,
+            lambda: self.predictor,
+            max_inference_bytes=self.settings.max_inference_bytes,
         )
 
     @cached_property

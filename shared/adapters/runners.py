@@ -1,4 +1,5 @@
-"""Job runners: AWS Batch, and local subprocesses with the same contract.
+"""Job runners (AWS Batch, and local subprocesses with the same contract) and predictors
+(the inference Lambda, and the same handler in-process).
 
 The contract a job container gets either way: the Crucible job id (Batch parameter
 ``job_id``, and ``--job-id`` on the command line), the ``CRUCIBLE_*`` settings and the
@@ -7,6 +8,7 @@ AWS endpoint in its environment; SIGTERM means stop (save a checkpoint, exit).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,3 +114,36 @@ class LocalJobRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
 
         threading.Thread(target=escalate, daemon=True).start()
+
+
+class LambdaPredictor:
+    """The inference function, invoked synchronously (its answer is JSON)."""
+
+    def __init__(self, client: Any, function_name: str) -> None:
+        self.client, self.function_name = client, function_name
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        resp = self.client.invoke(
+            FunctionName=self.function_name, Payload=json.dumps(request).encode()
+        )
+        answer = json.loads(resp["Payload"].read() or b"{}")
+        if resp.get("FunctionError"):
+            raise RuntimeError(f"inference failed: {answer.get('errorMessage', answer)}")
+        return answer
+
+
+class LocalPredictor:
+    """The same handler, in this process (torch is imported on the first prediction and
+    models stay cached); requests and answers go through JSON as they would to Lambda."""
+
+    def __init__(self, trainer_path: str) -> None:
+        self.trainer_path = trainer_path
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        import sys
+
+        if self.trainer_path not in sys.path:
+            sys.path.insert(0, self.trainer_path)
+        from crucible_trainer.inference import handler
+
+        return json.loads(json.dumps(handler(json.loads(json.dumps(request)))))

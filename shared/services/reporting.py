@@ -4,11 +4,16 @@ Used by the trainer's callbacks and by the internal callback route alike."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
 
 from shared.events import ProgressEvent, event_id_for
+
+
+def validation_samples_key(job_id: int, epoch: int) -> str:
+    return f"jobs/{job_id}/validation/epoch-{epoch:06d}.json"
 
 
 class Reporter:
@@ -23,9 +28,11 @@ class Reporter:
         records: Any,
         mlflow: Any | None = None,
         *,
+        artifacts: Any | None = None,
         throttle_s: float = 1.0,
     ) -> None:
         self.push, self.jobs, self.job, self.records, self.mlflow = push, jobs, job, records, mlflow
+        self.artifacts = artifacts  # per-sample validation predictions go here, as JSON
         self.topic = f"job:{job.id}"
         self.throttle_s = throttle_s
         self._last_progress = 0.0
@@ -64,12 +71,18 @@ class Reporter:
         })  # fmt: skip
 
     def on_epoch_end(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
+        """``val`` holds numbers (metrics), optionally ``per_class``, ``confusion_matrix`` and
+        ``samples`` (per-sample predictions, stored beside the checkpoints, not in the table)."""
+        samples = val.pop("samples", None)
+        if samples is not None and self.artifacts is not None:
+            self.artifacts.put(validation_samples_key(self.job.id, epoch),
+                               json.dumps(samples).encode(), content_type="application/json")  # fmt: skip
         metrics = {k: v for k, v in val.items() if isinstance(v, int | float) and math.isfinite(v)}
         details = {k: val[k] for k in ("per_class", "confusion_matrix") if k in val}
         row = {
             "loss": train_loss, "learning_rate": lr, "val_loss": val.get("val_loss"), "accuracy": val.get("accuracy"),
             "extra_metrics": {k: v for k, v in metrics.items() if k not in ("val_loss", "accuracy")},
-            **details,
+            **details, **({"samples": len(samples)} if samples is not None else {}),
         }  # fmt: skip
         self.records.put_metrics(self.job.id, epoch, row)
         self.jobs.update(

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from shared.errors import Conflict, InvalidInput, InvalidState, NotFound
+from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.models import Principal, TrainingJob, utcnow
-from shared.ports import JobRunner
+from shared.ports import JobRunner, Predictor
 from shared.services.jobs import JobStates
 
 # What each framework trains here: per task type, the primary metric (and whether
@@ -49,8 +49,11 @@ ACTIVE = ("pending", "queued", "running", "stopping")
 
 class TrainingService:
     def __init__(self, states: JobStates, jobs: Any, records: Any, datasets: Any, artifacts: Any,
-                 runner: Callable[[], JobRunner], push: Any) -> None:  # fmt: skip
+                 runner: Callable[[], JobRunner], push: Any, predictor: Callable[[], Predictor] | None = None,
+                 *, max_inference_bytes: int = 4 * 1024 * 1024) -> None:  # fmt: skip
         self.push = push
+        self._make_predictor = predictor
+        self.max_inference_bytes = max_inference_bytes
         self.states = states
         self.jobs = jobs  # DynamoJobs
         self.records = records  # DynamoJobRecords
@@ -61,6 +64,12 @@ class TrainingService:
     @cached_property
     def runner(self) -> JobRunner:
         return self._make_runner()
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        if self._make_predictor is None:
+            raise RuntimeError("no predictor configured")
+        return self._make_predictor()
 
     def get(self, actor: Principal, job_id: int) -> TrainingJob:
         job = self.jobs.get(job_id)
@@ -167,6 +176,55 @@ class TrainingService:
             raise NotFound("No training process is running.", code="NO_TRAINING")
         return self.stop(actor, job.id)
 
+    # --- predictions from checkpoints (seed 002's /test-inference, seed 000's /inference) --
+    def checkpoint_of(self, job: TrainingJob) -> str | None:
+        """The job's best checkpoint, else its last one."""
+        prefix = f"jobs/{job.id}/checkpoints/"
+        return next(
+            (prefix + n for n in ("best.pt", "last.pt") if self.artifacts.exists(prefix + n)), None
+        )
+
+    def _predict(self, job: TrainingJob, key: str, data: bytes, filename: str,
+                 options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        import base64
+
+        if not data:
+            raise InvalidInput("The file is empty", field="file")
+        if len(data) > self.max_inference_bytes:
+            raise TooLarge(
+                f"Files for inference must be at most {self.max_inference_bytes} bytes",
+                field="file",
+            )
+        answer = self.predictor.predict({"checkpoint": key, "data": base64.b64encode(data).decode(),
+                                         "filename": filename, "options": options})  # fmt: skip
+        if "error" in answer:
+            raise InvalidInput(answer["error"]["detail"], field="file")
+        return answer
+
+    def test_inference(self, actor: Principal, job_id: int, data: bytes, filename: str,
+                       options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        job = self.get(actor, job_id)
+        if job.task_type not in ("image_classification", "object_detection"):
+            raise InvalidInput(f"Job {job.id} trains {job.task_type}; test-inference takes image models",
+                               field="training_job_id")  # fmt: skip
+        key = self.checkpoint_of(job)
+        if key is None:
+            raise Conflict(f"Job {job.id} has no checkpoint yet", code="NO_CHECKPOINT")
+        return self._predict(job, key, data, filename, options)
+
+    def transcribe(self, actor: Principal, data: bytes, filename: str) -> dict[str, Any]:
+        """Seed 000: with the latest checkpoint of the user's ASR jobs."""
+        page = self.jobs.list(owner_id=actor.user_id, skip=0, limit=10_000)
+        for job in sorted(
+            (j for j in page.items if j.framework == "torchaudio"), key=lambda j: -j.id
+        ):
+            key = self.checkpoint_of(job)
+            if key:
+                return self._predict(job, key, data, filename, {})
+        raise NotFound(
+            "No trained ASR model yet: train one with POST /train/start", code="NO_MODEL"
+        )
+
     # --- seed 002's internal callback from an external training service -----------------
     def callback(self, job_id: int, event: str, data: dict[str, Any]) -> TrainingJob:
         """Report for a job as its own trainer would; status changes stay forward-only."""
@@ -215,6 +273,24 @@ class TrainingService:
                 "training_failed", field="event",
             )  # fmt: skip
         return job
+
+    def validation_images(self, actor: Principal, result_id: int, skip: int, limit: int,
+                          is_correct: bool | None) -> dict[str, Any]:  # fmt: skip
+        """Seed 002's per-image results of one validation (one epoch of one job)."""
+        import json
+
+        from shared.services.reporting import validation_samples_key
+
+        job_id, epoch = divmod(result_id, 10_000)
+        self.get(actor, job_id)
+        key = validation_samples_key(job_id, epoch)
+        if not epoch or not self.artifacts.exists(key):
+            raise NotFound("No per-image results for this validation result",
+                           code="VALIDATION_RESULT_NOT_FOUND")  # fmt: skip
+        rows = json.loads(self.artifacts.get(key))
+        rows = [r for r in rows if is_correct is None or r["is_correct"] == is_correct]
+        return {"validation_result_id": result_id, "images": rows[skip : skip + limit],
+                "total": len(rows), "skip": skip, "limit": limit}  # fmt: skip
 
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)
@@ -341,17 +417,22 @@ def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
             "presets": PRESETS[framework]}  # fmt: skip
 
 
+def validation_result_id(job_id: int, epoch: int) -> int:
+    """A validation result's id names its job and epoch (epochs stay below 10 000)."""
+    return job_id * 10_000 + epoch
+
+
 def validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dict[str, Any]]:
     """Seed 002's validation results, one per epoch, from the trainer's metric rows."""
     out = []
     for r in rows:
         metric = job.primary_metric or "accuracy"
         metrics = {
-            "accuracy": r.get("accuracy"),
-            **{k: v for k, v in (r.get("extra_metrics") or {}).items()},
+            **({"accuracy": r["accuracy"]} if r.get("accuracy") is not None else {}),
+            **(r.get("extra_metrics") or {}),
         }
         out.append({
-            "id": r["epoch"], "epoch": r["epoch"], "task_type": job.task_type, "primary_metric_name": metric,
+            "id": validation_result_id(job.id, r["epoch"]), "epoch": r["epoch"], "task_type": job.task_type, "primary_metric_name": metric,
             "primary_metric_value": metrics.get(metric), "overall_loss": r.get("val_loss"), "metrics": metrics,
             "per_class_metrics": r.get("per_class", {}), "confusion_matrix": r.get("confusion_matrix", []),
             "checkpoint_path": f"jobs/{job.id}/checkpoints/last.pt", "created_at": r.get("created_at"),

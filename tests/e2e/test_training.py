@@ -90,6 +90,33 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     again = alice.http.post(f"/training/jobs/{j['id']}/start")
     assert again.status_code == 409 and again.json()["code"] == "INVALID_STATUS"
 
+    # Per-image results of the last validation, filtered and paged.
+    images = alice.http.get(f"/validation/images/{results[-1]['id']}").json()
+    assert images["total"] == 8 and len(images["images"]) == 8
+    first = images["images"][0]
+    assert {"image_path", "image_name", "true_label", "predicted_label", "confidence"} <= set(first)
+    assert len(first["top5_predictions"]) == 2  # two classes
+    assert first["top5_predictions"][0]["label"] == first["predicted_label"]
+    right = alice.http.get(f"/validation/images/{results[-1]['id']}", params={"is_correct": True})
+    assert right.json()["total"] == round(results[-1]["metrics"]["accuracy"] * 8)
+    paged = alice.http.get(
+        f"/validation/images/{results[-1]['id']}", params={"skip": 6, "limit": 5}
+    )
+    assert len(paged.json()["images"]) == 2
+    assert alice.http.get("/validation/images/999999999").status_code == 404
+
+    # Predictions from the checkpoint.
+    r = alice.http.post("/test-inference", data={"training_job_id": j["id"], "top_k": 1,
+                        "confidence_threshold": 0.0}, files={"file": ("c.png", make.png("circle", seed=99))})  # fmt: skip
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["task_type"] == "image_classification" and out["model_name"] == "resnet10t"
+    assert len(out["predictions"]) == 1 and out["predictions"][0]["label"] in ("circle", "square")
+    assert out["inference_time_ms"] > 0
+    bad = alice.http.post("/test-inference", data={"training_job_id": j["id"]},
+                          files={"file": ("c.png", b"not an image")})  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["field"] == "file"
+
 
 def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
     long = job(alice, dataset, epochs=200)

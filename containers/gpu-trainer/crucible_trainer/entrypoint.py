@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         mlflow, run = _mlflow(settings, work, job)
         c.jobs.jobs.update(job.id, {"mlflow_run_id": run.info.run_id})
-        reporter = Reporter(c.push, c.jobs.jobs, job, records, mlflow)
+        reporter = Reporter(c.push, c.jobs.jobs, job, records, mlflow, artifacts=c.artifacts)
         try:
             dataset = c.datasets.datasets.get(job.dataset_id) if job.dataset_id else None
             if dataset is None or dataset.status != "ready":

@@ -41,6 +41,20 @@ def confusion_metrics(cm: list[list[int]], classes: list[str]) -> dict[str, Any]
     }  # fmt: skip
 
 
+def per_sample(
+    samples: list[tuple[str, int]], root: Path, top: list, classes: list[str]
+) -> list[dict]:
+    """Seed 002's per-image validation results: truth, prediction and top-5."""
+    out = []
+    for i, ((path, truth), (conf, idx)) in enumerate(zip(samples, top, strict=True), 1):
+        out.append({"id": i, "image_path": Path(path).relative_to(root).as_posix(), "image_name": Path(path).name,
+                    "true_label": classes[truth], "true_label_id": truth, "predicted_label": classes[idx[0]],
+                    "predicted_label_id": idx[0], "confidence": round(conf[0], 6), "is_correct": idx[0] == truth,
+                    "top5_predictions": [{"label": classes[k], "confidence": round(c, 6)}
+                                         for c, k in zip(conf, idx, strict=True)]})  # fmt: skip
+    return out
+
+
 def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: threading.Event) -> str:
     """timm image classification on an imagefolder dataset (``pretrained=False`` unless
     ``advanced_config.weights`` names a local weights file)."""
@@ -106,7 +120,7 @@ def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
         lr = opt.param_groups[0]["lr"]
         sched.step()
         model.eval()
-        y_true, y_pred, val_loss, n = [], [], 0.0, 0
+        y_true, y_pred, val_loss, n, top = [], [], 0.0, 0, []
         with torch.no_grad():
             for x, y in val_loader:
                 out = model(x)
@@ -114,7 +128,10 @@ def train_timm(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
                 n += len(y)
                 y_true += y.tolist()
                 y_pred += out.argmax(1).tolist()
-        val = {"val_loss": val_loss / max(n, 1), **classification_metrics(y_true, y_pred, classes)}
+                conf, idx = out.softmax(1).topk(min(5, len(classes)), 1)
+                top += list(zip(conf.tolist(), idx.tolist(), strict=True))
+        val = {"val_loss": val_loss / max(n, 1), **classification_metrics(y_true, y_pred, classes),
+               "samples": per_sample(val_ds.samples, val_dir, top, classes)}  # fmt: skip
         reporter.on_epoch_end(epoch, total / max(seen, 1), val, lr)
         if val["accuracy"] > best:
             best = val["accuracy"]

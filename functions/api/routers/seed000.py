@@ -3,11 +3,14 @@ time per user, named by model and dataset; progress on /ws in seed 000's message
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 
 from functions.api.deps import CurrentUser, Services
 from functions.api.schemas import ErrorOut
+from shared.errors import InvalidInput
 
 router = APIRouter(tags=["seed 000: ASR"])
 
@@ -31,10 +34,20 @@ def train_stop(principal: CurrentUser, c: Services) -> dict:
     return {"status": "Stop signal sent to training process."}
 
 
+@router.post("/inference", responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+def inference(
+    principal: CurrentUser, c: Services, file: Annotated[UploadFile | None, File()] = None
+) -> dict:
+    """Transcribe an audio file (WAV, FLAC, ...) with your latest ASR checkpoint."""
+    if file is None:
+        raise InvalidInput("No file was provided: send it as multipart field 'file'", field="file")
+    out = c.training.transcribe(principal, file.file.read(), file.filename or "")
+    return {"transcription": out["transcription"]}
+
+
 @router.get("/config")
 def config(principal: CurrentUser, c: Services) -> dict:
-    """Models that train here (``rnn-t`` is not built yet), your LJSpeech-style datasets,
-    and the training defaults."""
+    """Models that train here, your LJSpeech-style datasets, and the training defaults."""
     from shared.services.training import ASR_DEFAULTS, FRAMEWORKS
 
     return {

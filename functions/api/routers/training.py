@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from pydantic import BaseModel
 
 from functions.api.deps import CurrentUser, Services
@@ -111,6 +111,38 @@ def validation_results(job_id: int, principal: CurrentUser, c: Services) -> dict
         "job_id": job_id,
         "results": results(c.training.metrics(principal, job_id, 10_000), job),
     }
+
+
+@models.get("/validation/images/{validation_result_id}", responses=_errors)
+def validation_images(
+    validation_result_id: int,
+    principal: CurrentUser,
+    c: Services,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    is_correct: bool | None = None,
+) -> dict:
+    """Per-image results of one validation result (an ``id`` from /validation/results):
+    truth, prediction, confidence and top-5; ``is_correct`` filters."""
+    return c.training.validation_images(principal, validation_result_id, skip, limit, is_correct)
+
+
+@models.post("/test-inference", responses={**_errors, 413: {"model": ErrorOut}})
+def predict_image(
+    principal: CurrentUser,
+    c: Services,
+    training_job_id: Annotated[int, Form()],
+    file: Annotated[UploadFile, File(description="an image; at most 4 MB")],
+    confidence_threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.25,
+    top_k: Annotated[int, Form(ge=1, le=1000)] = 5,
+) -> dict:
+    """Predict on one image with the job's best (else last) checkpoint: top-k labels
+    above the threshold for classifiers, boxes (``bbox`` x1, y1, x2, y2 in pixels) for
+    detectors, and the model's time."""
+    options = {"confidence_threshold": confidence_threshold, "top_k": top_k}
+    return c.training.test_inference(
+        principal, training_job_id, file.file.read(), file.filename or "", options
+    )
 
 
 internal = APIRouter(prefix="/internal", tags=["internal"])

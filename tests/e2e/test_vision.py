@@ -1,0 +1,98 @@
+"""ultralytics YOLO over HTTP against the local stack: detection on a YOLO dataset and on
+a COCO one (converted for training), classification on an imagefolder one, each trained
+to completion from its model YAML; metrics, validation results and predictions."""
+
+import time
+
+import pytest
+
+pytest.importorskip("ultralytics")
+
+from tests import datasets as make
+
+pytestmark = pytest.mark.e2e
+
+# Tiny runs that still learn: no warm-up, no mosaic, an optimizer step per batch.
+FAST = {"image_size": 64, "warmup_epochs": 0, "mosaic": 0.0, "nbs": 4}
+
+
+def upload(client, name, archive):
+    r = client.http.post(
+        "/datasets", data={"name": name}, files=[("files", (f"{name}.zip", archive))]
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def train(client, dataset, task, epochs, **cfg):
+    r = client.http.post("/training/jobs", json={"config": {
+        "framework": "ultralytics", "model_name": "yolov8n", "task_type": task, "dataset_id": dataset["id"],
+        "epochs": epochs, "batch_size": 4, "learning_rate": 0.002, "advanced_config": {**FAST, **cfg}}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert client.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = client.http.get(f"/training/jobs/{job['id']}").json()
+        if job["status"] in ("completed", "failed", "stopped"):
+            break
+        time.sleep(0.5)
+    assert job["status"] == "completed", (
+        job,
+        client.http.get(f"/training/jobs/{job['id']}/logs").json()[-5:],
+    )
+    return job
+
+
+def test_detection_on_a_yolo_dataset(alice):
+    ds = upload(alice, "boxes", make.yolo(16))
+    assert ds["format"] == "yolo"
+    job = train(alice, ds, "object_detection", epochs=8)
+    assert job["primary_metric"] == "mAP50-95"
+    metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
+    assert [m["epoch"] for m in metrics] == list(range(1, 9))
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    result = alice.http.get(f"/validation/results/{job['id']}").json()["results"][-1]
+    assert {"mAP50", "mAP50-95", "precision", "recall"} <= set(result["metrics"])
+    assert "accuracy" not in result["metrics"] and result["overall_loss"] > 0
+    assert result["primary_metric_name"] == "mAP50-95"
+    assert set(result["per_class_metrics"]) <= {"circle", "square"}
+    r = alice.http.post("/test-inference", data={"training_job_id": job["id"], "confidence_threshold": 0.0,
+                        "top_k": 3}, files={"file": ("x.png", make.png("circle", seed=7))})  # fmt: skip
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["task_type"] == "object_detection" and out["model_name"] == "yolov8n"
+    assert len(out["predictions"]) <= 3
+    for p in out["predictions"]:
+        assert p["label"] in ("circle", "square") and len(p["bbox"]) == 4
+
+
+def test_detection_on_a_coco_dataset(alice):
+    ds = upload(alice, "coco-boxes", make.coco(8))
+    assert ds["format"] == "coco"
+    job = train(alice, ds, "object_detection", epochs=2)
+    logs = alice.http.get(f"/training/jobs/{job['id']}/logs").json()
+    assert any("Starting ultralytics yolov8n" in row["message"] for row in logs)
+    assert len(alice.http.get(f"/training/jobs/{job['id']}/metrics").json()) == 2
+
+
+def test_classification_and_wrong_dataset(alice):
+    shapes = upload(alice, "shapes-cls", make.imagefolder(8))
+    job = train(alice, shapes, "image_classification", epochs=3, image_size=32)
+    assert job["primary_metric"] == "accuracy"
+    result = alice.http.get(f"/validation/results/{job['id']}").json()["results"][-1]
+    assert result["metrics"]["top1"] == result["metrics"]["accuracy"]
+    assert sum(map(sum, result["confusion_matrix"])) == 4  # the val split: 2 classes x 2
+    r = alice.http.post("/test-inference", data={"training_job_id": job["id"], "confidence_threshold": 0.0},
+                        files={"file": ("s.png", make.png("square", seed=5))})  # fmt: skip
+    assert r.status_code == 200 and r.json()["task_type"] == "image_classification"
+    assert sorted(p["label"] for p in r.json()["predictions"]) == ["circle", "square"]
+
+    wrong = alice.http.post("/training/jobs", json={"config": {
+        "framework": "ultralytics", "model_name": "yolov8n", "task_type": "object_detection",
+        "dataset_id": shapes["id"]}})  # fmt: skip
+    assert wrong.status_code == 400 and wrong.json()["field"] == "config.dataset_id"
+    unknown = alice.http.post("/training/jobs", json={"config": {
+        "framework": "ultralytics", "model_name": "yolov99", "task_type": "object_detection",
+        "dataset_id": shapes["id"]}})  # fmt: skip
+    assert unknown.status_code == 400 and unknown.json()["field"] == "config.model_name"
