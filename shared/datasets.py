@@ -366,6 +366,7 @@ def yolo_data_yaml(root: str, dest: str) -> str:
         splits.setdefault("train", str((base / "images").resolve()))
     else:
         names, splits = _coco_to_yolo(src, out)
+    splits.setdefault("train", splits.get("val") or next(iter(splits.values())))
     splits.setdefault("val", splits["train"])
     data = {"path": str(out.resolve()), **splits, "names": dict(enumerate(names))}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

@@ -84,22 +84,23 @@ def ljspeech(n: int = 3) -> bytes:
     return zip_of(files)
 
 
-def ljspeech_espeak(texts: list[str], tmp: str) -> bytes:
-    """LJSpeech layout of espeak-ng speech (16 kHz mono PCM)."""
+def espeak_wav(text: str, tmp: str) -> bytes:
+    """espeak-ng speech as 16 kHz mono PCM WAV bytes."""
     import subprocess
+    import uuid
     from pathlib import Path
 
     from shared.audio import decode
 
     env = {"XDG_CONFIG_HOME": tmp, "XDG_RUNTIME_DIR": tmp, "PATH": "/usr/bin:/bin"}
-    files, rows = {}, []
-    for i, text in enumerate(texts):
-        raw = Path(tmp) / f"raw{i}.wav"
-        subprocess.run(
-            ["espeak-ng", "-w", str(raw), text], check=True, capture_output=True, env=env
-        )
-        samples, _, _ = decode(raw, 16_000)
-        files[f"wavs/LJ{i:03d}.wav"] = wav_bytes(samples, 16_000)
-        rows.append(f"LJ{i:03d}|{text}|{text}")
-    files["metadata.csv"] = "\n".join(rows).encode()
+    raw = Path(tmp) / f"raw-{uuid.uuid4().hex}.wav"
+    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True, env=env)
+    samples, _, _ = decode(raw, 16_000)
+    return wav_bytes(samples, 16_000)
+
+
+def ljspeech_espeak(texts: list[str], tmp: str) -> bytes:
+    """LJSpeech layout of espeak-ng speech (16 kHz mono PCM)."""
+    files = {f"wavs/LJ{i:03d}.wav": espeak_wav(text, tmp) for i, text in enumerate(texts)}
+    files["metadata.csv"] = "\n".join(f"LJ{i:03d}|{t}|{t}" for i, t in enumerate(texts)).encode()
     return zip_of(files)

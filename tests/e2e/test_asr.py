@@ -1,5 +1,6 @@
 """Seed 000 against the local stack: /config, /train/start (202, 400, 409),
-/train/stop (200, 404) and /ws with seed 000's messages, on espeak-ng speech."""
+/train/stop (200, 404), /ws with seed 000's messages and /inference, on espeak-ng
+speech; an rnn-t job trained through seed 002's API."""
 
 import asyncio
 import json
@@ -38,7 +39,8 @@ def speech(alice, tmp_path):
 def test_seed000_training_flow(stack, alice, speech):
     root = alice.http.base_url.copy_with(path="/")
     cfg = alice.http.get(root.join("config")).json()
-    assert cfg["available_models"] == ["conformer"] and cfg["available_datasets"] == ["ljspeech"]
+    assert cfg["available_models"] == ["conformer", "rnn-t"]
+    assert cfg["available_datasets"] == ["ljspeech"]
     assert cfg["training_config"] == {
         "learning_rate": 0.001,
         "batch_size": 32,
@@ -108,3 +110,42 @@ def test_seed000_training_flow(stack, alice, speech):
     ):
         time.sleep(0.5)
     assert alice.http.post(root.join("train/stop")).status_code == 404  # stopped: nothing runs
+
+
+def test_rnnt_trains_and_transcribes(alice, speech, tmp_path):
+    root = alice.http.base_url.copy_with(path="/")
+    r = alice.http.post("/training/jobs", json={"config": {
+        "framework": "torchaudio", "model_name": "rnn-t", "task_type": "speech_recognition",
+        "dataset_id": speech["id"], "epochs": 4, "batch_size": 3, "learning_rate": 0.003,
+        "advanced_config": {"dim": 64, "layers": 2}}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["primary_metric"] == "cer"
+    assert alice.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = alice.http.get(f"/training/jobs/{job['id']}").json()
+        if job["status"] in ("completed", "failed", "stopped"):
+            break
+        time.sleep(0.5)
+    assert job["status"] == "completed", job
+    metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and metrics[-1]["loss"] < metrics[0][
+        "loss"
+    ]
+    assert {"wer", "cer", "val_loss"} <= set(metrics[-1]["extra_metrics"])
+
+    # seed 000's /inference transcribes with the newest ASR checkpoint: this job's.
+    wav = make.espeak_wav("hello world", str(tmp_path))
+    out = alice.http.post(root.join("inference"), files={"file": ("hello.wav", wav)})
+    assert out.status_code == 200, out.text
+    assert set(out.json()) == {"transcription"} and isinstance(out.json()["transcription"], str)
+    assert alice.http.post(root.join("inference")).status_code == 400  # no file
+    bad = alice.http.post(root.join("inference"), files={"file": ("x.wav", b"RIFF....WAVEjunk")})
+    assert bad.status_code == 400 and bad.json()["field"] == "file"
+
+
+def test_inference_needs_a_trained_model(bob):
+    root = bob.http.base_url.copy_with(path="/")
+    r = bob.http.post(root.join("inference"), files={"file": ("a.wav", b"RIFF")})
+    assert r.status_code == 404 and r.json()["code"] == "NO_MODEL"
