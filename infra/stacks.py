@@ -70,6 +70,7 @@ class AppStack(cdk.Stack):
         self.batch = Batch(
             self, "Batch", env=config, names=names, data=refs, tracking_uri=self.tracking.uri
         )
+        self.batch.allow_submit(self.functions.api)
         self.monitoring = Monitoring(self, "Monitoring", env=config, functions=self.functions, events=self.events,
                                      api=self.api)  # fmt: skip
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url)

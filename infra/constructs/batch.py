@@ -15,6 +15,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -49,6 +50,7 @@ class Batch(Construct):
         tracking_uri: str,
     ) -> None:  # fmt: skip
         super().__init__(scope, id)
+        self.names = names
         self.vpc = ec2.Vpc(
             self, "Vpc", max_azs=2, nat_gateways=1,
             subnet_configuration=[
@@ -140,6 +142,23 @@ class Batch(Construct):
                 f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
                 "Objects of Crucible's own bucket.",
             )
+
+    def allow_submit(self, fn: lambda_.Function) -> None:
+        """Let ``fn`` submit jobs to the queues and terminate them (the API's runner)."""
+        stack = cdk.Stack.of(self)
+        fn.add_environment("CRUCIBLE_JOB_RUNNER", "batch")
+        names = [self.names.job_definition(job) for job in self.definitions]
+        definitions = [stack.format_arn(service="batch", resource="job-definition", resource_name=f"{n}:*")
+                       for n in names]  # fmt: skip
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:SubmitJob"], resources=[q.job_queue_arn for q in self.queues.values()] + definitions))  # fmt: skip
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:TerminateJob"], resources=[stack.format_arn(service="batch", resource="job", resource_name="*")]))  # fmt: skip
+        for n in names:
+            nag(fn.role, f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job-definition/{n}:*]",
+                "Any revision of Crucible's own job definition: SubmitJob by name runs the latest one.")  # fmt: skip
+        nag(fn.role, f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job/*]",
+            "Batch job ids are only known after SubmitJob; TerminateJob is called for jobs the API submitted.")  # fmt: skip
 
     def _definition(
         self, env: EnvironmentConfig, names: ResourceNames, job: JobType, environment: dict

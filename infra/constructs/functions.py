@@ -68,6 +68,15 @@ class Functions(Construct):
                 exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
             ),
         )  # fmt: skip
+        # Predictions from checkpoints: the trainer image, run by the Lambda runtime client.
+        self.inference = self.add(
+            "Inference", None, memory=4096, timeout=120,
+            image=lambda_.DockerImageCode.from_image_asset(
+                str(ROOT), file="containers/gpu-trainer/Dockerfile",
+                entrypoint=["python", "-m", "awslambdaric"], cmd=["crucible_trainer.inference.handler"],
+                exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
+            ),
+        )  # fmt: skip
         # Event handlers resolve routes' module names to these functions.
         self.by_module = {
             "functions.events.s3_object": self.s3_object,
@@ -85,6 +94,11 @@ class Functions(Construct):
         uploads.grant_delete(self.api)
         artifacts.grant_read(self.api)
         artifacts.grant_delete(self.api)
+        artifacts.grant_read(self.inference)  # checkpoints
+        self.inference.grant_invoke(self.api)
+        self.api.add_environment("CRUCIBLE_PREDICTOR", "lambda")
+        nag(self, f"IAM5[Resource::<{cdk.Stack.of(self).get_logical_id(self.inference.node.default_child)}.Arn>:*]",
+            "grant_invoke covers the inference function's versions and aliases.")  # fmt: skip
         uploads.grant_read(self.analysis)
         uploads.grant_read(self.datasets)
         artifacts.grant_read_write(self.analysis)

@@ -109,7 +109,14 @@ def test_functions_are_traced_logged_and_configured(synth, env):
             "functions.events.s3_object.handler", "functions.events.batch_state.handler",
             "functions.events.stream_push.handler", "functions.events.datasets.handler"} <= handlers  # fmt: skip
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
-    assert len(images) == 1 and images[0]["Properties"]["Timeout"] == 900  # the analysis image
+    assert sorted(i["Properties"]["Timeout"] for i in images) == [120, 900]  # inference, analysis
+    api = next(
+        f["Properties"]
+        for f in fns.values()
+        if f["Properties"].get("Handler") == "functions.api.handler.handler"
+    )
+    assert api["Environment"]["Variables"]["CRUCIBLE_JOB_RUNNER"] == "batch"
+    assert api["Environment"]["Variables"]["CRUCIBLE_PREDICTOR"] == "lambda"
     for f in fns.values():
         p = f["Properties"]
         if "Handler" not in p and p.get("PackageType") != "Image":
@@ -144,7 +151,10 @@ def test_iam_is_scoped(synth, env):
         if n.startswith("Functions")
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
-    assert len(ours) == 7 and len(set(roles)) == 7  # one role per function
+    assert len(ours) == 8 and len(set(roles)) == 8  # one role per function
+    api_text = json.dumps(api)
+    assert "batch:SubmitJob" in api_text and "batch:TerminateJob" in api_text
+    assert "lambda:InvokeFunction" in api_text
 
 
 @pytest.mark.parametrize("env", ENVS)
