@@ -24,23 +24,33 @@ def upload(client, name, archive):
     return r.json()
 
 
-def train(client, dataset, task, epochs, **cfg):
+def create(client, dataset, task, epochs, **cfg):
     r = client.http.post("/training/jobs", json={"config": {
         "framework": "ultralytics", "model_name": "yolov8n", "task_type": task, "dataset_id": dataset["id"],
         "epochs": epochs, "batch_size": 4, "learning_rate": 0.002, "advanced_config": {**FAST, **cfg}}})  # fmt: skip
     assert r.status_code == 201, r.text
-    job = r.json()
-    assert client.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
+    return r.json()
+
+
+def wait(client, job, statuses=("completed", "failed", "stopped")):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         job = client.http.get(f"/training/jobs/{job['id']}").json()
-        if job["status"] in ("completed", "failed", "stopped"):
-            break
+        if job["status"] in statuses:
+            return job
         time.sleep(0.5)
-    assert job["status"] == "completed", (
-        job,
-        client.http.get(f"/training/jobs/{job['id']}/logs").json()[-5:],
-    )
+    raise AssertionError(job)
+
+
+def logs(client, job):
+    return client.http.get(f"/training/jobs/{job['id']}/logs").json()[-5:]
+
+
+def train(client, dataset, task, epochs, **cfg):
+    job = create(client, dataset, task, epochs, **cfg)
+    assert client.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
+    job = wait(client, job)
+    assert job["status"] == "completed", (job, logs(client, job))
     return job
 
 
@@ -96,3 +106,27 @@ def test_classification_and_wrong_dataset(alice):
         "framework": "ultralytics", "model_name": "yolov99", "task_type": "object_detection",
         "dataset_id": shapes["id"]}})  # fmt: skip
     assert unknown.status_code == 400 and unknown.json()["field"] == "config.model_name"
+
+
+def test_detection_stops_and_resumes(alice):
+    ds = upload(alice, "boxes-resume", make.yolo(8))
+    long = create(alice, ds, "object_detection", epochs=200)
+    alice.http.post(f"/training/jobs/{long['id']}/start")
+    deadline = time.monotonic() + 180
+    while not alice.http.get(f"/training/jobs/{long['id']}/metrics").json():
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert alice.http.post(f"/training/stop/{long['id']}").status_code == 200
+    stopped = wait(alice, long)
+    assert stopped["status"] == "stopped", (stopped, logs(alice, long))
+    last = stopped["current_epoch"]
+    assert 1 <= last < 200
+
+    resumed = create(alice, ds, "object_detection", epochs=last + 2)
+    r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
+                        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
+    assert r.status_code == 200
+    done = wait(alice, resumed)
+    assert done["status"] == "completed", logs(alice, resumed)
+    epochs = [m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()]
+    assert epochs == [last + 1, last + 2]

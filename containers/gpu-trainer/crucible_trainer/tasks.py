@@ -217,8 +217,18 @@ def train_yolo(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
         }
     )
     if cfg.get("resume_from"):
+        import torch
+
         weights = work / "resume.pt"
         checkpoints.fetch(cfg["resume_from"], weights)
+        # ultralytics resumes with the checkpoint's own arguments; this job sets the epochs.
+        state = torch.load(weights, map_location="cpu", weights_only=False)
+        if not state.get("optimizer"):
+            raise ValueError(
+                f"{cfg['resume_from']} is a finished run's weights; only a last.pt can resume"
+            )
+        state["train_args"]["epochs"] = job.total_epochs
+        torch.save(state, weights)
         keep = ("data", "device", "workers", "plots")
         model = YOLO(str(weights))
         args = {
