@@ -309,7 +309,10 @@ def validate(
             issues.append({"severity": "warning", "message": "Some classes have no examples",
                            "details": {k: v for k, v in stats.class_distribution.items() if v == 0}})  # fmt: skip
     if stats.format != "ljspeech" and "val" not in stats.splits:
-        advice.append("No validation split: a part of train will be held out for validation.")
+        advice.append(
+            "No validation split: training validates on the training data, so its metrics "
+            "will be optimistic; add a val/ split."
+        )
     return {
         "valid": not any(i["severity"] == "error" for i in issues),
         "issues": issues,

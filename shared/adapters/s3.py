@@ -45,6 +45,9 @@ class S3ObjectStore:
     def download(self, key: str, path: str) -> None:
         self.client.download_file(self.bucket, key, path)
 
+    def etag(self, key: str) -> str:
+        return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+
     def size(self, key: str) -> int:
         return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
 

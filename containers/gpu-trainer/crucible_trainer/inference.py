@@ -10,6 +10,7 @@ input that cannot be predicted on. Loaded models stay cached by key and ETag.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import threading
 import time
@@ -26,16 +27,12 @@ class BadInput(ValueError):
     """The input cannot be predicted on (answered as 400)."""
 
 
+@functools.cache
 def _container() -> Any:
-    global _c
-    try:
-        return _c
-    except NameError:
-        from shared.settings import load_settings
-        from shared.wiring import build
+    from shared.settings import load_settings
+    from shared.wiring import build
 
-        _c = build(load_settings())
-        return _c
+    return build(load_settings())
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -54,7 +51,7 @@ def _load(artifacts: Any, key: str) -> Any:
 
     import torch
 
-    etag = artifacts.client.head_object(Bucket=artifacts.bucket, Key=key)["ETag"]
+    etag = artifacts.etag(key)
     with _lock:
         if (key, etag) in _models:
             _models.move_to_end((key, etag))
