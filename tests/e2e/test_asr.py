@@ -17,6 +17,7 @@ pytestmark = [
 ]
 
 from tests import datasets as make  # noqa: E402
+from tests.e2e.live import assert_both_formats, watch  # noqa: E402
 
 TEXTS = [
     "hello world",
@@ -112,7 +113,7 @@ def test_seed000_training_flow(stack, alice, speech):
     assert alice.http.post(root.join("train/stop")).status_code == 404  # stopped: nothing runs
 
 
-def test_rnnt_trains_and_transcribes(alice, speech, tmp_path):
+def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     root = alice.http.base_url.copy_with(path="/")
     r = alice.http.post("/training/jobs", json={"config": {
         "framework": "torchaudio", "model_name": "rnn-t", "task_type": "speech_recognition",
@@ -121,7 +122,8 @@ def test_rnnt_trains_and_transcribes(alice, speech, tmp_path):
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["primary_metric"] == "cer"
-    assert alice.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
+    start = lambda: alice.http.post(f"/training/jobs/{job['id']}/start").raise_for_status()  # noqa: E731
+    assert_both_formats(*watch(stack, alice, job["id"], start), job["id"])
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         job = alice.http.get(f"/training/jobs/{job['id']}").json()

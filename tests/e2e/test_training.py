@@ -3,16 +3,14 @@ job trained to completion with seed 003's messages on /ws/workflows/{id} and see
 000's on /ws, metrics and logs; a job stopped mid-run and another resumed from its
 checkpoint."""
 
-import asyncio
-import json
 import time
 
 import pytest
-import websockets
 
 pytest.importorskip("timm")
 
 from tests import datasets as make
+from tests.e2e.live import assert_both_formats, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -49,31 +47,11 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     j = job(alice, dataset, epochs=3)
     assert j["status"] == "pending" and j["primary_metric"] == "accuracy"
 
-    async def scenario():
-        wf = await websockets.connect(f"{stack.ws}/ws/workflows/{j['id']}?token={alice.token}")
-        legacy = await websockets.connect(f"{stack.ws}/ws?token={alice.token}&topic=job:{j['id']}")
+    def start():
         started = alice.http.post(f"/training/jobs/{j['id']}/start")
         assert started.status_code == 200 and started.json()["status"] == "queued"
-        seen, legacy_types = [], set()
-        while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
-            seen.append(json.loads(await asyncio.wait_for(wf.recv(), 240)))
-        for _ in range(200):
-            try:
-                legacy_types.add(json.loads(await asyncio.wait_for(legacy.recv(), 2))["type"])
-            except TimeoutError:
-                break
-        await wf.close()
-        await legacy.close()
-        return seen, legacy_types
 
-    seen, legacy_types = asyncio.run(scenario())
-    types = [m["type"] for m in seen]
-    assert types[-1] == "training_complete", types
-    assert {"training_progress", "checkpoint_saved"} <= set(types)
-    assert all(m["workflow_id"] == str(j["id"]) for m in seen), [
-        m for m in seen if m["workflow_id"] != str(j["id"])
-    ][:3]
-    assert {"progress", "log", "validation_result", "status"} <= legacy_types  # seed 000's messages
+    assert_both_formats(*watch(stack, alice, j["id"], start), j["id"])
     done = wait(alice, j["id"], {"completed"})
     assert done["current_epoch"] == 3 and done["mlflow_run_id"] and done["completed_at"]
     metrics = alice.http.get(f"/training/jobs/{j['id']}/metrics").json()

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("ultralytics")
 
 from tests import datasets as make
+from tests.e2e.live import assert_both_formats, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -54,10 +55,14 @@ def train(client, dataset, task, epochs, **cfg):
     return job
 
 
-def test_detection_on_a_yolo_dataset(alice):
+def test_detection_on_a_yolo_dataset(stack, alice):
     ds = upload(alice, "boxes", make.yolo(16))
     assert ds["format"] == "yolo"
-    job = train(alice, ds, "object_detection", epochs=8)
+    job = create(alice, ds, "object_detection", epochs=8)
+    start = lambda: alice.http.post(f"/training/jobs/{job['id']}/start").raise_for_status()  # noqa: E731
+    assert_both_formats(*watch(stack, alice, job["id"], start), job["id"])
+    job = wait(alice, job)
+    assert job["status"] == "completed"
     assert job["primary_metric"] == "mAP50-95"
     metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
     assert [m["epoch"] for m in metrics] == list(range(1, 9))

@@ -1,0 +1,41 @@
+"""Watching a training job live, as a browser would: seed 003's per-job stream and
+seed 000's /ws, both opened before the job starts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import websockets
+
+
+def watch(stack, client, job_id: int, start: Callable[[], None], timeout: float = 300):
+    """Run ``start()`` with both sockets open; return seed 003's messages up to
+    ``training_complete``/``training_error`` and the set of seed 000's message types."""
+
+    async def scenario():
+        wf = await websockets.connect(f"{stack.ws}/ws/workflows/{job_id}?token={client.token}")
+        legacy = await websockets.connect(f"{stack.ws}/ws?token={client.token}&topic=job:{job_id}")
+        start()
+        seen, legacy_types = [], set()
+        while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
+            seen.append(json.loads(await asyncio.wait_for(wf.recv(), timeout)))
+        for _ in range(1000):
+            try:
+                legacy_types.add(json.loads(await asyncio.wait_for(legacy.recv(), 2))["type"])
+            except TimeoutError:
+                break
+        await wf.close()
+        await legacy.close()
+        return seen, legacy_types
+
+    return asyncio.run(scenario())
+
+
+def assert_both_formats(seen: list[dict], legacy_types: set[str], job_id: int) -> None:
+    types = [m["type"] for m in seen]
+    assert types[-1] == "training_complete", types
+    assert {"training_progress", "checkpoint_saved"} <= set(types)
+    assert all(m["workflow_id"] == str(job_id) for m in seen)
+    assert {"progress", "log", "validation_result", "status"} <= legacy_types  # seed 000's
