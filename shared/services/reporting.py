@@ -36,6 +36,7 @@ class Reporter:
         self.topic = f"job:{job.id}"
         self.throttle_s = throttle_s
         self._last_progress = 0.0
+        self.last_validation: dict[str, Any] | None = None
         self._n = 0
 
     def _publish(self, kind: str, data: dict[str, Any], *key: Any) -> None:
@@ -88,7 +89,8 @@ class Reporter:
         self.jobs.update(
             self.job.id, {"current_epoch": epoch, "metrics": {"loss": train_loss, **metrics}}
         )
-        self._publish("validation", {"epoch": epoch, **metrics, **details}, epoch)
+        self.last_validation = {"epoch": epoch, **metrics, **details}
+        self._publish("validation", self.last_validation, epoch)
         if self.mlflow:
             self.mlflow.log_metrics({"train_loss": train_loss, "lr": lr, **metrics}, step=epoch)
 

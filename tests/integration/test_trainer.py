@@ -56,6 +56,22 @@ def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, 
     log = (tmp_path / f"{rid}.log").read_text()
     assert done.status == "completed", log[-3000:]
     assert done.mlflow_run_id and done.current_epoch == 4
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(done.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.params["model_name"] == "resnet10t"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "checkpoints.json",
+        "validation.json",
+    }
+    assert run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
     rows = DynamoJobRecords(container.table).metrics(job.id)
     losses = [r["loss"] for r in rows]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and losses[-1] < losses[0]

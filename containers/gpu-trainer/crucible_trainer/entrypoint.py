@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -98,8 +99,16 @@ def _mlflow(settings: Any, work: Path, job: Any):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri or f"sqlite:///{work / 'mlflow.db'}")
-    mlflow.set_experiment(f"crucible-{settings.stage}")
+    uri = settings.mlflow_tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    name = f"crucible-{settings.stage}"
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        # Artifacts beside the local database, not in the working directory's ./mlruns
+        # (a tracking server, such as SageMaker's, keeps its own artifact store).
+        store = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # another trainer made it
+            mlflow.create_experiment(name, artifact_location=store.as_uri())
+    mlflow.set_experiment(name)
     run = mlflow.start_run(run_name=f"job-{job.id}")
     mlflow.log_params({"framework": job.framework, "model_name": job.model_name, "epochs": job.total_epochs,
                        "batch_size": job.batch_size, "learning_rate": job.learning_rate, "task_type": job.task_type})  # fmt: skip
@@ -153,5 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             reporter.on_error(f"{type(exc).__name__}: {exc}")
             mlflow.end_run(status="FAILED")
             return 1
+        bucket = settings.names.artifacts_bucket
+        mlflow.log_dict({n: f"s3://{bucket}/{checkpoints.prefix}{n}.pt" for n in ("last", "best")},
+                        "checkpoints.json")  # fmt: skip
+        if reporter.last_validation:
+            mlflow.log_dict(reporter.last_validation, "validation.json")
         mlflow.end_run(status="KILLED" if outcome == "stopped" else "FINISHED")
     return 0
