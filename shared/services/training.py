@@ -184,7 +184,7 @@ class TrainingService:
             (prefix + n for n in ("best.pt", "last.pt") if self.artifacts.exists(prefix + n)), None
         )
 
-    def _predict(self, job: TrainingJob, key: str, data: bytes, filename: str,
+    def _predict(self, key: str, data: bytes, filename: str,
                  options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
         import base64
 
@@ -210,7 +210,7 @@ class TrainingService:
         key = self.checkpoint_of(job)
         if key is None:
             raise Conflict(f"Job {job.id} has no checkpoint yet", code="NO_CHECKPOINT")
-        return self._predict(job, key, data, filename, options)
+        return self._predict(key, data, filename, options)
 
     def transcribe(self, actor: Principal, data: bytes, filename: str) -> dict[str, Any]:
         """Seed 000: with the latest checkpoint of the user's ASR jobs."""
@@ -220,7 +220,7 @@ class TrainingService:
         ):
             key = self.checkpoint_of(job)
             if key:
-                return self._predict(job, key, data, filename, {})
+                return self._predict(key, data, filename, {})
         raise NotFound(
             "No trained ASR model yet: train one with POST /train/start", code="NO_MODEL"
         )

@@ -69,10 +69,8 @@ class Checkpoints:
                     if best:
                         self.c.artifacts.upload(self.prefix + "best.pt", str(best))
                     self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best is not None)
-            except (
-                Exception
-            ) as exc:  # surfaced by flush(): a run whose checkpoints fail must not pass
-                self._errors.append(exc)
+            except Exception as exc:
+                self._errors.append(exc)  # raised by flush(): a run whose checkpoints fail fails
             finally:
                 local.unlink(missing_ok=True)
                 if best:
