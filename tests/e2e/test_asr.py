@@ -117,8 +117,8 @@ def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     root = alice.http.base_url.copy_with(path="/")
     r = alice.http.post("/training/jobs", json={"config": {
         "framework": "torchaudio", "model_name": "rnn-t", "task_type": "speech_recognition",
-        "dataset_id": speech["id"], "epochs": 4, "batch_size": 3, "learning_rate": 0.003,
-        "advanced_config": {"dim": 64, "layers": 2}}})  # fmt: skip
+        "dataset_id": speech["id"], "epochs": 80, "batch_size": 3, "learning_rate": 0.002,
+        "advanced_config": {"dim": 96, "layers": 2}}})  # fmt: skip
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["primary_metric"] == "cer"
@@ -132,16 +132,20 @@ def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
         time.sleep(0.5)
     assert job["status"] == "completed", job
     metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
-    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and metrics[-1]["loss"] < metrics[0][
-        "loss"
-    ]
+    assert [m["epoch"] for m in metrics] == list(range(1, 81))
+    assert metrics[-1]["loss"] < metrics[0]["loss"] / 10
+    # Six utterances, memorised: it learns to spell what it hears.
     assert {"wer", "cer", "val_loss"} <= set(metrics[-1]["extra_metrics"])
+    assert metrics[-1]["extra_metrics"]["cer"] < 0.3
 
     # seed 000's /inference transcribes with the newest ASR checkpoint: this job's.
     wav = make.espeak_wav("hello world", str(tmp_path))
     out = alice.http.post(root.join("inference"), files={"file": ("hello.wav", wav)})
     assert out.status_code == 200, out.text
-    assert set(out.json()) == {"transcription"} and isinstance(out.json()["transcription"], str)
+    assert set(out.json()) == {"transcription"}
+    from crucible_trainer.tasks import edit_distance
+
+    assert edit_distance(list(out.json()["transcription"]), list("hello world")) <= 3, out.json()
     assert alice.http.post(root.join("inference")).status_code == 400  # no file
     bad = alice.http.post(root.join("inference"), files={"file": ("x.wav", b"RIFF....WAVEjunk")})
     assert bad.status_code == 400 and bad.json()["field"] == "file"
