@@ -1,10 +1,11 @@
-"""Watching a training job live, as a browser would: seed 003's per-job stream and
-seed 000's /ws, both opened before the job starts."""
+"""Watching a training job as a user would: live on seed 003's per-job stream and seed
+000's /ws (both opened before the job starts), and by polling its status."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import websockets
@@ -39,3 +40,14 @@ def assert_both_formats(seen: list[dict], legacy_types: set[str], job_id: int) -
     assert {"training_progress", "checkpoint_saved"} <= set(types)
     assert all(m["workflow_id"] == str(job_id) for m in seen)
     assert {"progress", "log", "validation_result", "status"} <= legacy_types  # seed 000's
+
+
+def wait_for_status(client, job_id: int, statuses=("completed", "failed", "stopped"), timeout=300):
+    """Poll the job over HTTP until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.http.get(f"/training/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(job)

@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 from tests import datasets as make  # noqa: E402
-from tests.e2e.live import assert_both_formats, watch  # noqa: E402
+from tests.e2e.live import assert_both_formats, wait_for_status, watch  # noqa: E402
 
 TEXTS = [
     "hello world",
@@ -124,12 +124,7 @@ def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     assert job["primary_metric"] == "cer"
     start = lambda: alice.http.post(f"/training/jobs/{job['id']}/start").raise_for_status()  # noqa: E731
     assert_both_formats(*watch(stack, alice, job["id"], start), job["id"])
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job = alice.http.get(f"/training/jobs/{job['id']}").json()
-        if job["status"] in ("completed", "failed", "stopped"):
-            break
-        time.sleep(0.5)
+    job = wait_for_status(alice, job["id"])
     assert job["status"] == "completed", job
     metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
     assert [m["epoch"] for m in metrics] == list(range(1, 81))

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("timm")
 
 from tests import datasets as make
-from tests.e2e.live import assert_both_formats, watch
+from tests.e2e.live import assert_both_formats, wait_for_status, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -33,16 +33,6 @@ def job(client, dataset, epochs):
     return r.json()
 
 
-def wait(client, job_id, statuses, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        j = client.http.get(f"/training/jobs/{job_id}").json()
-        if j["status"] in statuses:
-            return j
-        time.sleep(0.5)
-    raise AssertionError(j)
-
-
 def test_train_to_completion_with_live_messages(stack, alice, dataset):
     j = job(alice, dataset, epochs=3)
     assert j["status"] == "pending" and j["primary_metric"] == "accuracy"
@@ -52,7 +42,7 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
         assert started.status_code == 200 and started.json()["status"] == "queued"
 
     assert_both_formats(*watch(stack, alice, j["id"], start), j["id"])
-    done = wait(alice, j["id"], {"completed"})
+    done = wait_for_status(alice, j["id"], {"completed"})
     assert done["current_epoch"] == 3 and done["mlflow_run_id"] and done["completed_at"]
     metrics = alice.http.get(f"/training/jobs/{j['id']}/metrics").json()
     assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics[-1]["loss"] < metrics[0]["loss"]
@@ -108,7 +98,7 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
         time.sleep(0.5)
     stop = alice.http.post(f"/training/stop/{long['id']}")
     assert stop.status_code == 200 and stop.json()["status"] == "stopping"
-    stopped = wait(alice, long["id"], {"stopped", "failed"})
+    stopped = wait_for_status(alice, long["id"], {"stopped", "failed"})
     assert stopped["status"] == "stopped"
     assert alice.http.post(f"/training/stop/{long['id']}").status_code == 409
     last = stopped["current_epoch"]
@@ -121,7 +111,7 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
     r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
                         params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
     assert r.status_code == 200
-    assert wait(alice, resumed["id"], {"completed", "failed"})["status"] == "completed"
+    assert wait_for_status(alice, resumed["id"], {"completed", "failed"})["status"] == "completed"
     assert [
         m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()
     ] == [last + 1]

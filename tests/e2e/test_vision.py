@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("ultralytics")
 
 from tests import datasets as make
-from tests.e2e.live import assert_both_formats, watch
+from tests.e2e.live import assert_both_formats, wait_for_status, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -33,16 +33,6 @@ def create(client, dataset, task, epochs, **cfg):
     return r.json()
 
 
-def wait(client, job, statuses=("completed", "failed", "stopped")):
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job = client.http.get(f"/training/jobs/{job['id']}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(job)
-
-
 def logs(client, job):
     return client.http.get(f"/training/jobs/{job['id']}/logs").json()[-5:]
 
@@ -50,7 +40,7 @@ def logs(client, job):
 def train(client, dataset, task, epochs, **cfg):
     job = create(client, dataset, task, epochs, **cfg)
     assert client.http.post(f"/training/jobs/{job['id']}/start").status_code == 200
-    job = wait(client, job)
+    job = wait_for_status(client, job["id"])
     assert job["status"] == "completed", (job, logs(client, job))
     return job
 
@@ -61,7 +51,7 @@ def test_detection_on_a_yolo_dataset(stack, alice):
     job = create(alice, ds, "object_detection", epochs=8)
     start = lambda: alice.http.post(f"/training/jobs/{job['id']}/start").raise_for_status()  # noqa: E731
     assert_both_formats(*watch(stack, alice, job["id"], start), job["id"])
-    job = wait(alice, job)
+    job = wait_for_status(alice, job["id"])
     assert job["status"] == "completed"
     assert job["primary_metric"] == "mAP50-95"
     metrics = alice.http.get(f"/training/jobs/{job['id']}/metrics").json()
@@ -122,7 +112,7 @@ def test_detection_stops_and_resumes(alice):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert alice.http.post(f"/training/stop/{long['id']}").status_code == 200
-    stopped = wait(alice, long)
+    stopped = wait_for_status(alice, long["id"])
     assert stopped["status"] == "stopped", (stopped, logs(alice, long))
     last = stopped["current_epoch"]
     assert 1 <= last < 200
@@ -131,7 +121,7 @@ def test_detection_stops_and_resumes(alice):
     r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
                         params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
     assert r.status_code == 200
-    done = wait(alice, resumed)
+    done = wait_for_status(alice, resumed["id"])
     assert done["status"] == "completed", logs(alice, resumed)
     epochs = [m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()]
     assert epochs == [last + 1, last + 2]

@@ -37,25 +37,23 @@ class Checkpoints:
         """Write ``state`` as last.pt (and ``best``, the best weights so far, as best.pt)."""
         import torch
 
-        local = self.work / f"epoch-{epoch}.pt"
-        torch.save(state, local)
-        best_local = None
-        if best is not None:
-            best_local = self.work / f"best-{epoch}.pt"
-            torch.save(best, best_local)
-        self._queue.put((local, epoch, best_local))
-        return self.prefix + "last.pt"
+        return self._enqueue(epoch, lambda p: torch.save(state, p),
+                             None if best is None else lambda p: torch.save(best, p))  # fmt: skip
 
     def save_file(self, path: Any, epoch: int, *, best: Any = None) -> str:
         """The same for checkpoints a framework wrote itself (copied now: it may rewrite them)."""
         import shutil
 
+        return self._enqueue(epoch, lambda p: shutil.copyfile(path, p),
+                             None if best is None else lambda p: shutil.copyfile(best, p))  # fmt: skip
+
+    def _enqueue(self, epoch: int, write: Any, write_best: Any) -> str:
         local = self.work / f"epoch-{epoch}.pt"
-        shutil.copyfile(path, local)
+        write(local)
         best_local = None
-        if best is not None:
+        if write_best is not None:
             best_local = self.work / f"best-{epoch}.pt"
-            shutil.copyfile(best, best_local)
+            write_best(best_local)
         self._queue.put((local, epoch, best_local))
         return self.prefix + "last.pt"
 
