@@ -88,6 +88,15 @@ def test_classification_and_wrong_dataset(alice):
     result = alice.http.get(f"/validation/results/{job['id']}").json()["results"][-1]
     assert result["metrics"]["top1"] == result["metrics"]["accuracy"]
     assert sum(map(sum, result["confusion_matrix"])) == 4  # the val split: 2 classes x 2
+    images = alice.http.get(f"/validation/images/{result['id']}").json()
+    assert images["total"] == 4 and {i["image_path"].split("/")[0] for i in images["images"]} == {
+        "circle",
+        "square",
+    }
+    correct = alice.http.get(
+        f"/validation/images/{result['id']}", params={"is_correct": True}
+    ).json()
+    assert correct["total"] == round(result["metrics"]["accuracy"] * 4)
     r = alice.http.post("/test-inference", data={"training_job_id": job["id"], "confidence_threshold": 0.0},
                         files={"file": ("s.png", make.png("square", seed=5))})  # fmt: skip
     assert r.status_code == 200 and r.json()["task_type"] == "image_classification"

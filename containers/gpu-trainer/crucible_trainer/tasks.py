@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -274,10 +275,35 @@ def train_yolo(job: Any, root: Path, reporter: Any, checkpoints: Any, stop: thre
                       ("on_model_save", on_model_save), ("on_fit_epoch_end", on_fit_epoch_end)):  # fmt: skip
         model.add_callback(event, fn)
     try:
-        model.train(**{k: v for k, v in args.items() if v is not None})
+        trainer = {"trainer": recording_classifier()} if classify else {}
+        model.train(**trainer, **{k: v for k, v in args.items() if v is not None})
     except _Stopped:
         return "stopped"
     return "completed"
+
+
+def recording_classifier() -> type:
+    """ultralytics' classification trainer whose validator also keeps each image's top-5
+    (its probabilities come from the model's softmax), for per-image results."""
+    from ultralytics.models.yolo.classify import ClassificationTrainer, ClassificationValidator
+
+    class RecordingValidator(ClassificationValidator):
+        def init_metrics(self, model: Any) -> None:
+            super().init_metrics(model)
+            self.top: list = []
+
+        def update_metrics(self, preds: Any, batch: dict[str, Any]) -> None:
+            super().update_metrics(preds, batch)
+            conf, idx = preds.float().topk(min(5, preds.shape[1]), 1)
+            self.top += list(zip(conf.tolist(), idx.tolist(), strict=True))
+
+    class RecordingTrainer(ClassificationTrainer):
+        def get_validator(self) -> Any:
+            validator = super().get_validator()
+            validator.__class__ = RecordingValidator  # same state, one more record
+            return validator
+
+    return RecordingTrainer
 
 
 def _loss(trainer: Any) -> float:
@@ -297,6 +323,12 @@ def yolo_metrics(trainer: Any, m: dict[str, Any], classify: bool) -> dict[str, A
         cm = getattr(trainer.validator, "confusion_matrix", None)
         if cm is not None:  # ultralytics counts matrix[predicted][true]
             out.update(confusion_metrics(cm.matrix.astype(int).T.tolist(), names))
+        top = getattr(trainer.validator, "top", None)
+        samples = trainer.validator.dataloader.dataset.samples
+        if top and len(top) == len(samples):  # the order of the (unshuffled) val loader
+            root = Path(os.path.commonpath([s[0] for s in samples]))
+            root = root.parent if len(samples) == 1 else root
+            out["samples"] = per_sample([(s[0], s[1]) for s in samples], root, top, names)
         return out
     box = trainer.validator.metrics.box
     per_class = {names[c]: {"precision": float(box.p[i]), "recall": float(box.r[i]),
