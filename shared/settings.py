@@ -11,9 +11,8 @@ a matter of that one standard variable.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -183,7 +182,7 @@ class Settings(BaseSettings):
     @cached_property
     def names(self) -> ResourceNames:
         d = ResourceNames.for_stage(self.stage)
-        return dataclasses.replace(
+        return replace(
             d,
             table=self.table_name or d.table,
             uploads_bucket=self.uploads_bucket or d.uploads_bucket,

@@ -49,7 +49,7 @@ ACTIVE = ("pending", "queued", "running", "stopping")
 
 class TrainingService:
     def __init__(self, states: JobStates, jobs: Any, records: Any, datasets: Any, artifacts: Any,
-                 runner: Callable[[], JobRunner], push: Any, predictor: Callable[[], Predictor] | None = None,
+                 runner: Callable[[], JobRunner], push: Any, predictor: Callable[[], Predictor],
                  *, max_inference_bytes: int = 4 * 1024 * 1024) -> None:  # fmt: skip
         self.push = push
         self._make_predictor = predictor
@@ -66,9 +66,7 @@ class TrainingService:
         return self._make_runner()
 
     @cached_property
-    def predictor(self) -> Predictor:
-        if self._make_predictor is None:
-            raise RuntimeError("no predictor configured")
+    def predictor(self) -> Predictor:  # built on the first prediction, like the runner
         return self._make_predictor()
 
     def get(self, actor: Principal, job_id: int) -> TrainingJob:
