@@ -130,6 +130,10 @@ class UploadIntent(BaseModel):
 
 
 JobStatus = Literal["pending", "queued", "running", "stopping", "completed", "failed", "stopped"]
+# A job is active until it reaches one of its terminal states (the state machine that
+# moves it is shared/services/jobs.py).
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
+ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "queued", "running", "stopping"})
 
 
 class TrainingJob(BaseModel):

@@ -1,22 +1,37 @@
 """The one place adapters are chosen.
 
-``build(settings)`` returns a :class:`Container` whose members are created on
-first use, so a Lambda cold start pays only for what its first request touches
-(no boto3 import for a health check). Every runtime — API, event handlers,
-containers, the local stack — gets its services from here.
+``build(settings)`` returns a :class:`Container` whose members are created on first use
+(``cached_property``), so a Lambda cold start pays only for what its first request
+touches (no boto3 import for a health check). A service that needs a port only for
+some of its calls (the training service's job runner and predictor, the push service's
+notifier) gets it through :class:`_Deferred`, which builds the member on the first call.
+Every runtime (API, event handlers, containers, the local stack) gets its services here.
+A composition root that has something of its own to plug in (the local stack's
+in-process predictor and WebSocket hub) passes it to :func:`build`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from shared.adapters.dynamodb import Table
+    from shared.adapters.dynamodb.table import Table
     from shared.adapters.push import LocalHub
-    from shared.ports import EventBus, JobRunner, Notifier, ObjectStore, Predictor, RateLimiter
+    from shared.ports import (
+        DatasetRepository,
+        EventBus,
+        JobRecordRepository,
+        JobRepository,
+        JobRunner,
+        Notifier,
+        ObjectStore,
+        Predictor,
+        RateLimiter,
+    )
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
     from shared.services.catalog import ProjectService, TagService
@@ -25,11 +40,20 @@ if TYPE_CHECKING:
     from shared.services.push import PushService
     from shared.services.training import TrainingService
 
+PredictorFactory = Callable[["Container"], "Predictor"]
+
 
 class Container:
-    def __init__(self, settings: Settings, *, hub: LocalHub | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        hub: LocalHub | None = None,
+        local_predictor: PredictorFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.hub = hub
+        self._local_predictor = local_predictor
         self._clients: dict[tuple, Any] = {}
 
     # --- AWS clients (boto3 honours AWS_ENDPOINT_URL: AWS, LocalStack or the emulator)
@@ -50,7 +74,7 @@ class Container:
     # --- adapters ------------------------------------------------------------
     @cached_property
     def table(self) -> Table:
-        from shared.adapters.dynamodb import Table
+        from shared.adapters.dynamodb.table import Table
 
         return Table(self.client("dynamodb"), self.settings.names.table)
 
@@ -90,79 +114,27 @@ class Container:
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
-        from shared.adapters.dynamodb import DynamoRateLimiter
+        from shared.adapters.dynamodb.ratelimit import DynamoRateLimiter
 
         return DynamoRateLimiter(self.table)
 
-    # --- services --------------------------------------------------------------
     @cached_property
-    def jwt_secret(self) -> str:
-        if self.settings.jwt_secret is not None:
-            return self.settings.jwt_secret.get_secret_value()
-        from aws_lambda_powertools.utilities.parameters import get_secret
+    def job_repository(self) -> JobRepository:
+        from shared.adapters.dynamodb.jobs import DynamoJobs
 
-        return str(get_secret(self.settings.jwt_secret_arn, max_age=300))
+        return DynamoJobs(self.table)
 
     @cached_property
-    def internal_secret(self) -> str | None:
-        """The X-Internal-Auth secret (seed 002's training callback), if one is configured."""
-        s = self.settings
-        if s.internal_secret is not None:
-            return s.internal_secret.get_secret_value()
-        if s.internal_secret_arn:
-            from aws_lambda_powertools.utilities.parameters import get_secret
+    def job_records(self) -> JobRecordRepository:
+        from shared.adapters.dynamodb.jobs import DynamoJobRecords
 
-            return str(get_secret(s.internal_secret_arn, max_age=300))
-        return None
+        return DynamoJobRecords(self.table)
 
     @cached_property
-    def auth(self) -> AuthService:
-        from shared.adapters.dynamodb import DynamoUsers
-        from shared.services.auth import AuthService
+    def dataset_repository(self) -> DatasetRepository:
+        from shared.adapters.dynamodb.datasets import DynamoDatasets
 
-        return AuthService(DynamoUsers(self.table), self.settings, self.jwt_secret)
-
-    @cached_property
-    def projects(self) -> ProjectService:
-        from shared.adapters.dynamodb import DynamoProjects
-        from shared.services.catalog import ProjectService
-
-        return ProjectService(DynamoProjects(self.table))
-
-    @cached_property
-    def tags(self) -> TagService:
-        from shared.adapters.dynamodb import DynamoTags
-        from shared.services.catalog import TagService
-
-        return TagService(DynamoTags(self.table))
-
-    @cached_property
-    def audio(self) -> AudioService:
-        from shared.adapters.dynamodb import DynamoAudioFiles, DynamoTags
-        from shared.services.audio import AudioService
-
-        return AudioService(
-            DynamoAudioFiles(self.table),
-            DynamoTags(self.table),
-            self.uploads,
-            self.artifacts,
-            self.bus,
-            self.push,
-            max_bytes=self.settings.max_audio_bytes,
-        )
-
-    @cached_property
-    def datasets(self) -> DatasetService:
-        from shared.adapters.dynamodb import DynamoDatasets
-        from shared.services.datasets import DatasetService
-
-        s = self.settings
-        return DatasetService(
-            DynamoDatasets(self.table),
-            self.uploads,
-            max_bytes=s.max_request_bytes,
-            max_direct_bytes=s.max_dataset_bytes,
-        )
+        return DynamoDatasets(self.table)
 
     @cached_property
     def job_runner(self) -> JobRunner:
@@ -197,59 +169,133 @@ class Container:
             from shared.adapters.runners import LambdaPredictor
 
             return LambdaPredictor(self.client("lambda"), s.names.inference_function)
-        from pathlib import Path
+        if self._local_predictor is None:
+            raise RuntimeError(
+                "no predictor: set CRUCIBLE_PREDICTOR=lambda, or run inside the local dev server"
+            )
+        return self._local_predictor(self)
 
-        from shared.adapters.runners import LocalPredictor
+    # --- secrets ---------------------------------------------------------------
+    @cached_property
+    def jwt_secret(self) -> str:
+        if self.settings.jwt_secret is not None:
+            return self.settings.jwt_secret.get_secret_value()
+        from aws_lambda_powertools.utilities.parameters import get_secret
 
-        return LocalPredictor(str(Path(s.local_trainer_path).resolve()))
+        return str(get_secret(self.settings.jwt_secret_arn, max_age=300))
 
     @cached_property
-    def training(self) -> TrainingService:
-        from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
-        from shared.services.training import TrainingService
+    def internal_secret(self) -> str | None:
+        """The X-Internal-Auth secret (seed 002's training callback), if one is configured."""
+        s = self.settings
+        if s.internal_secret is not None:
+            return s.internal_secret.get_secret_value()
+        if s.internal_secret_arn:
+            from aws_lambda_powertools.utilities.parameters import get_secret
 
-        # The runner is built on first start/stop: reading jobs needs no runner.
-        return TrainingService(
-            self.jobs,
-            DynamoJobs(self.table),
-            DynamoJobRecords(self.table),
-            self.datasets,
+            return str(get_secret(s.internal_secret_arn, max_age=300))
+        return None
+
+    # --- services --------------------------------------------------------------
+    @cached_property
+    def auth(self) -> AuthService:
+        from shared.adapters.dynamodb.identity import DynamoUsers
+        from shared.services.auth import AuthService
+
+        return AuthService(DynamoUsers(self.table), self.settings, self.jwt_secret)
+
+    @cached_property
+    def projects(self) -> ProjectService:
+        from shared.adapters.dynamodb.catalogue import DynamoProjects
+        from shared.services.catalog import ProjectService
+
+        return ProjectService(DynamoProjects(self.table))
+
+    @cached_property
+    def tags(self) -> TagService:
+        from shared.adapters.dynamodb.catalogue import DynamoTags
+        from shared.services.catalog import TagService
+
+        return TagService(DynamoTags(self.table))
+
+    @cached_property
+    def audio(self) -> AudioService:
+        from shared.adapters.dynamodb.catalogue import DynamoTags
+        from shared.adapters.dynamodb.recordings import DynamoAudioFiles
+        from shared.services.audio import AudioService
+
+        return AudioService(
+            DynamoAudioFiles(self.table),
+            DynamoTags(self.table),
+            self.uploads,
             self.artifacts,
-            lambda: self.job_runner,
+            self.bus,
             self.push,
-            lambda: self.predictor,
-            max_inference_bytes=self.settings.max_inference_bytes,
+            max_bytes=self.settings.max_audio_bytes,
+        )
+
+    @cached_property
+    def datasets(self) -> DatasetService:
+        from shared.services.datasets import DatasetService
+
+        s = self.settings
+        return DatasetService(
+            self.dataset_repository,
+            self.uploads,
+            max_bytes=s.max_request_bytes,
+            max_direct_bytes=s.max_dataset_bytes,
         )
 
     @cached_property
     def jobs(self) -> JobStates:
-        from shared.adapters.dynamodb import DynamoJobs
         from shared.services.jobs import JobStates
 
-        return JobStates(DynamoJobs(self.table))
+        return JobStates(self.job_repository)
+
+    @cached_property
+    def training(self) -> TrainingService:
+        from shared.services.training import TrainingService
+
+        return TrainingService(
+            self.jobs,
+            self.job_repository,
+            self.job_records,
+            self.datasets,
+            self.artifacts,
+            _Deferred(self, "job_runner"),  # reading jobs needs no runner
+            self.push,
+            _Deferred(self, "predictor"),  # nor a predictor
+            max_inference_bytes=self.settings.max_inference_bytes,
+        )
 
     @cached_property
     def push(self) -> PushService:
-        from shared.adapters.dynamodb import DynamoConnections, DynamoEventLog, DynamoOwners
+        from shared.adapters.dynamodb.push import DynamoConnections, DynamoEventLog, DynamoOwners
         from shared.services.push import PushService
 
         s = self.settings
         return PushService(
             DynamoConnections(self.table, s.ws_connection_ttl_s),
             DynamoEventLog(self.table, s.event_ttl_s),
-            # Resolved lazily: publishing needs no push channel, only delivering does.
-            _LazyNotifier(self),
+            _Deferred(self, "notifier"),  # publishing needs no push channel, only delivering
             DynamoOwners(self.table),
         )
 
 
-class _LazyNotifier:
-    def __init__(self, container: Container) -> None:
-        self._c = container
+class _Deferred:
+    """Stands in for one of the container's members and builds it on first use."""
 
-    def post(self, connection_id: str, message: dict[str, Any]) -> bool:
-        return self._c.notifier.post(connection_id, message)
+    def __init__(self, container: Container, member: str) -> None:
+        self._container, self._member = container, member
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(getattr(self._container, self._member), name)
 
 
-def build(settings: Settings, *, hub: LocalHub | None = None) -> Container:
-    return Container(settings, hub=hub)
+def build(
+    settings: Settings,
+    *,
+    hub: LocalHub | None = None,
+    local_predictor: PredictorFactory | None = None,
+) -> Container:
+    return Container(settings, hub=hub, local_predictor=local_predictor)
