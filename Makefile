@@ -41,9 +41,10 @@ dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator,
 test: install system-packages lint  ## every test: unit, integration (emulator), end-to-end (local stack)
 	$(BIN)/pytest
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=.:containers/gpu-trainer $(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

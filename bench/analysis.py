@@ -76,8 +76,11 @@ def run_bare(wav: Path, rate: int | None) -> dict:
     pitch = sound.to_pitch_ac(
         time_step=p.time_step, pitch_floor=p.pitch_floor, pitch_ceiling=p.pitch_ceiling
     )
-    sound.to_formant_burg(time_step=p.time_step, max_number_of_formants=p.n_formants,
-                          maximum_formant=min(p.max_formant, sr / 2 - 50))  # fmt: skip
+    sound.to_formant_burg(
+        time_step=p.time_step,
+        max_number_of_formants=p.n_formants,
+        maximum_formant=min(p.max_formant, sr / 2 - 50),
+    )
     sound.to_harmonicity_cc(time_step=p.time_step, minimum_pitch=p.pitch_floor)
     sound.to_intensity(minimum_pitch=p.pitch_floor, time_step=p.time_step)
     call([sound, pitch], "To PointProcess (cc)")
@@ -87,8 +90,10 @@ def run_bare(wav: Path, rate: int | None) -> dict:
 def measure(kind: str, wav: Path, rate: int | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(wav), str(rate or 0)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -118,9 +123,11 @@ def main() -> None:
         pipeline = measure("pipeline", wav)
         bare = measure("bare", wav, rate)
         bare_native = measure("bare", wav, None)
-    print(f"{args.minutes:g}-minute 44.1 kHz cry-like recording "
-          f"({pipeline['episodes']} episodes, {pipeline['frames']} analysed frames, "
-          f"{pipeline['json_mb']} MB of result JSON)")  # fmt: skip
+    print(
+        f"{args.minutes:g}-minute 44.1 kHz cry-like recording "
+        f"({pipeline['episodes']} episodes, {pipeline['frames']} analysed frames, "
+        f"{pipeline['json_mb']} MB of result JSON)"
+    )
     print(
         f"  full pipeline (decode -> results, viz):   {pipeline['seconds']:6.2f} s  peak {pipeline['peak_mb']} MB"
     )

@@ -131,14 +131,21 @@ def _perturbation(
 
 
 def _episode_features(
-    x: np.ndarray, sr: int, offset: float, times: np.ndarray, start: float, end: float,
-    p: AnalysisParams, max_formant: float,
-) -> dict[str, Any]:  # fmt: skip
+    x: np.ndarray,
+    sr: int,
+    offset: float,
+    times: np.ndarray,
+    start: float,
+    end: float,
+    p: AnalysisParams,
+    max_formant: float,
+) -> dict[str, Any]:
     """Formants, HNR and per-window jitter/shimmer of one episode (runs in a worker)."""
     sound = parselmouth.Sound(x, sampling_frequency=sr, start_time=offset)
     frames: dict[str, np.ndarray] = {}
-    formant = sound.to_formant_burg(time_step=p.time_step, max_number_of_formants=p.n_formants,
-                                    maximum_formant=max_formant)  # fmt: skip
+    formant = sound.to_formant_burg(
+        time_step=p.time_step, max_number_of_formants=p.n_formants, maximum_formant=max_formant
+    )
     fx = np.array(formant.xs())
     for n in (1, 2, 3):
         values = call(formant, "To Matrix", n).values[0].astype(float)
@@ -268,8 +275,18 @@ class Analyzer:
         for ep in episodes:
             a = max(0, int((ep["start"] - margin) * self.sr))
             b = min(len(self.x), int((ep["end"] + margin) * self.sr))
-            jobs.append((self.x[a:b], self.sr, a / self.sr, t[ep["i0"] : ep["i1"]], ep["start"], ep["end"],
-                         self.p, self.max_formant))  # fmt: skip
+            jobs.append(
+                (
+                    self.x[a:b],
+                    self.sr,
+                    a / self.sr,
+                    t[ep["i0"] : ep["i1"]],
+                    ep["start"],
+                    ep["end"],
+                    self.p,
+                    self.max_formant,
+                )
+            )
         for k, (ep, out) in enumerate(
             zip(episodes, _map(_episode_features, jobs, workers, self.sr), strict=True)
         ):

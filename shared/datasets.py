@@ -165,8 +165,14 @@ def _imagefolder(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str
         raise InvalidDataset(
             f"Classification needs at least 2 classes; found only '{next(iter(classes))}'"
         )
-    return DatasetStats("imagefolder", sum(classes.values()), 0, len(classes), dict(sorted(classes.items())),
-                        dict(splits))  # fmt: skip
+    return DatasetStats(
+        "imagefolder",
+        sum(classes.values()),
+        0,
+        len(classes),
+        dict(sorted(classes.items())),
+        dict(splits),
+    )
 
 
 def _yolo(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -> DatasetStats:
@@ -211,8 +217,15 @@ def _yolo(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -> Da
             counts[names[cls]] += 1
     if not images:
         raise InvalidDataset("No images under images/")
-    return DatasetStats("yolo", len(images), 0, len(names), {n: counts.get(n, 0) for n in names}, dict(splits),
-                        {"labelled_images": len(labels)})  # fmt: skip
+    return DatasetStats(
+        "yolo",
+        len(images),
+        0,
+        len(names),
+        {n: counts.get(n, 0) for n in names},
+        dict(splits),
+        {"labelled_images": len(labels)},
+    )
 
 
 def _coco(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -> DatasetStats:
@@ -262,8 +275,13 @@ def _coco(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -> Da
 
 
 def _ljspeech(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -> DatasetStats:
-    rows = list(csv.reader(io.StringIO(zf.read(rel["metadata.csv"]).decode("utf-8")), delimiter="|",
-                           quoting=csv.QUOTE_NONE))  # fmt: skip
+    rows = list(
+        csv.reader(
+            io.StringIO(zf.read(rel["metadata.csv"]).decode("utf-8")),
+            delimiter="|",
+            quoting=csv.QUOTE_NONE,
+        )
+    )
     if not rows:
         raise InvalidDataset("metadata.csv is empty")
     seconds, chars = 0.0, Counter[str]()
@@ -281,9 +299,15 @@ def _ljspeech(zf: zipfile.ZipFile, rel: dict[str, zipfile.ZipInfo], root: str) -
         except (wave.Error, EOFError) as exc:
             raise InvalidDataset(f"{wav} is not a PCM WAV file: {exc}") from None
         chars.update(row[-1].lower())
-    return DatasetStats("ljspeech", len(rows), 0, 0, {}, {"train": len(rows)},
-                        {"utterances": len(rows), "total_seconds": round(seconds, 3),
-                         "characters": len(chars)})  # fmt: skip
+    return DatasetStats(
+        "ljspeech",
+        len(rows),
+        0,
+        0,
+        {},
+        {"train": len(rows)},
+        {"utterances": len(rows), "total_seconds": round(seconds, 3), "characters": len(chars)},
+    )
 
 
 def validate(
@@ -292,22 +316,41 @@ def validate(
     """Seed 003's validation report: problems, warnings (class imbalance) and advice."""
     issues, advice = [], []
     if expected_format and expected_format != stats.format:
-        issues.append({"severity": "error", "message": f"Expected {expected_format}, found {stats.format}",
-                       "details": {}})  # fmt: skip
+        issues.append(
+            {
+                "severity": "error",
+                "message": f"Expected {expected_format}, found {stats.format}",
+                "details": {},
+            }
+        )
     if expected_classes is not None and expected_classes != stats.num_classes:
-        issues.append({"severity": "error", "message": f"Expected {expected_classes} classes, found "
-                       f"{stats.num_classes}", "details": stats.class_distribution})  # fmt: skip
+        issues.append(
+            {
+                "severity": "error",
+                "message": f"Expected {expected_classes} classes, found {stats.num_classes}",
+                "details": stats.class_distribution,
+            }
+        )
     counts = [c for c in stats.class_distribution.values()]
     if counts and max(counts) > 0:
         spread = (max(counts) - min(counts)) / max(counts)
         if spread > 0.1:
-            issues.append({"severity": "warning",
-                           "message": f"Class imbalance: the smallest class is {spread:.0%} below the largest",
-                           "details": stats.class_distribution})  # fmt: skip
+            issues.append(
+                {
+                    "severity": "warning",
+                    "message": f"Class imbalance: the smallest class is {spread:.0%} below the largest",
+                    "details": stats.class_distribution,
+                }
+            )
             advice.append("Use augmentation or class weights to balance the classes.")
         if min(counts) == 0:
-            issues.append({"severity": "warning", "message": "Some classes have no examples",
-                           "details": {k: v for k, v in stats.class_distribution.items() if v == 0}})  # fmt: skip
+            issues.append(
+                {
+                    "severity": "warning",
+                    "message": "Some classes have no examples",
+                    "details": {k: v for k, v in stats.class_distribution.items() if v == 0},
+                }
+            )
     if stats.format != "ljspeech" and "val" not in stats.splits:
         advice.append(
             "No validation split: training validates on the training data, so its metrics "

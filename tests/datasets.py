@@ -61,8 +61,17 @@ def yolo(n: int = 4) -> bytes:
 
 def coco(n: int = 4) -> bytes:
     images = [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in range(n)]
-    anns = [{"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [8, 8, 16, 16], "area": 256, "iscrowd": 0}
-            for i in range(n)]  # fmt: skip
+    anns = [
+        {
+            "id": i,
+            "image_id": i,
+            "category_id": 1 + i % 2,
+            "bbox": [8, 8, 16, 16],
+            "area": 256,
+            "iscrowd": 0,
+        }
+        for i in range(n)
+    ]
     doc = {
         "images": images,
         "annotations": anns,

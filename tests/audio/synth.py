@@ -80,8 +80,12 @@ def encode(x: np.ndarray, sr: int, fmt: str) -> bytes:
     """Encode mono audio with PyAV's FFmpeg: mp3, flac, m4a (AAC) or ogg (Opus, 48 kHz only)."""
     import av
 
-    container_fmt, codec = {"mp3": ("mp3", "libmp3lame"), "flac": ("flac", "flac"),
-                            "m4a": ("ipod", "aac"), "ogg": ("ogg", "libopus")}[fmt]  # fmt: skip
+    container_fmt, codec = {
+        "mp3": ("mp3", "libmp3lame"),
+        "flac": ("flac", "flac"),
+        "m4a": ("ipod", "aac"),
+        "ogg": ("ogg", "libopus"),
+    }[fmt]
     out = io.BytesIO()
     with av.open(out, "w", format=container_fmt) as c:
         stream = c.add_stream(codec, rate=sr, layout="mono")

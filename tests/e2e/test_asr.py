@@ -31,8 +31,11 @@ TEXTS = [
 
 @pytest.fixture
 def speech(alice, tmp_path):
-    r = alice.http.post("/datasets", data={"name": "ljspeech"},
-                        files=[("files", ("lj.zip", make.ljspeech_espeak(TEXTS, str(tmp_path))))])  # fmt: skip
+    r = alice.http.post(
+        "/datasets",
+        data={"name": "ljspeech"},
+        files=[("files", ("lj.zip", make.ljspeech_espeak(TEXTS, str(tmp_path))))],
+    )
     assert r.status_code == 201 and r.json()["format"] == "ljspeech", r.text
     return r.json()
 
@@ -115,10 +118,21 @@ def test_seed000_training_flow(stack, alice, speech):
 
 def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     root = alice.http.base_url.copy_with(path="/")
-    r = alice.http.post("/training/jobs", json={"config": {
-        "framework": "torchaudio", "model_name": "rnn-t", "task_type": "speech_recognition",
-        "dataset_id": speech["id"], "epochs": 80, "batch_size": 3, "learning_rate": 0.002,
-        "advanced_config": {"dim": 96, "layers": 2}}})  # fmt: skip
+    r = alice.http.post(
+        "/training/jobs",
+        json={
+            "config": {
+                "framework": "torchaudio",
+                "model_name": "rnn-t",
+                "task_type": "speech_recognition",
+                "dataset_id": speech["id"],
+                "epochs": 80,
+                "batch_size": 3,
+                "learning_rate": 0.002,
+                "advanced_config": {"dim": 96, "layers": 2},
+            }
+        },
+    )
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["primary_metric"] == "cer"

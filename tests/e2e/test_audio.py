@@ -193,8 +193,13 @@ def test_results_exports_visualisation_and_tags(stack, alice, cry_wav):
 def test_who_may_read_and_change_files(stack, alice, bob, cry_wav):
     f = alice.http.post("/audio-files/upload", files={"file": ("c.wav", cry_wav)}).json()["file"]
     wait_status(alice, f["id"])
-    for path in (f"/audio-files/{f['id']}", f"/analysis/{f['id']}/result", f"/export/{f['id']}/csv",
-                 f"/visualization/{f['id']}/waveform", f"/audio-files/{f['id']}/stream"):  # fmt: skip
+    for path in (
+        f"/audio-files/{f['id']}",
+        f"/analysis/{f['id']}/result",
+        f"/export/{f['id']}/csv",
+        f"/visualization/{f['id']}/waveform",
+        f"/audio-files/{f['id']}/stream",
+    ):
         assert bob.http.get(path).status_code == 404, path
     assert bob.http.post(f"/analysis/{f['id']}/start").status_code == 404
     assert bob.http.delete(f"/audio-files/{f['id']}").status_code == 404

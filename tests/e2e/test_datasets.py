@@ -12,8 +12,11 @@ pytestmark = pytest.mark.e2e
 
 
 def create(client, name, data, fmt="auto", filename="data.zip"):
-    return client.http.post("/datasets", data={"name": name, "format": fmt},
-                            files=[("files", (filename, data, "application/zip"))])  # fmt: skip
+    return client.http.post(
+        "/datasets",
+        data={"name": name, "format": fmt},
+        files=[("files", (filename, data, "application/zip"))],
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,8 +40,11 @@ def test_multipart_zip_each_format(alice, builder, fmt, classes):
 
 
 def test_loose_files_list_and_validate(alice, bob):
-    files = [("files", (f"{cls}/{i}.png", make.png(cls, seed=i), "image/png")) for cls in ("circle", "square")
-             for i in range(3)]  # fmt: skip
+    files = [
+        ("files", (f"{cls}/{i}.png", make.png(cls, seed=i), "image/png"))
+        for cls in ("circle", "square")
+        for i in range(3)
+    ]
     files.append(("files", ("circle/extra.png", make.png("circle", seed=9), "image/png")))
     r = alice.http.post("/datasets", data={"name": "loose", "project_id": "7"}, files=files)
     assert r.status_code == 201, r.text
@@ -46,8 +52,10 @@ def test_loose_files_list_and_validate(alice, bob):
     assert d["class_distribution"] == {"circle": 4, "square": 3} and d["project_id"] == 7
     listed = alice.http.get("/datasets", params={"project_id": 7}).json()
     assert listed["total"] == 1 and listed["datasets"][0]["id"] == d["id"]
-    report = alice.http.post(f"/datasets/{d['id']}/validate", json={"expected_format": "imagefolder",
-                                                                     "expected_classes": 2}).json()  # fmt: skip
+    report = alice.http.post(
+        f"/datasets/{d['id']}/validate",
+        json={"expected_format": "imagefolder", "expected_classes": 2},
+    ).json()
     assert report["valid"] and report["issues"][0]["severity"] == "warning"  # 4 vs 3: imbalance
     assert bob.http.get(f"/datasets/{d['id']}").status_code == 404
     assert bob.http.get("/datasets").json()["total"] == 0

@@ -241,10 +241,24 @@ def test_operator_promotes_the_first_admin(stack, alice, bob):
     from tests.conftest import ROOT
 
     out = subprocess.run(
-        [sys.executable, "-m", "functions.local.admin", "--data-dir", str(stack.data_dir),
-         "--endpoint", stack.emulator_endpoint, "promote", alice.email, "--role", "admin"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "functions.local.admin",
+            "--data-dir",
+            str(stack.data_dir),
+            "--endpoint",
+            stack.emulator_endpoint,
+            "promote",
+            alice.email,
+            "--role",
+            "admin",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     token = httpx.post(
         stack.api("/auth/login"), json={"email": alice.email, "password": alice.password}

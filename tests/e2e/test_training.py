@@ -25,10 +25,22 @@ def dataset(alice):
 
 
 def job(client, dataset, epochs):
-    r = client.http.post("/training/jobs", json={"experiment_name": "shapes", "config": {
-        "framework": "timm", "model_name": "resnet10t", "task_type": "image_classification",
-        "dataset_id": dataset["id"], "epochs": epochs, "batch_size": 8, "learning_rate": 0.003,
-        "advanced_config": {"image_size": 32}}})  # fmt: skip
+    r = client.http.post(
+        "/training/jobs",
+        json={
+            "experiment_name": "shapes",
+            "config": {
+                "framework": "timm",
+                "model_name": "resnet10t",
+                "task_type": "image_classification",
+                "dataset_id": dataset["id"],
+                "epochs": epochs,
+                "batch_size": 8,
+                "learning_rate": 0.003,
+                "advanced_config": {"image_size": 32},
+            },
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -74,15 +86,21 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     assert alice.http.get("/validation/images/999999999").status_code == 404
 
     # Predictions from the checkpoint.
-    r = alice.http.post("/test-inference", data={"training_job_id": j["id"], "top_k": 1,
-                        "confidence_threshold": 0.0}, files={"file": ("c.png", make.png("circle", seed=99))})  # fmt: skip
+    r = alice.http.post(
+        "/test-inference",
+        data={"training_job_id": j["id"], "top_k": 1, "confidence_threshold": 0.0},
+        files={"file": ("c.png", make.png("circle", seed=99))},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["task_type"] == "image_classification" and out["model_name"] == "resnet10t"
     assert len(out["predictions"]) == 1 and out["predictions"][0]["label"] in ("circle", "square")
     assert out["inference_time_ms"] > 0
-    bad = alice.http.post("/test-inference", data={"training_job_id": j["id"]},
-                          files={"file": ("c.png", b"not an image")})  # fmt: skip
+    bad = alice.http.post(
+        "/test-inference",
+        data={"training_job_id": j["id"]},
+        files={"file": ("c.png", b"not an image")},
+    )
     assert bad.status_code == 400 and bad.json()["field"] == "file"
 
 
@@ -108,8 +126,10 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
         f"/training/jobs/{resumed['id']}/start", params={"checkpoint_path": "jobs/0/none.pt"}
     )
     assert missing.status_code == 404 and missing.json()["code"] == "CHECKPOINT_NOT_FOUND"
-    r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
-                        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
+    r = alice.http.post(
+        f"/training/jobs/{resumed['id']}/start",
+        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"},
+    )
     assert r.status_code == 200
     assert wait_for_status(alice, resumed["id"], {"completed", "failed"})["status"] == "completed"
     assert [
@@ -133,11 +153,15 @@ def test_models_and_config_schema(alice):
 
 
 def test_bad_requests(alice, dataset):
-    bad = alice.http.post("/training/jobs", json={"config": {"framework": "caffe", "model_name": "x",
-                                                             "dataset_id": dataset["id"]}})  # fmt: skip
+    bad = alice.http.post(
+        "/training/jobs",
+        json={"config": {"framework": "caffe", "model_name": "x", "dataset_id": dataset["id"]}},
+    )
     assert bad.status_code == 400 and bad.json()["field"] == "config.framework"
-    missing = alice.http.post("/training/jobs", json={"config": {"framework": "timm", "model_name": "x",
-                                                                 "dataset_id": "nope"}})  # fmt: skip
+    missing = alice.http.post(
+        "/training/jobs",
+        json={"config": {"framework": "timm", "model_name": "x", "dataset_id": "nope"}},
+    )
     assert missing.status_code == 404 and missing.json()["code"] == "DATASET_NOT_FOUND"
     assert alice.http.get("/training/jobs/999999").status_code == 404
 
@@ -148,8 +172,11 @@ def test_internal_callback(stack, alice, dataset):
     secret = (stack.data_dir / "internal-secret").read_text().strip()
     j = job(alice, dataset, epochs=5)
     url = stack.api("/internal/training/callback")
-    body = {"job_id": j["id"], "event": "epoch_complete",
-            "data": {"epoch": 1, "loss": 0.45, "accuracy": 0.85, "learning_rate": 0.0008}}  # fmt: skip
+    body = {
+        "job_id": j["id"],
+        "event": "epoch_complete",
+        "data": {"epoch": 1, "loss": 0.45, "accuracy": 0.85, "learning_rate": 0.0008},
+    }
     assert httpx.post(url, json=body).status_code == 401
     assert httpx.post(url, json=body, headers={"X-Internal-Auth": "wrong"}).status_code == 401
     ok = httpx.post(url, json=body, headers={"X-Internal-Auth": secret})

@@ -26,9 +26,21 @@ def upload(client, name, archive):
 
 
 def create(client, dataset, task, epochs, **cfg):
-    r = client.http.post("/training/jobs", json={"config": {
-        "framework": "ultralytics", "model_name": "yolov8n", "task_type": task, "dataset_id": dataset["id"],
-        "epochs": epochs, "batch_size": 4, "learning_rate": 0.002, "advanced_config": {**FAST, **cfg}}})  # fmt: skip
+    r = client.http.post(
+        "/training/jobs",
+        json={
+            "config": {
+                "framework": "ultralytics",
+                "model_name": "yolov8n",
+                "task_type": task,
+                "dataset_id": dataset["id"],
+                "epochs": epochs,
+                "batch_size": 4,
+                "learning_rate": 0.002,
+                "advanced_config": {**FAST, **cfg},
+            }
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -62,8 +74,11 @@ def test_detection_on_a_yolo_dataset(stack, alice):
     assert "accuracy" not in result["metrics"] and result["overall_loss"] > 0
     assert result["primary_metric_name"] == "mAP50-95"
     assert set(result["per_class_metrics"]) <= {"circle", "square"}
-    r = alice.http.post("/test-inference", data={"training_job_id": job["id"], "confidence_threshold": 0.0,
-                        "top_k": 3}, files={"file": ("x.png", make.png("circle", seed=7))})  # fmt: skip
+    r = alice.http.post(
+        "/test-inference",
+        data={"training_job_id": job["id"], "confidence_threshold": 0.0, "top_k": 3},
+        files={"file": ("x.png", make.png("circle", seed=7))},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["task_type"] == "object_detection" and out["model_name"] == "yolov8n"
@@ -97,18 +112,37 @@ def test_classification_and_wrong_dataset(alice):
         f"/validation/images/{result['id']}", params={"is_correct": True}
     ).json()
     assert correct["total"] == round(result["metrics"]["accuracy"] * 4)
-    r = alice.http.post("/test-inference", data={"training_job_id": job["id"], "confidence_threshold": 0.0},
-                        files={"file": ("s.png", make.png("square", seed=5))})  # fmt: skip
+    r = alice.http.post(
+        "/test-inference",
+        data={"training_job_id": job["id"], "confidence_threshold": 0.0},
+        files={"file": ("s.png", make.png("square", seed=5))},
+    )
     assert r.status_code == 200 and r.json()["task_type"] == "image_classification"
     assert sorted(p["label"] for p in r.json()["predictions"]) == ["circle", "square"]
 
-    wrong = alice.http.post("/training/jobs", json={"config": {
-        "framework": "ultralytics", "model_name": "yolov8n", "task_type": "object_detection",
-        "dataset_id": shapes["id"]}})  # fmt: skip
+    wrong = alice.http.post(
+        "/training/jobs",
+        json={
+            "config": {
+                "framework": "ultralytics",
+                "model_name": "yolov8n",
+                "task_type": "object_detection",
+                "dataset_id": shapes["id"],
+            }
+        },
+    )
     assert wrong.status_code == 400 and wrong.json()["field"] == "config.dataset_id"
-    unknown = alice.http.post("/training/jobs", json={"config": {
-        "framework": "ultralytics", "model_name": "yolov99", "task_type": "object_detection",
-        "dataset_id": shapes["id"]}})  # fmt: skip
+    unknown = alice.http.post(
+        "/training/jobs",
+        json={
+            "config": {
+                "framework": "ultralytics",
+                "model_name": "yolov99",
+                "task_type": "object_detection",
+                "dataset_id": shapes["id"],
+            }
+        },
+    )
     assert unknown.status_code == 400 and unknown.json()["field"] == "config.model_name"
 
 
@@ -127,8 +161,10 @@ def test_detection_stops_and_resumes(alice):
     assert 1 <= last < 200
 
     resumed = create(alice, ds, "object_detection", epochs=last + 2)
-    r = alice.http.post(f"/training/jobs/{resumed['id']}/start",
-                        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"})  # fmt: skip
+    r = alice.http.post(
+        f"/training/jobs/{resumed['id']}/start",
+        params={"checkpoint_path": f"jobs/{long['id']}/checkpoints/last.pt"},
+    )
     assert r.status_code == 200
     done = wait_for_status(alice, resumed["id"])
     assert done["status"] == "completed", logs(alice, resumed)

@@ -93,8 +93,18 @@ def _voice_report(x, sr, t0, t1, p: AnalysisParams) -> tuple[float, float]:
         time_step=p.time_step, pitch_floor=p.pitch_floor, pitch_ceiling=p.pitch_ceiling
     )
     points = call([sound, pitch], "To PointProcess (cc)")
-    report = call([sound, pitch, points], "Voice report", t0, t1, p.pitch_floor, p.pitch_ceiling,
-                  p.max_period_factor, p.max_amplitude_factor, 0.03, 0.45)  # fmt: skip
+    report = call(
+        [sound, pitch, points],
+        "Voice report",
+        t0,
+        t1,
+        p.pitch_floor,
+        p.pitch_ceiling,
+        p.max_period_factor,
+        p.max_amplitude_factor,
+        0.03,
+        0.45,
+    )
     jitter = float(re.search(r"Jitter \(local\): ([\d.]+)%", report).group(1)) / 100
     shimmer = float(re.search(r"Shimmer \(local\): ([\d.]+)%", report).group(1)) / 100
     return jitter, shimmer
@@ -125,8 +135,12 @@ def test_espeak_speech(tmp_path):
         "XDG_RUNTIME_DIR": str(tmp_path),
         "PATH": "/usr/bin:/bin",
     }
-    subprocess.run(["espeak-ng", "-w", str(wav), "hello world, this is a test of the cry analyser"],
-                   check=True, env=env, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["espeak-ng", "-w", str(wav), "hello world, this is a test of the cry analyser"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     speech, sr, _ = decode(wav, SR)
     x = np.concatenate([np.zeros(SR), speech, np.zeros(SR)])
     loud = np.flatnonzero(np.abs(x) > 0.02 * np.abs(x).max())

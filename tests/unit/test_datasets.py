@@ -112,12 +112,20 @@ def test_coco_is_converted_to_yolo_labels(tmp_path):
 
     from shared.datasets import extract, yolo_data_yaml
 
-    doc = {"images": [{"id": 7, "file_name": "a.png", "width": 200, "height": 100}],
-           "annotations": [{"id": 1, "image_id": 7, "category_id": 9, "bbox": [20, 10, 100, 50]},
-                           {"id": 2, "image_id": 7, "category_id": 3, "bbox": [0, 0, 200, 100]}],
-           "categories": [{"id": 9, "name": "dog"}, {"id": 3, "name": "cat"}]}  # fmt: skip
-    archive = make.zip_of({"images/a.png": make.png("circle"),
-                           "annotations/instances_val.json": json.dumps(doc).encode()})  # fmt: skip
+    doc = {
+        "images": [{"id": 7, "file_name": "a.png", "width": 200, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 9, "bbox": [20, 10, 100, 50]},
+            {"id": 2, "image_id": 7, "category_id": 3, "bbox": [0, 0, 200, 100]},
+        ],
+        "categories": [{"id": 9, "name": "dog"}, {"id": 3, "name": "cat"}],
+    }
+    archive = make.zip_of(
+        {
+            "images/a.png": make.png("circle"),
+            "annotations/instances_val.json": json.dumps(doc).encode(),
+        }
+    )
     root = extract(io.BytesIO(archive), str(tmp_path / "data"))
     data = yaml.safe_load(Path(yolo_data_yaml(root, str(tmp_path / "yolo"))).read_text())
     assert data["names"] == {0: "cat", 1: "dog"}  # category-id order
@@ -137,8 +145,13 @@ def test_yolo_data_yaml_gets_absolute_paths_and_a_val_split(tmp_path):
 
     from shared.datasets import extract, yolo_data_yaml
 
-    archive = make.zip_of({"ds/data.yaml": b"names: {0: a, 1: b}\ntrain: images/train\n",
-                           "ds/images/train/0.png": make.png("square"), "ds/labels/train/0.txt": b"0 .5 .5 .2 .2\n"})  # fmt: skip
+    archive = make.zip_of(
+        {
+            "ds/data.yaml": b"names: {0: a, 1: b}\ntrain: images/train\n",
+            "ds/images/train/0.png": make.png("square"),
+            "ds/labels/train/0.txt": b"0 .5 .5 .2 .2\n",
+        }
+    )
     root = extract(io.BytesIO(archive), str(tmp_path / "data"))
     data = yaml.safe_load(Path(yolo_data_yaml(root, str(tmp_path / "yolo"))).read_text())
     assert data["train"] == data["val"] == str((Path(root) / "images/train").resolve())
