@@ -31,8 +31,13 @@ def bare(job, root: Path) -> float:
     from torchvision import datasets, transforms
 
     size = job.advanced_config["image_size"]
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                             transforms.Normalize([0.5] * 3, [0.5] * 3)])  # fmt: skip
+    tf = transforms.Compose(
+        [
+            transforms.Resize((size, size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
     train, val = datasets.ImageFolder(root / "train", tf), datasets.ImageFolder(root / "val", tf)
     torch.manual_seed(0)
     model = timm.create_model(job.model_name, pretrained=False, num_classes=len(train.classes))
@@ -67,12 +72,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from crucible_trainer.entrypoint import Checkpoints
-    from crucible_trainer.tasks import train_timm
+    from crucible_trainer.frameworks.timm_classifier import train
+    from crucible_trainer.run import Checkpoints, Run
+    from crucible_trainer.spec import JobSpec
 
     from functions.local.bootstrap import ensure_resources
     from functions.local.emulator import Emulator, free_port
-    from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
     from shared.datasets import extract
     from shared.models import Principal, TrainingJob
     from shared.services.reporting import Reporter
@@ -85,8 +90,13 @@ def main() -> None:
         work = Path(tmp)
         emu = Emulator(ROOT / ".ministack" / "bin" / "ministack", work / "aws", free_port()).start()
         try:
-            os.environ.update(AWS_ENDPOINT_URL=emu.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",  # noqa: S106
-                              AWS_DEFAULT_REGION="us-east-1", CRUCIBLE_JWT_SECRET="bench-" + "x" * 40)  # fmt: skip
+            os.environ.update(
+                AWS_ENDPOINT_URL=emu.endpoint,
+                AWS_ACCESS_KEY_ID="test",
+                AWS_SECRET_ACCESS_KEY="test",  # noqa: S106
+                AWS_DEFAULT_REGION="us-east-1",
+                CRUCIBLE_JWT_SECRET="bench-" + "x" * 40,
+            )
             c = build(load_settings(stage="bench"))
             ensure_resources(c)
             archive = make.imagefolder(per_class=args.images)
@@ -100,29 +110,29 @@ def main() -> None:
             mlflow.set_experiment("bench")
             full_times, bare_times = [], []
             for _ in range(args.runs):
-                job = DynamoJobs(c.table).create(TrainingJob(
-                    id=0, owner_id=1, framework="timm", model_name="resnet10t", task_type="image_classification",
-                    epochs=args.epochs, total_epochs=args.epochs, batch_size=16, learning_rate=3e-3,
-                    advanced_config={"image_size": args.size},
-                ))  # fmt: skip
+                job = c.job_repository.create(
+                    TrainingJob(
+                        id=0,
+                        owner_id=1,
+                        framework="timm",
+                        model_name="resnet10t",
+                        task_type="image_classification",
+                        epochs=args.epochs,
+                        total_epochs=args.epochs,
+                        batch_size=16,
+                        learning_rate=3e-3,
+                        advanced_config={"image_size": args.size},
+                    )
+                )
                 bare_times.append(bare(job, root))
                 with mlflow.start_run():
                     reporter = Reporter(
-                        c.push,
-                        c.jobs.jobs,
-                        job,
-                        DynamoJobRecords(c.table),
-                        mlflow,
-                        artifacts=c.artifacts,
+                        c.push, c.job_repository, job, c.job_records, mlflow, artifacts=c.artifacts
                     )
                     t0 = time.perf_counter()
-                    train_timm(
-                        job,
-                        root,
-                        reporter,
-                        Checkpoints(c, job.id, work, reporter),
-                        threading.Event(),
-                    )
+                    spec = JobSpec.from_job(job)
+                    checkpoints = Checkpoints(c.artifacts, job.id, work, reporter)
+                    train(spec, root, Run(spec, reporter, checkpoints, threading.Event()))
                     full_times.append(time.perf_counter() - t0)
         finally:
             emu.stop()
@@ -133,8 +143,10 @@ def main() -> None:
     print(f"  trainer with reporting, checkpoints to S3, MLflow: {full:7.2f} s")
     print(f"  bare loop, same model and data:                  {plain:7.2f} s")
     print(f"  ratio: {full / plain:.3f}x  (target <= 1.03x)")
-    print(f"  samples/second (training): {2 * args.images * args.epochs / full:.1f} with, "
-          f"{2 * args.images * args.epochs / plain:.1f} without")  # fmt: skip
+    print(
+        f"  samples/second (training): {2 * args.images * args.epochs / full:.1f} with, "
+        f"{2 * args.images * args.epochs / plain:.1f} without"
+    )
 
 
 if __name__ == "__main__":

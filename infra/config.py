@@ -9,11 +9,16 @@ from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 RETENTION = {
-    1: logs.RetentionDays.ONE_DAY, 7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
-    731: logs.RetentionDays.TWO_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
-}  # fmt: skip
+    1: logs.RetentionDays.ONE_DAY,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
 
 
 class EnvironmentConfig(BaseModel):

@@ -1,6 +1,8 @@
 """Lambda packages built at synth time without Docker: the code (functions/ and shared/)
 as one asset, and each runtime's dependencies as a layer installed by pip for the
-Lambda platform (manylinux, CPython 3.11). Layers are cached by their requirement set."""
+Lambda platform (manylinux, CPython 3.11). Layers are cached by their requirement set.
+Image assets (Lambda and Batch) build with the repository as their context, less
+``IMAGE_EXCLUDE``."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ BUILD = ROOT / "build" / "lambda"
 PYTHON = "3.11"
 # The Lambda runtime ships boto3; bundling it again only adds weight.
 PROVIDED = ("boto3",)
+# Not part of an image's build context (the images need shared/, so the context is ROOT).
+IMAGE_EXCLUDE = [".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"]
 
 
 def requirements(*extras: str) -> list[str]:
@@ -34,11 +38,25 @@ def layer(*extras: str) -> str:
     if not (out / ".complete").exists():
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(out / "python"),
-             "--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", PYTHON,
-             "--only-binary=:all:", *reqs],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(out / "python"),
+                "--platform",
+                "manylinux2014_x86_64",
+                "--implementation",
+                "cp",
+                "--python-version",
+                PYTHON,
+                "--only-binary=:all:",
+                *reqs,
+            ],
             check=True,
-        )  # fmt: skip
+        )
         (out / ".complete").touch()
     return str(out)
 

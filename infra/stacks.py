@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as ddb
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
@@ -14,10 +12,10 @@ from infra.constructs.batch import Batch
 from infra.constructs.events import Events
 from infra.constructs.functions import Functions
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.refs import DataRefs
 from infra.constructs.state import State
 from infra.constructs.storage import Storage
 from infra.constructs.tracking import Tracking
-from shared.adapters.dynamodb import TABLE_SCHEMA
 from shared.settings import ResourceNames
 
 
@@ -36,21 +34,6 @@ class DataStack(cdk.Stack):
         )
 
 
-class DataRefs:
-    """The data stack's resources as the app stack sees them: buckets and table by name
-    (so grants read as plain ARNs), the secrets and the table's stream by reference."""
-
-    def __init__(self, scope: Construct, names: ResourceNames, data: DataStack) -> None:
-        self.table = ddb.Table.from_table_attributes(
-            scope, "Table", table_name=names.table, table_stream_arn=data.state.table.table_stream_arn,
-            global_indexes=list(TABLE_SCHEMA["indexes"]),
-        )  # fmt: skip
-        self.uploads = s3.Bucket.from_bucket_name(scope, "Uploads", names.uploads_bucket)
-        self.artifacts = s3.Bucket.from_bucket_name(scope, "Artifacts", names.artifacts_bucket)
-        self.jwt_secret = data.storage.jwt_secret
-        self.internal_secret = data.storage.internal_secret
-
-
 class AppStack(cdk.Stack):
     """Functions, APIs, event wiring, Batch, MLflow and alarms."""
 
@@ -59,7 +42,7 @@ class AppStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         names = ResourceNames.for_stage(config.name)
-        refs = DataRefs(self, names, data)
+        refs = DataRefs(self, names, storage=data.storage, state=data.state)
         self.functions = Functions(self, "Functions", env=config, names=names, data=refs)
         self.api = RestApi(self, "Rest", env=config, functions=self.functions)
         self.websocket = WebSocketApi(self, "WebSocket", env=config, functions=self.functions)
@@ -71,8 +54,14 @@ class AppStack(cdk.Stack):
             self, "Batch", env=config, names=names, data=refs, tracking_uri=self.tracking.uri
         )
         self.batch.allow_submit(self.functions.api)
-        self.monitoring = Monitoring(self, "Monitoring", env=config, functions=self.functions, events=self.events,
-                                     api=self.api)  # fmt: skip
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            env=config,
+            functions=self.functions,
+            events=self.events,
+            api=self.api,
+        )
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url)
         cdk.CfnOutput(self, "WebSocketUrl", value=self.websocket.stage.url)
         cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking.uri)

@@ -1,9 +1,12 @@
 """Ports: what services need from the outside world.
 
-Each port has one AWS adapter (boto3, in shared/adapters/) that also serves the
-local stack through the embedded emulator; only the push port has a second,
-in-process adapter for the local dev server's WebSocket endpoints. The choice is
-made in shared/wiring.py and nowhere else.
+Storage, state and events have one adapter each (boto3, in shared/adapters/), which
+serves the local stack too, through the embedded emulator. Where the local stack
+cannot use the AWS service, a port has a second adapter: the job runner (AWS Batch, or
+a local subprocess), the predictor (the inference Lambda, or in-process) and the
+notifier (API Gateway's ``@connections``, or the dev server's own WebSocket hub). The
+choice is made in shared/wiring.py and nowhere else; a local composition root
+(functions/local/) only hands it what it alone can build.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from shared.events import ProgressEvent
 from shared.models import (
     AudioFile,
     Connection,
+    Dataset,
     Page,
     Project,
     Subscription,
@@ -63,7 +67,7 @@ class ConnectionRegistry(Protocol):
 
 
 class EventLog(Protocol):
-    def publish(self, event: ProgressEvent) -> bool:
+    def append(self, event: ProgressEvent) -> bool:
         """Store an event; False when an event with the same id already exists."""
 
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]: ...
@@ -127,7 +131,7 @@ class RateLimiter(Protocol):
 
 
 class EventBus(Protocol):
-    def publish(self, detail_type: str, detail: dict[str, Any], *, source: str = ...) -> None: ...
+    def put_event(self, detail_type: str, detail: dict[str, Any], *, source: str = ...) -> None: ...
 
 
 class JobRunner(Protocol):
@@ -143,16 +147,28 @@ class JobRunner(Protocol):
 
 class Predictor(Protocol):
     """Runs a job's checkpoint on one input where torch lives: the inference Lambda (the
-    trainer image), or in-process locally. See crucible_trainer/inference.py for the
-    request and answer."""
+    trainer image), or in-process locally. The request holds ``checkpoint`` (an artifacts
+    key), ``data`` (base64), ``filename`` and ``options``; the answer is the prediction, or
+    ``{"error": {"detail": ...}}`` for an input the model cannot take."""
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class ExperimentTracker(Protocol):
+    """Where a training run's metrics go besides the table: MLflow (the ``mlflow`` module,
+    inside an active run)."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
 
 
 class JobRepository(Protocol):
     """Training jobs; ``transition`` changes status only from ``allowed_from``."""
 
+    def create(self, job: TrainingJob) -> TrainingJob:
+        """Store a new job under the next id; returns it with that id."""
+
     def get(self, job_id: int) -> TrainingJob | None: ...
+    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[TrainingJob]: ...
     def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None: ...
     def transition(
         self,
@@ -161,3 +177,25 @@ class JobRepository(Protocol):
         allowed_from: frozenset[str],
         fields: dict[str, Any] | None = None,
     ) -> TrainingJob | None: ...
+
+
+class JobRecordRepository(Protocol):
+    """What a running job reports: one metric row per epoch, and log lines."""
+
+    def put_metrics(self, job_id: int, epoch: int, row: dict[str, Any]) -> None: ...
+    def metrics(self, job_id: int, limit: int = ...) -> list[dict[str, Any]]: ...
+    def put_log(
+        self, job_id: int, n: int, level: str, message: str, log_type: str = ...
+    ) -> None: ...
+    def logs(self, job_id: int, limit: int = ...) -> list[dict[str, Any]]: ...
+
+
+class DatasetRepository(Protocol):
+    """Datasets; ``finish`` records an ingestion once (only while uploading or processing)."""
+
+    def create(self, d: Dataset) -> None: ...
+    def get(self, dataset_id: str) -> Dataset | None: ...
+    def list(self, *, owner_id: int | None) -> list[Dataset]:
+        """Newest first: one owner's, or everyone's when ``owner_id`` is None."""
+
+    def finish(self, dataset_id: str, fields: dict[str, Any]) -> Dataset | None: ...

@@ -112,12 +112,23 @@ def start_stack(
     log = open(data_dir.parent / f"{data_dir.name}-server.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "functions.local",
-            "--port", str(port), "--emulator-port", str(emu_port),
-            "--data-dir", str(data_dir), "--ministack", str(MINISTACK),
+            sys.executable,
+            "-m",
+            "functions.local",
+            "--port",
+            str(port),
+            "--emulator-port",
+            str(emu_port),
+            "--data-dir",
+            str(data_dir),
+            "--ministack",
+            str(MINISTACK),
         ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

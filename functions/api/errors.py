@@ -1,5 +1,6 @@
 """One error format for every failure: ``{"detail", "code", "field"}`` (seed 002's),
-a superset of FastAPI's ``{"detail"}``. Domain errors map to HTTP status here only."""
+a superset of FastAPI's ``{"detail"}``. Each domain error carries its HTTP status
+(shared/errors.py), the same one the WebSocket handler answers with."""
 
 from __future__ import annotations
 
@@ -11,17 +12,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shared import errors as e
-
-STATUS: dict[type[e.CrucibleError], int] = {
-    e.InvalidInput: 400,
-    e.Unauthorized: 401,
-    e.Forbidden: 403,
-    e.NotFound: 404,
-    e.Conflict: 409,
-    e.InvalidState: 409,
-    e.TooLarge: 413,
-    e.RateLimited: 429,
-}
 
 _HTTP_CODES = {
     400: "INVALID_REQUEST",
@@ -40,15 +30,8 @@ def error_body(detail: str, code: str, field: str | None = None, **extra: Any) -
     return {"detail": detail, "code": code, "field": field, **extra}
 
 
-def _status(exc: e.CrucibleError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 400
-
-
 async def _domain(_: Request, exc: e.CrucibleError) -> JSONResponse:
-    status = _status(exc)
+    status = exc.http_status
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     extra: dict[str, Any] = {}
     if isinstance(exc, e.RateLimited):

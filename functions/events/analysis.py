@@ -17,15 +17,16 @@ from aws_lambda_powertools.utilities.data_classes import (
     S3EventBridgeNotificationEvent,
 )
 
-from functions.events.runtime import container, logger
+from functions.events.runtime import container
+from functions.observability import logger
 from shared.services.audio import ANALYSIS_REQUESTED
 from shared.wiring import Container
 
 
 def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
-    kind = EventBridgeEvent(event).detail_type
-    if kind == ANALYSIS_REQUESTED:
-        detail = EventBridgeEvent(event).detail
+    ev = EventBridgeEvent(event)
+    if ev.detail_type == ANALYSIS_REQUESTED:
+        detail = ev.detail
         status = c.audio.run(int(detail["file_id"]), str(detail["task_id"]))
         return {"status": status, "file_id": detail["file_id"]}
     obj = S3EventBridgeNotificationEvent(event).detail.object

@@ -1,15 +1,11 @@
-"""What every event Lambda shares: the logger and a container built on first use."""
+"""What every event Lambda shares: its services, built on first use (and once per process)."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from aws_lambda_powertools import Logger
-
 from shared.settings import load_settings
 from shared.wiring import Container, build
-
-logger = Logger(service="crucible-events")
 
 
 @cache

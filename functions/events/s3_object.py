@@ -14,7 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 
-from functions.events.runtime import container, logger
+from functions.events.runtime import container
+from functions.observability import logger
 from shared.events import ProgressEvent, event_id_for
 from shared.wiring import Container
 

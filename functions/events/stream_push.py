@@ -16,8 +16,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from functions.events.runtime import container, logger
-from shared.adapters.dynamodb import from_ddb
+from functions.events.runtime import container
+from functions.observability import logger
+from shared.adapters.dynamodb.table import from_ddb
 from shared.events import ProgressEvent
 from shared.wiring import Container
 

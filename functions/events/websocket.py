@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.events.runtime import container, logger
-from shared.errors import CrucibleError, InvalidInput, NotFound, Unauthorized
+from functions.events.runtime import container
+from functions.observability import logger
+from shared.errors import CrucibleError, InvalidInput, Unauthorized
 from shared.wiring import Container
-
-_STATUS = {Unauthorized: 401, NotFound: 404, InvalidInput: 400}
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -24,8 +23,9 @@ def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(exc: CrucibleError) -> dict[str, Any]:
-    status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 403)
-    return _reply(status, {"detail": exc.detail, "code": exc.code, "field": exc.field})
+    """The API's error body and status (shared/errors.py); a refused ``$connect`` is
+    refused whatever the status, a ``$default`` reply is the body."""
+    return _reply(exc.http_status, {"detail": exc.detail, "code": exc.code, "field": exc.field})
 
 
 def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Create the stage's AWS resources in the emulator, idempotently, from the same names
-(shared.settings.ResourceNames) and key schema (shared.adapters.dynamodb.TABLE_SCHEMA)
+(shared.settings.ResourceNames) and key schema (shared.adapters.dynamodb.table.TABLE_SCHEMA)
 the CDK app deploys.
 
 What the local stack needs beyond the table and buckets is the event path AWS gives
@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.dynamodb import TABLE_SCHEMA
+from shared.adapters.dynamodb.table import TABLE_SCHEMA
 from shared.routing import ROUTES
 from shared.wiring import Container
 

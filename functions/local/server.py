@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from functions.api.app import create_app
 from functions.events import websocket as ws_handler
+from functions.local.predictor import InProcessPredictor
 from shared.adapters.push import LocalHub
 from shared.settings import Settings, load_settings
 from shared.wiring import build
@@ -94,7 +95,10 @@ async def serve_socket(
 
 def create_local_app(settings: Settings, hub: LocalHub | None = None) -> FastAPI:
     hub = hub or LocalHub()
-    container = build(settings, hub=hub)
+    trainer_path = str(Path(settings.local_trainer_path).resolve())
+    container = build(
+        settings, hub=hub, local_predictor=lambda c: InProcessPredictor(c.artifacts, trainer_path)
+    )
     app = create_app(settings, container)
     app.state.hub = hub
 

@@ -31,24 +31,38 @@ class RestApi(Construct):
         super().__init__(scope, id)
         access = logs.LogGroup(self, "AccessLogs", retention=env.retention)
         self.api = apigw.LambdaRestApi(
-            self, "Api", handler=functions.api, proxy=True, binary_media_types=BINARY_TYPES,
+            self,
+            "Api",
+            handler=functions.api,
+            proxy=True,
+            binary_media_types=BINARY_TYPES,
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
                 stage_name=env.name,
-                throttling_rate_limit=env.throttle_rate, throttling_burst_limit=env.throttle_burst,
+                throttling_rate_limit=env.throttle_rate,
+                throttling_burst_limit=env.throttle_burst,
                 access_log_destination=apigw.LogGroupLogDestination(access),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=False,
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
                 ),
-                logging_level=apigw.MethodLoggingLevel.ERROR, tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                tracing_enabled=True,
             ),
-        )  # fmt: skip
+        )
         if env.domain_name and env.certificate_arn:
             self.api.add_domain_name(
-                "Domain", domain_name=env.domain_name,
+                "Domain",
+                domain_name=env.domain_name,
                 certificate=acm.Certificate.from_certificate_arn(self, "Cert", env.certificate_arn),
-            )  # fmt: skip
+            )
         nag(self, "APIG2", "A proxy to FastAPI, which validates every request body and parameter.")
         nag(
             self,
@@ -61,8 +75,11 @@ class RestApi(Construct):
             "Authorisation is the app's own: JWT and API tokens, checked on each route.",
         )
         nag(self, "COG4", "Users live in Crucible's table (seed 001's /auth), not in Cognito.")
-        nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-            "API Gateway's account-level logging role, as AWS provides it.")  # fmt: skip
+        nag(
+            self,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role, as AWS provides it.",
+        )
 
 
 class WebSocketApi(Construct):
@@ -75,20 +92,30 @@ class WebSocketApi(Construct):
         super().__init__(scope, id)
         fn = functions.websocket
         self.api = apigwv2.WebSocketApi(
-            self, "Api",
+            self,
+            "Api",
             connect_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("OnConnect", fn)),
+                integration=integrations.WebSocketLambdaIntegration("OnConnect", fn)
+            ),
             disconnect_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("OnDisconnect", fn)),
+                integration=integrations.WebSocketLambdaIntegration("OnDisconnect", fn)
+            ),
             default_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("OnMessage", fn)),
-        )  # fmt: skip
+                integration=integrations.WebSocketLambdaIntegration("OnMessage", fn)
+            ),
+        )
         access = logs.LogGroup(self, "AccessLogs", retention=env.retention)
         self.stage = apigwv2.WebSocketStage(
-            self, "Stage", web_socket_api=self.api, stage_name=env.name, auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(rate_limit=env.throttle_rate, burst_limit=env.throttle_burst),
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=env.name,
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=env.throttle_rate, burst_limit=env.throttle_burst
+            ),
             access_log_settings=_AccessLogs(apigwv2.LogGroupLogDestination(access)),
-        )  # fmt: skip
+        )
         self.api.grant_manage_connections(functions.stream_push)
         functions.stream_push.add_environment(
             "CRUCIBLE_WS_MANAGEMENT_ENDPOINT", self.stage.callback_url
@@ -100,8 +127,11 @@ class WebSocketApi(Construct):
         )
         stack = cdk.Stack.of(self)
         api_id = stack.resolve(stack.get_logical_id(self.api.node.default_child))
-        nag(functions, f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{env.region}:<AWS::AccountId>:<{api_id}>/*/*/@connections/*]",
-            "The push handler posts to any live connection of this API's stages.")  # fmt: skip
+        nag(
+            functions,
+            f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{env.region}:<AWS::AccountId>:<{api_id}>/*/*/@connections/*]",
+            "The push handler posts to any live connection of this API's stages.",
+        )
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -118,6 +148,13 @@ class _AccessLogs:
     @property
     def format(self) -> apigw.AccessLogFormat:
         return apigw.AccessLogFormat.json_with_standard_fields(
-            caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-            resource_path=True, response_length=True, status=True, user=False,
-        )  # fmt: skip
+            caller=False,
+            http_method=True,
+            ip=True,
+            protocol=True,
+            request_time=True,
+            resource_path=True,
+            response_length=True,
+            status=True,
+            user=False,
+        )

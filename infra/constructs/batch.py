@@ -8,7 +8,6 @@ Dockerfile, so adding the next container is one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
@@ -21,11 +20,9 @@ from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
-from infra.packaging import ROOT
+from infra.constructs.refs import DataRefs
+from infra.packaging import IMAGE_EXCLUDE, ROOT
 from shared.settings import ResourceNames
-
-if TYPE_CHECKING:
-    from infra.stacks import DataRefs
 
 
 @dataclass(frozen=True)
@@ -46,18 +43,31 @@ JOBS = (
 
 class Batch(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, env: EnvironmentConfig, names: ResourceNames, data: DataRefs,
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        env: EnvironmentConfig,
+        names: ResourceNames,
+        data: DataRefs,
         tracking_uri: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(scope, id)
         self.names = names
         self.vpc = ec2.Vpc(
-            self, "Vpc", max_azs=2, nat_gateways=1,
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=1,
             subnet_configuration=[
-                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-                ec2.SubnetConfiguration(name="jobs", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                ),
+                ec2.SubnetConfiguration(
+                    name="jobs", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
+                ),
             ],
-        )  # fmt: skip
+        )
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=env.retention)
         self.vpc.add_flow_log(
             "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
@@ -65,13 +75,22 @@ class Batch(Construct):
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
 
         self.gpu_env = batch.ManagedEc2EcsComputeEnvironment(
-            self, "GpuEnv", vpc=self.vpc, vpc_subnets=subnets,
+            self,
+            "GpuEnv",
+            vpc=self.vpc,
+            vpc_subnets=subnets,
             instance_classes=[ec2.InstanceClass[c.upper()] for c in env.gpu_instance_classes],
-            use_optimal_instance_classes=False, minv_cpus=0, maxv_cpus=env.gpu_max_vcpus, spot=env.spot,
-            allocation_strategy=(batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED if env.spot
-                                 else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
+            use_optimal_instance_classes=False,
+            minv_cpus=0,
+            maxv_cpus=env.gpu_max_vcpus,
+            spot=env.spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if env.spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
-        )  # fmt: skip
+        )
         self.cpu_env = batch.FargateComputeEnvironment(
             self,
             "CpuEnv",
@@ -81,13 +100,23 @@ class Batch(Construct):
             spot=env.spot,
         )
         self.queues = {
-            "gpu": batch.JobQueue(self, "GpuQueue", job_queue_name=names.gpu_queue,
-                                  compute_environments=[batch.OrderedComputeEnvironment(
-                                      compute_environment=self.gpu_env, order=1)]),
-            "cpu": batch.JobQueue(self, "CpuQueue", job_queue_name=names.cpu_queue,
-                                  compute_environments=[batch.OrderedComputeEnvironment(
-                                      compute_environment=self.cpu_env, order=1)]),
-        }  # fmt: skip
+            "gpu": batch.JobQueue(
+                self,
+                "GpuQueue",
+                job_queue_name=names.gpu_queue,
+                compute_environments=[
+                    batch.OrderedComputeEnvironment(compute_environment=self.gpu_env, order=1)
+                ],
+            ),
+            "cpu": batch.JobQueue(
+                self,
+                "CpuQueue",
+                job_queue_name=names.cpu_queue,
+                compute_environments=[
+                    batch.OrderedComputeEnvironment(compute_environment=self.cpu_env, order=1)
+                ],
+            ),
+        }
 
         # Separate roles: the agent pulls images and writes logs (execution); the job
         # itself reads its spec and writes progress, checkpoints and metrics (job).
@@ -101,24 +130,33 @@ class Batch(Construct):
         data.uploads.grant_read(self.job_role)
         data.artifacts.grant_read_write(self.job_role)
         data.internal_secret.grant_read(self.job_role)
-        self.job_role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker-mlflow:*"], resources=[tracking_uri]))  # fmt: skip
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
+        )
         self.job_logs = logs.LogGroup(self, "JobLogs", retention=env.retention)
         self.job_logs.grant_write(self.execution_role)
         self.definitions: dict[str, batch.EcsJobDefinition] = {}
         environment = {
-            "CRUCIBLE_STAGE": env.name, "CRUCIBLE_TABLE_NAME": names.table,
-            "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket, "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
+            "CRUCIBLE_STAGE": env.name,
+            "CRUCIBLE_TABLE_NAME": names.table,
+            "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket,
+            "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
             "CRUCIBLE_MLFLOW_TRACKING_URI": tracking_uri,
-        }  # fmt: skip
+        }
         for job in JOBS:
             if (ROOT / job.folder / "Dockerfile").exists():
                 self.definitions[job.name] = self._definition(env, names, job, environment)
 
-        nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
-            "The Batch instance role as AWS defines it for ECS container instances.")  # fmt: skip
-        nag(self, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
-            "Batch's service-linked permissions as AWS defines them.")  # fmt: skip
+        nag(
+            self,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+            "The Batch instance role as AWS defines it for ECS container instances.",
+        )
+        nag(
+            self,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
+            "Batch's service-linked permissions as AWS defines them.",
+        )
         nag(
             self,
             "IAM5[Action::sagemaker-mlflow:*]",
@@ -148,44 +186,80 @@ class Batch(Construct):
         stack = cdk.Stack.of(self)
         fn.add_environment("CRUCIBLE_JOB_RUNNER", "batch")
         names = [self.names.job_definition(job) for job in self.definitions]
-        definitions = [stack.format_arn(service="batch", resource="job-definition", resource_name=f"{n}:*")
-                       for n in names]  # fmt: skip
-        fn.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:SubmitJob"], resources=[q.job_queue_arn for q in self.queues.values()] + definitions))  # fmt: skip
-        fn.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:TerminateJob"], resources=[stack.format_arn(service="batch", resource="job", resource_name="*")]))  # fmt: skip
+        definitions = [
+            stack.format_arn(service="batch", resource="job-definition", resource_name=f"{n}:*")
+            for n in names
+        ]
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["batch:SubmitJob"],
+                resources=[q.job_queue_arn for q in self.queues.values()] + definitions,
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["batch:TerminateJob"],
+                resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+            )
+        )
         for n in names:
-            nag(fn.role, f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job-definition/{n}:*]",
-                "Any revision of Crucible's own job definition: SubmitJob by name runs the latest one.")  # fmt: skip
-        nag(fn.role, f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job/*]",
-            "Batch job ids are only known after SubmitJob; TerminateJob is called for jobs the API submitted.")  # fmt: skip
+            nag(
+                fn.role,
+                f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job-definition/{n}:*]",
+                "Any revision of Crucible's own job definition: SubmitJob by name runs the latest one.",
+            )
+        nag(
+            fn.role,
+            f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job/*]",
+            "Batch job ids are only known after SubmitJob; TerminateJob is called for jobs the API submitted.",
+        )
 
     def _definition(
         self, env: EnvironmentConfig, names: ResourceNames, job: JobType, environment: dict
     ) -> batch.EcsJobDefinition:
-        image = ecs.ContainerImage.from_asset(  # the repository is the context: the image needs shared/
-            str(ROOT), file=f"{job.folder}/Dockerfile",
-            exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
-        )  # fmt: skip
+        image = (
+            ecs.ContainerImage.from_asset(  # the repository is the context: the image needs shared/
+                str(ROOT),
+                file=f"{job.folder}/Dockerfile",
+                exclude=IMAGE_EXCLUDE,
+            )
+        )
         logging = ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs)
         if job.queue == "gpu":
             container = batch.EcsEc2ContainerDefinition(
-                self, f"{job.name}Container", image=image, cpu=job.vcpus, gpu=job.gpus,
-                memory=cdk.Size.mebibytes(job.memory_mib), job_role=self.job_role,
-                execution_role=self.execution_role, environment=environment, logging=logging,
-            )  # fmt: skip
+                self,
+                f"{job.name}Container",
+                image=image,
+                cpu=job.vcpus,
+                gpu=job.gpus,
+                memory=cdk.Size.mebibytes(job.memory_mib),
+                job_role=self.job_role,
+                execution_role=self.execution_role,
+                environment=environment,
+                logging=logging,
+            )
         else:
             container = batch.EcsFargateContainerDefinition(
-                self, f"{job.name}Container", image=image, cpu=job.vcpus,
-                memory=cdk.Size.mebibytes(job.memory_mib), job_role=self.job_role,
-                execution_role=self.execution_role, environment=environment, logging=logging,
-            )  # fmt: skip
+                self,
+                f"{job.name}Container",
+                image=image,
+                cpu=job.vcpus,
+                memory=cdk.Size.mebibytes(job.memory_mib),
+                job_role=self.job_role,
+                execution_role=self.execution_role,
+                environment=environment,
+                logging=logging,
+            )
         return batch.EcsJobDefinition(
-            self, f"{job.name}Definition", job_definition_name=names.job_definition(job.name),
-            container=container, timeout=cdk.Duration.hours(env.job_timeout_hours), retry_attempts=3,
+            self,
+            f"{job.name}Definition",
+            job_definition_name=names.job_definition(job.name),
+            container=container,
+            timeout=cdk.Duration.hours(env.job_timeout_hours),
+            retry_attempts=3,
             retry_strategies=[
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
             ],
             parameters={"job_id": "unset"},  # SubmitJob sets it; the image's CMD passes Ref::job_id
-        )  # fmt: skip
+        )

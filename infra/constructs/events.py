@@ -3,8 +3,6 @@ stream to the push handler — each with retries and a dead-letter queue."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -16,38 +14,51 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.functions import Functions
+from infra.constructs.refs import DataRefs
 from shared.routing import ROUTES
 from shared.settings import ResourceNames
-
-if TYPE_CHECKING:
-    from infra.stacks import DataRefs
 
 
 class Events(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, stage: str, names: ResourceNames, functions: Functions,
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        stage: str,
+        names: ResourceNames,
+        functions: Functions,
         data: DataRefs,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(scope, id)
         self.dlq = sqs.Queue(
-            self, "DeadLetters", queue_name=names.events_dlq, encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True, retention_period=cdk.Duration.days(14),
-        )  # fmt: skip
+            self,
+            "DeadLetters",
+            queue_name=names.events_dlq,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
         nag(self.dlq, "SQS3", "This queue is the dead-letter queue.")
         self.rules: dict[str, events.Rule] = {}
         for route in ROUTES:
             p = route.pattern(names)
             rule = events.Rule(
-                self, f"Rule-{route.name}", rule_name=f"crucible-{stage}-{route.name}",
-                event_pattern=events.EventPattern(source=p["source"], detail_type=p["detail-type"],
-                                                  detail=p.get("detail")),
-            )  # fmt: skip
+                self,
+                f"Rule-{route.name}",
+                rule_name=f"crucible-{stage}-{route.name}",
+                event_pattern=events.EventPattern(
+                    source=p["source"], detail_type=p["detail-type"], detail=p.get("detail")
+                ),
+            )
             rule.add_target(
                 targets.LambdaFunction(
-                    functions.by_module[route.handler], dead_letter_queue=self.dlq, retry_attempts=4,
+                    functions.by_module[route.handler],
+                    dead_letter_queue=self.dlq,
+                    retry_attempts=4,
                     max_event_age=cdk.Duration.hours(6),
                 )
-            )  # fmt: skip
+            )
             self.rules[route.name] = rule
         # Async invocations that still fail land in the same dead-letter queue.
         for fn in functions.by_module.values():
@@ -56,12 +67,23 @@ class Events(Construct):
             )
         functions.stream_push.add_event_source(
             sources.DynamoEventSource(
-                data.table, starting_position=lambda_.StartingPosition.LATEST, batch_size=100,
-                bisect_batch_on_error=True, retry_attempts=3, report_batch_item_failures=True,
-                max_record_age=cdk.Duration.hours(1), on_failure=sources.SqsDlq(self.dlq),
-                filters=[lambda_.FilterCriteria.filter(
-                    {"eventName": lambda_.FilterRule.is_equal("INSERT"),
-                     "dynamodb": {"NewImage": {"type": {"S": lambda_.FilterRule.is_equal("event")}}}}
-                )],
+                data.table,
+                starting_position=lambda_.StartingPosition.LATEST,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                retry_attempts=3,
+                report_batch_item_failures=True,
+                max_record_age=cdk.Duration.hours(1),
+                on_failure=sources.SqsDlq(self.dlq),
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                            "dynamodb": {
+                                "NewImage": {"type": {"S": lambda_.FilterRule.is_equal("event")}}
+                            },
+                        }
+                    )
+                ],
             )
-        )  # fmt: skip
+        )

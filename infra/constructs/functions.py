@@ -1,9 +1,13 @@
 """Crucible's Lambda functions, each with its own least-privilege role, log group,
-Powertools settings and X-Ray tracing. Adding a function is one ``add`` call."""
+Powertools settings (its own service name) and X-Ray tracing.
+
+The event handlers are the modules that ``shared.routing.ROUTES`` name, so a new
+route's handler gets its function without an edit here; ``EVENT_HANDLERS`` sizes
+those that need more than a small zip function."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -14,12 +18,35 @@ from constructs import Construct
 from infra import packaging
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
+from infra.constructs.refs import DataRefs
+from shared.routing import ROUTES
 from shared.settings import ResourceNames
 
-if TYPE_CHECKING:
-    from infra.stacks import DataRefs
 
-ROOT = packaging.ROOT
+@dataclass(frozen=True)
+class EventHandler:
+    """How a handler module of ``functions/events`` runs in Lambda."""
+
+    id: str | None = None  # construct id; by default the module's name in CamelCase
+    memory: int = 512
+    timeout: int = 30
+    dockerfile: str | None = None  # an image function built from it, else zip + core layer
+
+
+EVENT_HANDLERS = {
+    "functions.events.s3_object": EventHandler(id="ObjectCreated"),  # its deployed name
+    "functions.events.datasets": EventHandler(memory=2048, timeout=900),
+    "functions.events.analysis": EventHandler(
+        memory=3008, timeout=900, dockerfile="functions/events/analysis.Dockerfile"
+    ),
+}
+
+
+def _image(dockerfile: str, **options) -> lambda_.DockerImageCode:
+    """A Lambda image built from ``dockerfile`` with the repository as its context."""
+    return lambda_.DockerImageCode.from_image_asset(
+        str(packaging.ROOT), file=dockerfile, exclude=packaging.IMAGE_EXCLUDE, **options
+    )
 
 
 class Functions(Construct):
@@ -37,53 +64,46 @@ class Functions(Construct):
         self.all: list[lambda_.Function] = []
         self._code = lambda_.Code.from_asset(packaging.code())
         core = lambda_.LayerVersion(
-            self, "CoreDeps", code=lambda_.Code.from_asset(packaging.layer("events")),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11], description="shared/ dependencies",
-        )  # fmt: skip
+            self,
+            "CoreDeps",
+            code=lambda_.Code.from_asset(packaging.layer("events")),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11],
+            description="shared/ dependencies",
+        )
         api = lambda_.LayerVersion(
-            self, "ApiDeps", code=lambda_.Code.from_asset(packaging.layer("api")),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11], description="API dependencies",
-        )  # fmt: skip
+            self,
+            "ApiDeps",
+            code=lambda_.Code.from_asset(packaging.layer("api")),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11],
+            description="API dependencies",
+        )
 
         self.api = self.add(
             "Api", "functions.api.handler.handler", layers=[api], memory=1024, timeout=29
         )
         self.websocket = self.add("WebSocket", "functions.events.websocket.handler", layers=[core])
-        self.s3_object = self.add(
-            "ObjectCreated", "functions.events.s3_object.handler", layers=[core]
-        )
-        self.batch_state = self.add(
-            "BatchState", "functions.events.batch_state.handler", layers=[core]
-        )
         self.stream_push = self.add(
             "StreamPush", "functions.events.stream_push.handler", layers=[core]
         )
-        self.datasets = self.add(
-            "Datasets", "functions.events.datasets.handler", layers=[core], memory=2048, timeout=900
-        )
-        self.analysis = self.add(
-            "Analysis", None, memory=3008, timeout=900,
-            image=lambda_.DockerImageCode.from_image_asset(
-                str(ROOT), file="functions/events/analysis.Dockerfile",
-                exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
-            ),
-        )  # fmt: skip
         # Predictions from checkpoints: the trainer image, run by the Lambda runtime client.
         self.inference = self.add(
-            "Inference", None, memory=4096, timeout=120,
-            image=lambda_.DockerImageCode.from_image_asset(
-                str(ROOT), file="containers/gpu-trainer/Dockerfile",
-                entrypoint=["python", "-m", "awslambdaric"], cmd=["crucible_trainer.inference.handler"],
-                exclude=[".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"],
+            "Inference",
+            None,
+            memory=4096,
+            timeout=120,
+            image=_image(
+                "containers/gpu-trainer/Dockerfile",
+                entrypoint=["python", "-m", "awslambdaric"],
+                cmd=["crucible_trainer.lambda_handler.handler"],
             ),
-        )  # fmt: skip
-        # Event handlers resolve routes' module names to these functions.
+        )
+        # The routes' handler modules, each one function (routes resolve to them by module).
         self.by_module = {
-            "functions.events.s3_object": self.s3_object,
-            "functions.events.batch_state": self.batch_state,
-            "functions.events.analysis": self.analysis,
-            "functions.events.datasets": self.datasets,
+            module: self._event_handler(module, core)
+            for module in dict.fromkeys(route.handler for route in ROUTES)
         }
+        analysis = self.by_module["functions.events.analysis"]
+        datasets = self.by_module["functions.events.datasets"]
 
         table, uploads, artifacts = data.table, data.uploads, data.artifacts
         for fn in self.all:
@@ -97,19 +117,26 @@ class Functions(Construct):
         artifacts.grant_read(self.inference)  # checkpoints
         self.inference.grant_invoke(self.api)
         self.api.add_environment("CRUCIBLE_PREDICTOR", "lambda")
-        nag(self, f"IAM5[Resource::<{cdk.Stack.of(self).get_logical_id(self.inference.node.default_child)}.Arn>:*]",
-            "grant_invoke covers the inference function's versions and aliases.")  # fmt: skip
-        uploads.grant_read(self.analysis)
-        uploads.grant_read(self.datasets)
-        artifacts.grant_read_write(self.analysis)
-        artifacts.grant_delete(self.analysis)
+        inference = cdk.Stack.of(self).get_logical_id(self.inference.node.default_child)
+        nag(
+            self,
+            f"IAM5[Resource::<{inference}.Arn>:*]",
+            "grant_invoke covers the inference function's versions and aliases.",
+        )
+        uploads.grant_read(analysis)
+        uploads.grant_read(datasets)
+        artifacts.grant_read_write(analysis)
+        artifacts.grant_delete(analysis)
         self.api.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["events:PutEvents"],
-                resources=[cdk.Stack.of(self).format_arn(service="events", resource="event-bus",
-                                                           resource_name=names.event_bus)],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="events", resource="event-bus", resource_name=names.event_bus
+                    )
+                ],
             )
-        )  # fmt: skip
+        )
         arn = f"arn:<AWS::Partition>:dynamodb:{env.region}:<AWS::AccountId>:table/{names.table}"
         nag(
             self, f"IAM5[Resource::{arn}/index/*]", "grant_read_write_data covers the table's GSIs."
@@ -148,16 +175,36 @@ class Functions(Construct):
             "Pinned to Python 3.11, the interpreter the code and its tests run on locally.",
         )
 
+    def _event_handler(self, module: str, layer: lambda_.LayerVersion) -> lambda_.Function:
+        """The function of a routes' handler module, sized by ``EVENT_HANDLERS``."""
+        spec = EVENT_HANDLERS.get(module, EventHandler())
+        id = spec.id or module.rsplit(".", 1)[1].title().replace("_", "")
+        if spec.dockerfile:
+            return self.add(
+                id, None, memory=spec.memory, timeout=spec.timeout, image=_image(spec.dockerfile)
+            )
+        return self.add(
+            id, f"{module}.handler", layers=[layer], memory=spec.memory, timeout=spec.timeout
+        )
+
     def add(
-        self, id: str, handler: str | None, *, layers: list | None = None, memory: int = 512,
-        timeout: int = 30, image: lambda_.DockerImageCode | None = None,
-    ) -> lambda_.Function:  # fmt: skip
+        self,
+        id: str,
+        handler: str | None,
+        *,
+        layers: list | None = None,
+        memory: int = 512,
+        timeout: int = 30,
+        image: lambda_.DockerImageCode | None = None,
+    ) -> lambda_.Function:
+        """A function with its own role and log group: ``handler`` in the zip, or ``image``."""
         env, names = self.env, self.names
         log_group = logs.LogGroup(
-            self, f"{id}Logs",
+            self,
+            f"{id}Logs",
             retention=env.retention,
             removal_policy=cdk.RemovalPolicy.RETAIN if env.retain else cdk.RemovalPolicy.DESTROY,
-        )  # fmt: skip
+        )
         role = iam.Role(self, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         log_group.grant_write(role)
         environment = {
@@ -173,15 +220,25 @@ class Functions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "Crucible",
         }
         common = dict(
-            memory_size=memory, timeout=cdk.Duration.seconds(timeout), role=role, log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE, environment=environment, architecture=lambda_.Architecture.X86_64,
-        )  # fmt: skip
+            memory_size=memory,
+            timeout=cdk.Duration.seconds(timeout),
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            architecture=lambda_.Architecture.X86_64,
+        )
         if image is not None:
             fn = lambda_.DockerImageFunction(self, id, code=image, **common)
         else:
             fn = lambda_.Function(
-                self, id, runtime=lambda_.Runtime.PYTHON_3_11, handler=handler, code=self._code,
-                layers=layers or [], **common,
-            )  # fmt: skip
+                self,
+                id,
+                runtime=lambda_.Runtime.PYTHON_3_11,
+                handler=handler,
+                code=self._code,
+                layers=layers or [],
+                **common,
+            )
         self.all.append(fn)
         return fn

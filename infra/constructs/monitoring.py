@@ -19,9 +19,15 @@ from infra.constructs.functions import Functions
 
 class Monitoring(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, env: EnvironmentConfig, functions: Functions, events: Events,
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        env: EnvironmentConfig,
+        functions: Functions,
+        events: Events,
         api: RestApi,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(scope, id)
         key = kms.Key(self, "TopicKey", enable_key_rotation=True)
         self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
@@ -32,10 +38,13 @@ class Monitoring(Construct):
 
         def alarm(name: str, metric: cw.IMetric, threshold: float) -> None:
             a = metric.create_alarm(
-                self, name, threshold=threshold, evaluation_periods=1,
+                self,
+                name,
+                threshold=threshold,
+                evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )  # fmt: skip
+            )
             a.add_alarm_action(action)
             self.alarms.append(a)
 

@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as ddb
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from shared.adapters.dynamodb import TABLE_SCHEMA
+from shared.adapters.dynamodb.table import TABLE_SCHEMA
 from shared.settings import ResourceNames
 
 
@@ -18,7 +18,9 @@ class State(Construct):
         super().__init__(scope, id)
         s = TABLE_SCHEMA
         self.table = ddb.Table(
-            self, "Table", table_name=names.table,
+            self,
+            "Table",
+            table_name=names.table,
             partition_key=ddb.Attribute(name=s["partition_key"], type=ddb.AttributeType.STRING),
             sort_key=ddb.Attribute(name=s["sort_key"], type=ddb.AttributeType.STRING),
             billing_mode=ddb.BillingMode.PAY_PER_REQUEST,
@@ -30,7 +32,7 @@ class State(Construct):
             encryption=ddb.TableEncryption.AWS_MANAGED,
             deletion_protection=env.retain,
             removal_policy=cdk.RemovalPolicy.RETAIN if env.retain else cdk.RemovalPolicy.DESTROY,
-        )  # fmt: skip
+        )
         for index, (pk, sk) in s["indexes"].items():
             self.table.add_global_secondary_index(
                 index_name=index,

@@ -4,17 +4,13 @@ sagemaker-mlflow plugin resolves it)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
-
-if TYPE_CHECKING:
-    from infra.stacks import DataRefs
+from infra.constructs.refs import DataRefs
 
 
 class Tracking(Construct):
@@ -25,11 +21,14 @@ class Tracking(Construct):
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
         data.artifacts.grant_read_write(role, "mlflow/*")
         self.server = sagemaker.CfnMlflowTrackingServer(
-            self, "Server", tracking_server_name=f"crucible-{env.name}",
+            self,
+            "Server",
+            tracking_server_name=f"crucible-{env.name}",
             artifact_store_uri=data.artifacts.s3_url_for_object("mlflow"),
-            role_arn=role.role_arn, tracking_server_size=env.mlflow_size,
+            role_arn=role.role_arn,
+            tracking_server_size=env.mlflow_size,
             automatic_model_registration=False,
-        )  # fmt: skip
+        )
         self.uri = self.server.attr_tracking_server_arn
         nag(self, "IAM5[Action::s3:GetObject*]", "MLflow reads its own artifacts under mlflow/.")
         nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")

@@ -1,5 +1,6 @@
-"""Job runners (AWS Batch, and local subprocesses with the same contract) and predictors
-(the inference Lambda, and the same handler in-process).
+"""Job runners (AWS Batch, and local subprocesses with the same contract) and the
+inference Lambda as a predictor (the local stack plugs in its own, in-process, from
+functions/local/predictor.py).
 
 The contract a job container gets either way: the Crucible job id (Batch parameter
 ``job_id``, and ``--job-id`` on the command line), the ``CRUCIBLE_*`` settings and the
@@ -47,8 +48,15 @@ class LocalJobRunner:
     state changes it goes through (SUBMITTED ... RUNNING, SUCCEEDED or FAILED) to
     EventBridge, where the same rule and handler as in AWS pick them up."""
 
-    def __init__(self, bus: Any, commands: dict[str, list[str]], *, env: dict[str, str], log_dir: Path,
-                 grace_s: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bus: Any,
+        commands: dict[str, list[str]],
+        *,
+        env: dict[str, str],
+        log_dir: Path,
+        grace_s: int,
+    ) -> None:
         self.bus = bus
         self.commands = commands
         self.env = env
@@ -61,10 +69,15 @@ class LocalJobRunner:
         self, runner_id: str, job_id: str, job_type: str, queue: str, status: str, **extra: Any
     ) -> None:
         detail = {
-            "jobId": runner_id, "jobName": f"crucible-{job_type}-{job_id}", "jobQueue": queue,
-            "status": status, "parameters": {"job_id": job_id}, "createdAt": int(time.time() * 1000), **extra,
-        }  # fmt: skip
-        self.bus.publish(BATCH_EVENT, detail, source=LOCAL_SOURCE)
+            "jobId": runner_id,
+            "jobName": f"crucible-{job_type}-{job_id}",
+            "jobQueue": queue,
+            "status": status,
+            "parameters": {"job_id": job_id},
+            "createdAt": int(time.time() * 1000),
+            **extra,
+        }
+        self.bus.put_event(BATCH_EVENT, detail, source=LOCAL_SOURCE)
 
     def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
         if job_type not in self.commands:
@@ -77,8 +90,10 @@ class LocalJobRunner:
             proc = subprocess.Popen(  # noqa: S603 - the configured job command
                 [*self.commands[job_type], "--job-id", job_id],
                 env={**os.environ, **self.env, "CRUCIBLE_JOB_ID": job_id},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         with self._lock:
             self._procs[runner_id] = proc
         self._emit(runner_id, job_id, job_type, queue, "RUNNING", startedAt=int(time.time() * 1000))
@@ -94,11 +109,25 @@ class LocalJobRunner:
         with self._lock:
             self._procs.pop(runner_id, None)
         status = "SUCCEEDED" if code == 0 else "FAILED"
-        reason = "Essential container in task exited" if code == 0 else (
-            f"Job killed by signal {-code}" if code < 0 else f"Essential container in task exited (exit code {code})"
-        )  # fmt: skip
-        self._emit(runner_id, job_id, job_type, queue, status, statusReason=reason,
-                   container={"exitCode": code}, stoppedAt=int(time.time() * 1000))  # fmt: skip
+        reason = (
+            "Essential container in task exited"
+            if code == 0
+            else (
+                f"Job killed by signal {-code}"
+                if code < 0
+                else f"Essential container in task exited (exit code {code})"
+            )
+        )
+        self._emit(
+            runner_id,
+            job_id,
+            job_type,
+            queue,
+            status,
+            statusReason=reason,
+            container={"exitCode": code},
+            stoppedAt=int(time.time() * 1000),
+        )
 
     def terminate(self, runner_job_id: str, reason: str) -> None:
         with self._lock:
@@ -130,20 +159,3 @@ class LambdaPredictor:
         if resp.get("FunctionError"):
             raise RuntimeError(f"inference failed: {answer.get('errorMessage', answer)}")
         return answer
-
-
-class LocalPredictor:
-    """The same handler, in this process (torch is imported on the first prediction and
-    models stay cached); requests and answers go through JSON as they would to Lambda."""
-
-    def __init__(self, trainer_path: str) -> None:
-        self.trainer_path = trainer_path
-
-    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
-        import sys
-
-        if self.trainer_path not in sys.path:
-            sys.path.insert(0, self.trainer_path)
-        from crucible_trainer.inference import handler
-
-        return json.loads(json.dumps(handler(json.loads(json.dumps(request)))))

@@ -161,24 +161,48 @@ class AudioService:
         self.files.put_intent(intent, PRESIGN_EXPIRES_S * 24)
         return intent
 
-    def presign(self, actor: Principal, filename: str, size: int, content_type: str | None,
-                start: datetime | None) -> dict[str, Any]:  # fmt: skip
+    def presign(
+        self,
+        actor: Principal,
+        filename: str,
+        size: int,
+        content_type: str | None,
+        start: datetime | None,
+    ) -> dict[str, Any]:
         intent = self._intent(actor, filename, size, start)
         post = self.uploads.presign_post(
             intent.key, max_bytes=size, content_type=content_type, expires=PRESIGN_EXPIRES_S
         )
-        return {"file_id": intent.file_id, "key": intent.key, "url": post["url"], "fields": post["fields"],
-                "expires_in": PRESIGN_EXPIRES_S, "max_bytes": size}  # fmt: skip
+        return {
+            "file_id": intent.file_id,
+            "key": intent.key,
+            "url": post["url"],
+            "fields": post["fields"],
+            "expires_in": PRESIGN_EXPIRES_S,
+            "max_bytes": size,
+        }
 
-    def start_multipart(self, actor: Principal, filename: str, size: int, content_type: str | None,
-                        start: datetime | None) -> dict[str, Any]:  # fmt: skip
+    def start_multipart(
+        self,
+        actor: Principal,
+        filename: str,
+        size: int,
+        content_type: str | None,
+        start: datetime | None,
+    ) -> dict[str, Any]:
         intent = self._intent(actor, filename, size, start)
         parts = max(1, math.ceil(size / PART_SIZE))
         mp = self.uploads.start_multipart(
             intent.key, parts=parts, content_type=content_type, expires=PRESIGN_EXPIRES_S
         )
-        return {"file_id": intent.file_id, "key": intent.key, "upload_id": mp["upload_id"],
-                "part_size": PART_SIZE, "parts": mp["parts"], "expires_in": PRESIGN_EXPIRES_S}  # fmt: skip
+        return {
+            "file_id": intent.file_id,
+            "key": intent.key,
+            "upload_id": mp["upload_id"],
+            "part_size": PART_SIZE,
+            "parts": mp["parts"],
+            "expires_in": PRESIGN_EXPIRES_S,
+        }
 
     def complete_multipart(
         self, actor: Principal, file_id: int, upload_id: str, parts: list[dict]
@@ -209,25 +233,38 @@ class AudioService:
         from shared.audio import InvalidAudio, probe
 
         base = dict(
-            id=file_id, owner_id=owner_id, filename=PurePosixPath(key).name,
-            original_filename=intent.original_filename, key=key, file_size=size,
+            id=file_id,
+            owner_id=owner_id,
+            filename=PurePosixPath(key).name,
+            original_filename=intent.original_filename,
+            key=key,
+            file_size=size,
             recording_start_time=intent.recording_start_time,
-        )  # fmt: skip
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "upload"
             self.uploads.download(key, str(path))
             try:
                 info = probe(path)
                 record = AudioFile(
-                    **base, sample_rate=info.sample_rate, duration=info.duration, channels=info.channels,
-                    format=info.format, content_type=info.content_type,
-                )  # fmt: skip
+                    **base,
+                    sample_rate=info.sample_rate,
+                    duration=info.duration,
+                    channels=info.channels,
+                    format=info.format,
+                    content_type=info.content_type,
+                )
             except InvalidAudio as exc:  # arrived already: keep it, say why it can't be used
                 record = AudioFile(
-                    **base, sample_rate=0, duration=0.0, format="unknown",
-                    content_type="application/octet-stream", status="failed", error=exc.detail,
+                    **base,
+                    sample_rate=0,
+                    duration=0.0,
+                    format="unknown",
+                    content_type="application/octet-stream",
+                    status="failed",
+                    error=exc.detail,
                     message=exc.detail,
-                )  # fmt: skip
+                )
         self.files.create(record)  # a concurrent duplicate event may have won: both read it back
         self.files.drop_intent(file_id)
         return self.files.get(file_id)
@@ -289,7 +326,7 @@ class AudioService:
         if queued is None:
             raise Conflict("An analysis of this file is already running", code="ANALYSIS_RUNNING")
         self._announce(queued, "progress", "Queued")
-        self.bus.publish(ANALYSIS_REQUESTED, {"file_id": file_id, "task_id": task_id})
+        self.bus.put_event(ANALYSIS_REQUESTED, {"file_id": file_id, "task_id": task_id})
         return queued
 
     def first_analysis(self, f: AudioFile) -> AudioFile | None:
@@ -329,8 +366,13 @@ class AudioService:
         prefix = f"analysis/{file_id}/{task_id}/"
         result_id = self.files.next_result_id()
         analyzed_at = utcnow()
-        doc = {"id": result_id, "audio_file_id": file_id, "task_id": task_id, "result_data": result,
-               "analyzed_at": analyzed_at.isoformat()}  # fmt: skip
+        doc = {
+            "id": result_id,
+            "audio_file_id": file_id,
+            "task_id": task_id,
+            "result_data": result,
+            "analyzed_at": analyzed_at.isoformat(),
+        }
         self.artifacts.put(
             prefix + "result.json", json.dumps(doc).encode(), content_type="application/json"
         )
@@ -342,9 +384,15 @@ class AudioService:
         done = self.files.finish(
             file_id,
             task_id,
-            {"status": "completed", "progress": 100, "message": f"Analysis completed: {n} cry episode(s)",
-             "result_id": result_id, "result_prefix": prefix, "analyzed_at": analyzed_at},
-        )  # fmt: skip
+            {
+                "status": "completed",
+                "progress": 100,
+                "message": f"Analysis completed: {n} cry episode(s)",
+                "result_id": result_id,
+                "result_prefix": prefix,
+                "analyzed_at": analyzed_at,
+            },
+        )
         if done is None:  # deleted or superseded meanwhile: its artefacts go too
             self.artifacts.delete_prefix(prefix)
             return "superseded"
@@ -366,14 +414,23 @@ class AudioService:
             samples, sr, clipped = decode(path, min(f.sample_rate, params.analysis_sample_rate))
         progress(15, "Measuring pitch and intensity")
         result = analyze(samples, sr, params, progress)
-        result["quality"] = {"clipped_fraction": round(clipped, 6), "analysed_sample_rate": sr,
-                             "original_sample_rate": f.sample_rate, "channels": f.channels}  # fmt: skip
+        result["quality"] = {
+            "clipped_fraction": round(clipped, 6),
+            "analysed_sample_rate": sr,
+            "original_sample_rate": f.sample_rate,
+            "channels": f.channels,
+        }
         progress(92, "Preparing waveform and spectrogram")
         return result, {"waveform": waveform(samples, sr), "spectrogram": spectrogram(samples, sr)}
 
     def _announce(self, f: AudioFile, kind: str, message: str, **extra: Any) -> None:
-        data = {"file_id": f.id, "status": f.status if kind != "error" else "failed", "message": message,
-                "progress": extra.pop("pct", f.progress), **extra}  # fmt: skip
+        data = {
+            "file_id": f.id,
+            "status": f.status if kind != "error" else "failed",
+            "message": message,
+            "progress": extra.pop("pct", f.progress),
+            **extra,
+        }
         key = (f.id, data.get("task_id"), kind, data["progress"], message)
         self.push.publish(
             ProgressEvent(
@@ -434,14 +491,13 @@ class AudioService:
         out = io.StringIO()
         out.write(f"# audio_file_id={file_id} analyzed_at={doc['analyzed_at']}\n")
         out.write("# parameters=" + json.dumps(data.get("parameters", {}), sort_keys=True) + "\n")
-        cols = ["episode", "episode_start", "episode_end", "time", "f0", "f1", "f2", "f3", "hnr", "jitter",
-                "shimmer", "intensity"]  # fmt: skip
+        features = ("time", "f0", "f1", "f2", "f3", "hnr", "jitter", "shimmer", "intensity")
         w = csv.writer(out)
-        w.writerow(cols)
+        w.writerow(["episode", "episode_start", "episode_end", *features])
         for k, ep in enumerate(data["cry_episodes"]):
             for row in data["acoustic_features"].get(f"episode_{k}", []):
                 w.writerow(
                     [k, ep["start_time"], ep["end_time"]]
-                    + ["" if row[c] is None else row[c] for c in cols[3:]]
+                    + ["" if row[c] is None else row[c] for c in features]
                 )
         return out.getvalue()

@@ -15,14 +15,23 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from shared.datasets import InvalidDataset, inspect, validate
+from shared.datasets import DatasetStats, InvalidDataset, inspect, validate
 from shared.errors import InvalidInput, NotFound, TooLarge
 from shared.models import Dataset, Principal
-from shared.ports import ObjectStore
+from shared.ports import DatasetRepository, ObjectStore
 
 log = logging.getLogger(__name__)
 PRESIGN_EXPIRES_S = 3600
 DECLARED = ("auto", "imagefolder", "yolo", "coco", "ljspeech", "dice")
+# What ingestion records on the dataset from the archive's statistics (besides its format).
+_STATS_FIELDS = (
+    "file_count",
+    "total_size_bytes",
+    "num_classes",
+    "class_distribution",
+    "splits",
+    "extra",
+)
 
 
 def dataset_key(owner_id: int, dataset_id: str) -> str:
@@ -50,29 +59,56 @@ def _bundle(files: list[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
 
 class DatasetService:
     def __init__(
-        self, datasets: Any, uploads: ObjectStore, *, max_bytes: int, max_direct_bytes: int
+        self,
+        datasets: DatasetRepository,
+        uploads: ObjectStore,
+        *,
+        max_bytes: int,
+        max_direct_bytes: int,
     ) -> None:
-        self.datasets = datasets  # DynamoDatasets
+        self.datasets = datasets
         self.uploads = uploads
         self.max_bytes = max_bytes  # through the API
         self.max_direct_bytes = max_direct_bytes  # presigned, straight to S3
 
-    def _new(self, actor: Principal, name: str, description: str | None, fmt: str, visibility: str,
-             project_id: int | None, status: str) -> Dataset:  # fmt: skip
+    def _new(
+        self,
+        actor: Principal,
+        name: str,
+        description: str | None,
+        fmt: str,
+        visibility: str,
+        project_id: int | None,
+        status: str,
+    ) -> Dataset:
         if fmt not in DECLARED:
             raise InvalidInput(f"format must be one of {', '.join(DECLARED)}", field="format")
         if not name.strip():
             raise InvalidInput("name must not be empty", field="name")
         dataset_id = str(uuid.uuid4())
         return Dataset(
-            id=dataset_id, owner_id=actor.user_id, name=name.strip()[:200], description=description,
-            format=fmt, visibility=visibility, project_id=project_id, status=status,
+            id=dataset_id,
+            owner_id=actor.user_id,
+            name=name.strip()[:200],
+            description=description,
+            format=fmt,
+            visibility=visibility,
+            project_id=project_id,
+            status=status,
             key=dataset_key(actor.user_id, dataset_id),
-        )  # fmt: skip
+        )
 
-    def upload(self, actor: Principal, files: list[tuple[str | None, IO[bytes]]], *, name: str,
-               description: str | None = None, fmt: str = "auto", visibility: str = "private",
-               project_id: int | None = None) -> Dataset:  # fmt: skip
+    def upload(
+        self,
+        actor: Principal,
+        files: list[tuple[str | None, IO[bytes]]],
+        *,
+        name: str,
+        description: str | None = None,
+        fmt: str = "auto",
+        visibility: str = "private",
+        project_id: int | None = None,
+    ) -> Dataset:
         if not files:
             raise InvalidInput("Send the dataset as one zip (or its files)", field="files")
         archive = _bundle(files)
@@ -83,12 +119,10 @@ class DatasetService:
                 f"The dataset is larger than {self.max_bytes // 2**20} MB; use POST /datasets/presign",
                 field="files",
             )
-        declared = (
-            None if fmt in ("auto", "dice") else fmt
-        )  # "dice" (seed 002's example) means: detect it
-        stats = inspect(
-            archive, declared
-        )  # a malformed dataset is refused before anything is stored
+        # "dice" (seed 002's example) means: detect it
+        declared = None if fmt in ("auto", "dice") else fmt
+        # a malformed dataset is refused before anything is stored
+        stats = inspect(archive, declared)
         d = self._new(actor, name, description, fmt, visibility, project_id, "processing")
         self.datasets.create(d)
         archive.seek(0)
@@ -100,8 +134,17 @@ class DatasetService:
             or d
         )
 
-    def presign(self, actor: Principal, *, name: str, size: int, description: str | None = None,
-                fmt: str = "auto", visibility: str = "private", project_id: int | None = None) -> dict:  # fmt: skip
+    def presign(
+        self,
+        actor: Principal,
+        *,
+        name: str,
+        size: int,
+        description: str | None = None,
+        fmt: str = "auto",
+        visibility: str = "private",
+        project_id: int | None = None,
+    ) -> dict:
         if size > self.max_direct_bytes:
             raise TooLarge(
                 f"Datasets are limited to {self.max_direct_bytes // 2**30} GiB", field="size"
@@ -111,8 +154,14 @@ class DatasetService:
         post = self.uploads.presign_post(
             d.key, max_bytes=size, content_type=None, expires=PRESIGN_EXPIRES_S
         )
-        return {"dataset_id": d.id, "key": d.key, "url": post["url"], "fields": post["fields"],
-                "expires_in": PRESIGN_EXPIRES_S, "max_bytes": size}  # fmt: skip
+        return {
+            "dataset_id": d.id,
+            "key": d.key,
+            "url": post["url"],
+            "fields": post["fields"],
+            "expires_in": PRESIGN_EXPIRES_S,
+            "max_bytes": size,
+        }
 
     def ingest(self, key: str, size: int) -> Dataset | None:
         """Inspect an archive that arrived by S3 (once: a ready or failed dataset is left alone)."""
@@ -133,10 +182,9 @@ class DatasetService:
         return self.datasets.finish(d.id, {**fields, "archive_bytes": size})
 
     @staticmethod
-    def _fields(stats: Any) -> dict[str, Any]:
+    def _fields(stats: DatasetStats) -> dict[str, Any]:
         s = stats.as_dict()
-        return {k: s[k] for k in ("file_count", "total_size_bytes", "num_classes", "class_distribution",
-                                  "splits", "extra")} | {"format": stats.format}  # fmt: skip
+        return {k: s[k] for k in _STATS_FIELDS} | {"format": stats.format}
 
     def get(self, actor: Principal, dataset_id: str) -> Dataset:
         d = self.datasets.get(dataset_id)
@@ -148,17 +196,41 @@ class DatasetService:
         self, actor: Principal, *, project_id: int | None = None, fmt: str | None = None
     ) -> list[Dataset]:
         items = self.datasets.list(owner_id=None if actor.at_least("admin") else actor.user_id)
-        return [d for d in items if (project_id is None or d.project_id == project_id)
-                and (fmt is None or d.format == fmt)]  # fmt: skip
+        return [
+            d
+            for d in items
+            if (project_id is None or d.project_id == project_id)
+            and (fmt is None or d.format == fmt)
+        ]
 
-    def validate(self, actor: Principal, dataset_id: str, expected_format: str | None,
-                 expected_classes: int | None) -> dict[str, Any]:  # fmt: skip
-        from shared.datasets import DatasetStats
-
+    def validate(
+        self,
+        actor: Principal,
+        dataset_id: str,
+        expected_format: str | None,
+        expected_classes: int | None,
+    ) -> dict[str, Any]:
         d = self.get(actor, dataset_id)
         if d.status != "ready":
-            return {"dataset_id": d.id, "valid": False, "recommendations": [],
-                    "issues": [{"severity": "error", "message": d.error or f"The dataset is {d.status}", "details": {}}]}  # fmt: skip
-        stats = DatasetStats(d.format, d.file_count, d.total_size_bytes, d.num_classes, d.class_distribution,
-                             d.splits, d.extra)  # fmt: skip
+            return {
+                "dataset_id": d.id,
+                "valid": False,
+                "recommendations": [],
+                "issues": [
+                    {
+                        "severity": "error",
+                        "message": d.error or f"The dataset is {d.status}",
+                        "details": {},
+                    }
+                ],
+            }
+        stats = DatasetStats(
+            d.format,
+            d.file_count,
+            d.total_size_bytes,
+            d.num_classes,
+            d.class_distribution,
+            d.splits,
+            d.extra,
+        )
         return {"dataset_id": d.id, **validate(stats, expected_format, expected_classes)}

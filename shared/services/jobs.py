@@ -1,16 +1,22 @@
-"""The training-job state machine: pending -> queued -> running -> completed | failed |
-stopped (through stopping when a stop is asked for). Statuses only move forward:
-each transition is one conditional write from the states allowed to reach it, so a
-replayed or late event (a RUNNING after SUCCEEDED) changes nothing."""
+"""The training-job lifecycle in one place: the forward-only state machine, how AWS Batch's
+statuses map onto it, and what a job's followers are told when Batch reports a change.
+
+pending -> queued -> running -> completed | failed | stopped (through stopping when a
+stop is asked for; the statuses themselves are ``JobStatus`` in shared/models.py).
+Statuses only move forward: each transition is one conditional write from the states
+allowed to reach it, so a replayed or late event (a RUNNING after SUCCEEDED) changes
+nothing.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.models import TrainingJob, utcnow
+from shared.events import ProgressEvent, event_id_for
+from shared.models import TERMINAL_STATUSES, JobStatus, TrainingJob, utcnow
 from shared.ports import JobRepository
 
-ALLOWED_FROM: dict[str, frozenset[str]] = {
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     "queued": frozenset({"pending"}),
     "running": frozenset({"pending", "queued"}),
     "stopping": frozenset({"pending", "queued", "running"}),
@@ -18,32 +24,73 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     "failed": frozenset({"pending", "queued", "running"}),
     "stopped": frozenset({"pending", "queued", "running", "stopping"}),
 }
-TERMINAL = frozenset({"completed", "failed", "stopped"})
 
-# AWS Batch's job statuses -> ours.
-FROM_BATCH = {
-    "SUBMITTED": "queued", "PENDING": "queued", "RUNNABLE": "queued", "STARTING": "queued",
-    "RUNNING": "running", "SUCCEEDED": "completed", "FAILED": "failed",
-}  # fmt: skip
+# AWS Batch's job statuses, in the order a job moves through them -> ours.
+FROM_BATCH: dict[str, JobStatus] = {
+    "SUBMITTED": "queued",
+    "PENDING": "queued",
+    "RUNNABLE": "queued",
+    "STARTING": "queued",
+    "RUNNING": "running",
+    "SUCCEEDED": "completed",
+    "FAILED": "failed",
+}
+
+# What followers are told when a job ends (a failure says Batch's reason when it has one).
+OUTCOME_MESSAGES: dict[JobStatus, str] = {
+    "completed": "Training finished successfully.",
+    "failed": "Batch job failed",
+    "stopped": "Training job stopped",
+}
 
 
 class JobStates:
     def __init__(self, jobs: JobRepository) -> None:
         self.jobs = jobs
 
-    def advance(self, job_id: int, to: str, **fields: Any) -> TrainingJob | None:
+    def advance(self, job_id: int, to: JobStatus, **fields: Any) -> TrainingJob | None:
         """Move a job to ``to`` if its current status allows it; None when it does not."""
-        if to in TERMINAL:
+        if to in TERMINAL_STATUSES:
             fields.setdefault("completed_at", utcnow())
         return self.jobs.transition(job_id, to, ALLOWED_FROM[to], fields)
 
     def on_batch_state(
-        self, job_id: int, batch_status: str, reason: str | None = None
+        self, job_id: str, batch_job_id: str, batch_status: str, reason: str | None = None
+    ) -> ProgressEvent:
+        """Apply a "Batch Job State Change" (``batch_status`` one of FROM_BATCH's) to the
+        job, and return the ``status`` event its followers get on ``job:<id>``. A replay
+        returns the same event id; a job id that is not a stored job's only gets the event."""
+        ours = FROM_BATCH[batch_status]
+        data: dict[str, Any] = {"batch_status": batch_status, "batch_job_id": batch_job_id}
+        if ours in TERMINAL_STATUSES:
+            data["status"] = ours
+            data["message"] = (
+                OUTCOME_MESSAGES["completed"]
+                if ours == "completed"
+                else reason or OUTCOME_MESSAGES["failed"]
+            )
+        also: list[str] = []
+        if job_id.isdigit():
+            seen, job = self._apply(int(job_id), ours, reason)
+            also = [f"user:{seen.owner_id}"] if seen else []
+            if job is not None:
+                data["job_status"] = job.status
+                if job.status == "stopped":  # a stop was asked for: that is how it ended
+                    data.update(status="stopped", message=OUTCOME_MESSAGES["stopped"])
+        return ProgressEvent(
+            topic=f"job:{job_id}",
+            kind="error" if data.get("status") == "failed" else "status",
+            event_id=event_id_for("batch", batch_job_id, batch_status),
+            also=also,
+            data=data,
+        )
+
+    def _apply(
+        self, job_id: int, target: JobStatus, reason: str | None
     ) -> tuple[TrainingJob | None, TrainingJob | None]:
-        """Apply a "Batch Job State Change"; a job asked to stop ends as ``stopped``.
+        """Move the job towards ``target`` (a job asked to stop ends as ``stopped``).
         Returns the job as it was read and, if it moved, as it is now."""
-        target = FROM_BATCH.get(batch_status)
-        job = self.jobs.get(job_id) if target else None
+        job = self.jobs.get(job_id)
         if job is None:
             return None, None
         if job.status == "stopping" and target in ("completed", "failed"):

@@ -90,7 +90,7 @@ class PushService:
 
     def publish(self, event: ProgressEvent) -> bool:
         """Store an event (the stream delivers it); False when it was already published."""
-        return self.events.publish(event)
+        return self.events.append(event)
 
     def deliver(self, event: ProgressEvent) -> int:
         """Send an event to every follower of its topics (once per connection); drop

@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 from shared.events import ProgressEvent, event_id_for
+from shared.models import TrainingJob
+from shared.ports import ExperimentTracker, JobRecordRepository, JobRepository, ObjectStore
+from shared.services.push import PushService
 
 
 def validation_samples_key(job_id: int, epoch: int) -> str:
@@ -22,13 +25,13 @@ class Reporter:
 
     def __init__(
         self,
-        push: Any,
-        jobs: Any,
-        job: Any,
-        records: Any,
-        mlflow: Any | None = None,
+        push: PushService,
+        jobs: JobRepository,
+        job: TrainingJob,
+        records: JobRecordRepository,
+        mlflow: ExperimentTracker | None = None,
         *,
-        artifacts: Any | None = None,
+        artifacts: ObjectStore | None = None,
         throttle_s: float = 1.0,
     ) -> None:
         self.push, self.jobs, self.job, self.records, self.mlflow = push, jobs, job, records, mlflow
@@ -65,26 +68,42 @@ class Reporter:
         if now - self._last_progress < self.throttle_s and step != total_steps:
             return
         self._last_progress = now
-        self._publish("progress", {
-            "epoch": epoch, "total_epochs": self.job.total_epochs, "step": step, "total_steps": total_steps,
-            "loss": round(loss, 6), "learning_rate": lr,
-            "metrics": {"loss": round(loss, 6)},
-        })  # fmt: skip
+        self._publish(
+            "progress",
+            {
+                "epoch": epoch,
+                "total_epochs": self.job.total_epochs,
+                "step": step,
+                "total_steps": total_steps,
+                "loss": round(loss, 6),
+                "learning_rate": lr,
+                "metrics": {"loss": round(loss, 6)},
+            },
+        )
 
     def on_epoch_end(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
         """``val`` holds numbers (metrics), optionally ``per_class``, ``confusion_matrix`` and
         ``samples`` (per-sample predictions, stored beside the checkpoints, not in the table)."""
         samples = val.pop("samples", None)
         if samples is not None and self.artifacts is not None:
-            self.artifacts.put(validation_samples_key(self.job.id, epoch),
-                               json.dumps(samples).encode(), content_type="application/json")  # fmt: skip
+            self.artifacts.put(
+                validation_samples_key(self.job.id, epoch),
+                json.dumps(samples).encode(),
+                content_type="application/json",
+            )
         metrics = {k: v for k, v in val.items() if isinstance(v, int | float) and math.isfinite(v)}
         details = {k: val[k] for k in ("per_class", "confusion_matrix") if k in val}
         row = {
-            "loss": train_loss, "learning_rate": lr, "val_loss": val.get("val_loss"), "accuracy": val.get("accuracy"),
-            "extra_metrics": {k: v for k, v in metrics.items() if k not in ("val_loss", "accuracy")},
-            **details, **({"samples": len(samples)} if samples is not None else {}),
-        }  # fmt: skip
+            "loss": train_loss,
+            "learning_rate": lr,
+            "val_loss": val.get("val_loss"),
+            "accuracy": val.get("accuracy"),
+            "extra_metrics": {
+                k: v for k, v in metrics.items() if k not in ("val_loss", "accuracy")
+            },
+            **details,
+            **({"samples": len(samples)} if samples is not None else {}),
+        }
         self.records.put_metrics(self.job.id, epoch, row)
         self.jobs.update(
             self.job.id, {"current_epoch": epoch, "metrics": {"loss": train_loss, **metrics}}

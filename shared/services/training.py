@@ -9,14 +9,14 @@ SIGTERM it, and the trainer saves a last checkpoint before it exits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cached_property
 from typing import Any
 
 from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
-from shared.models import Principal, TrainingJob, utcnow
-from shared.ports import JobRunner, Predictor
+from shared.models import ACTIVE_STATUSES, Dataset, Principal, TrainingJob, utcnow
+from shared.ports import JobRecordRepository, JobRepository, JobRunner, ObjectStore, Predictor
+from shared.services.datasets import DatasetService
 from shared.services.jobs import JobStates
+from shared.services.push import PushService
 
 # What each framework trains here: per task type, the primary metric (and whether
 # higher is better) and the dataset formats it reads; "models" limits the model names.
@@ -44,30 +44,31 @@ FRAMEWORKS: dict[str, dict[str, Any]] = {
     },
 }
 ASR_DEFAULTS = {"epochs": 20, "batch_size": 32, "learning_rate": 0.001, "optimizer": "Adam"}
-ACTIVE = ("pending", "queued", "running", "stopping")
 
 
 class TrainingService:
-    def __init__(self, states: JobStates, jobs: Any, records: Any, datasets: Any, artifacts: Any,
-                 runner: Callable[[], JobRunner], push: Any, predictor: Callable[[], Predictor],
-                 *, max_inference_bytes: int = 4 * 1024 * 1024) -> None:  # fmt: skip
-        self.push = push
-        self._make_predictor = predictor
-        self.max_inference_bytes = max_inference_bytes
+    def __init__(
+        self,
+        states: JobStates,
+        jobs: JobRepository,
+        records: JobRecordRepository,
+        datasets: DatasetService,
+        artifacts: ObjectStore,
+        runner: JobRunner,
+        push: PushService,
+        predictor: Predictor,
+        *,
+        max_inference_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self.states = states
-        self.jobs = jobs  # DynamoJobs
-        self.records = records  # DynamoJobRecords
-        self.datasets = datasets  # DatasetService
+        self.jobs = jobs
+        self.records = records
+        self.datasets = datasets
         self.artifacts = artifacts
-        self._make_runner = runner  # built on first start/stop: reading jobs needs none
-
-    @cached_property
-    def runner(self) -> JobRunner:
-        return self._make_runner()
-
-    @cached_property
-    def predictor(self) -> Predictor:  # built on the first prediction, like the runner
-        return self._make_predictor()
+        self.runner = runner
+        self.push = push
+        self.predictor = predictor
+        self.max_inference_bytes = max_inference_bytes
 
     def get(self, actor: Principal, job_id: int) -> TrainingJob:
         job = self.jobs.get(job_id)
@@ -91,8 +92,11 @@ class TrainingService:
         model_name = str(cfg.get("model_name") or "")
         local_weights = framework == "ultralytics" and model_name.endswith(".pt")
         if models and model_name not in models and not local_weights:
-            raise InvalidInput(f"Model '{model_name}' is not available: {framework} trains "
-                               f"{', '.join(models)} here", field="config.model_name")  # fmt: skip
+            raise InvalidInput(
+                f"Model '{model_name}' is not available: {framework} trains "
+                f"{', '.join(models)} here",
+                field="config.model_name",
+            )
         try:
             dataset = self.datasets.get(actor, str(cfg.get("dataset_id")))
         except NotFound:
@@ -103,18 +107,38 @@ class TrainingService:
             raise InvalidInput(f"The dataset is {dataset.status}", field="config.dataset_id")
         (metric, mode), formats = spec["tasks"][task]
         if dataset.format not in formats:
-            raise InvalidInput(f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
-                               field="config.dataset_id")  # fmt: skip
+            raise InvalidInput(
+                f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
+                field="config.dataset_id",
+            )
         epochs = int(cfg.get("epochs", 10))
-        return self.jobs.create(TrainingJob(
-            id=0, owner_id=actor.user_id, framework=framework, model_name=str(cfg["model_name"]), task_type=task,
-            dataset_id=dataset.id, epochs=epochs, total_epochs=epochs, batch_size=int(cfg.get("batch_size", 16)),
-            learning_rate=float(cfg.get("learning_rate", 1e-3)), advanced_config=dict(cfg.get("advanced_config") or {}),
-            primary_metric=metric, primary_metric_mode=mode, **meta,
-        ))  # fmt: skip
+        return self.jobs.create(
+            TrainingJob(
+                id=0,
+                owner_id=actor.user_id,
+                framework=framework,
+                model_name=str(cfg["model_name"]),
+                task_type=task,
+                dataset_id=dataset.id,
+                epochs=epochs,
+                total_epochs=epochs,
+                batch_size=int(cfg.get("batch_size", 16)),
+                learning_rate=float(cfg.get("learning_rate", 1e-3)),
+                advanced_config=dict(cfg.get("advanced_config") or {}),
+                primary_metric=metric,
+                primary_metric_mode=mode,
+                **meta,
+            )
+        )
 
-    def start(self, actor: Principal, job_id: int, *, checkpoint_path: str | None = None,
-              resume: bool = False) -> TrainingJob:  # fmt: skip
+    def start(
+        self,
+        actor: Principal,
+        job_id: int,
+        *,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
+    ) -> TrainingJob:
         job = self.get(actor, job_id)
         if checkpoint_path or resume:
             key = checkpoint_path or f"jobs/{job.id}/checkpoints/last.pt"
@@ -135,8 +159,10 @@ class TrainingService:
         job = self.get(actor, job_id)
         stopping = self.states.advance(job.id, "stopping")
         if stopping is None:
-            raise Conflict(f"The job is {job.status}; only queued or running jobs can be stopped",
-                           code="INVALID_STATUS")  # fmt: skip
+            raise Conflict(
+                f"The job is {job.status}; only queued or running jobs can be stopped",
+                code="INVALID_STATUS",
+            )
         if job.runner_job_id:
             self.runner.terminate(job.runner_job_id, "Stopped by user")
         else:  # never submitted: nothing runs, so it is stopped now
@@ -147,10 +173,11 @@ class TrainingService:
     def active_asr(self, actor: Principal) -> TrainingJob | None:
         page = self.jobs.list(owner_id=actor.user_id, skip=0, limit=10_000)
         return next(
-            (j for j in page.items if j.framework == "torchaudio" and j.status in ACTIVE), None
+            (j for j in page.items if j.framework == "torchaudio" and j.status in ACTIVE_STATUSES),
+            None,
         )
 
-    def asr_datasets(self, actor: Principal) -> list[Any]:
+    def asr_datasets(self, actor: Principal) -> list[Dataset]:
         return [d for d in self.datasets.list(actor, fmt="ljspeech") if d.status == "ready"]
 
     def start_asr(self, actor: Principal, model_name: str, dataset_name: str) -> TrainingJob:
@@ -163,8 +190,13 @@ class TrainingService:
             )
         if self.active_asr(actor):
             raise Conflict("Training is already in progress.", code="TRAINING_IN_PROGRESS")
-        cfg = {"framework": "torchaudio", "model_name": model_name, "task_type": "speech_recognition",
-               "dataset_id": dataset.id, **{k: v for k, v in ASR_DEFAULTS.items() if k != "optimizer"}}  # fmt: skip
+        cfg = {
+            "framework": "torchaudio",
+            "model_name": model_name,
+            "task_type": "speech_recognition",
+            "dataset_id": dataset.id,
+            **{k: v for k, v in ASR_DEFAULTS.items() if k != "optimizer"},
+        }
         job = self.create(actor, cfg, {"experiment_name": f"{model_name}-{dataset_name}"})
         return self.start(actor, job.id)
 
@@ -182,8 +214,9 @@ class TrainingService:
             (prefix + n for n in ("best.pt", "last.pt") if self.artifacts.exists(prefix + n)), None
         )
 
-    def _predict(self, key: str, data: bytes, filename: str,
-                 options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _predict(
+        self, key: str, data: bytes, filename: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
         import base64
 
         if not data:
@@ -193,18 +226,27 @@ class TrainingService:
                 f"Files for inference must be at most {self.max_inference_bytes} bytes",
                 field="file",
             )
-        answer = self.predictor.predict({"checkpoint": key, "data": base64.b64encode(data).decode(),
-                                         "filename": filename, "options": options})  # fmt: skip
+        answer = self.predictor.predict(
+            {
+                "checkpoint": key,
+                "data": base64.b64encode(data).decode(),
+                "filename": filename,
+                "options": options,
+            }
+        )
         if "error" in answer:
             raise InvalidInput(answer["error"]["detail"], field="file")
         return answer
 
-    def test_inference(self, actor: Principal, job_id: int, data: bytes, filename: str,
-                       options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def test_inference(
+        self, actor: Principal, job_id: int, data: bytes, filename: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
         job = self.get(actor, job_id)
         if job.task_type not in ("image_classification", "object_detection"):
-            raise InvalidInput(f"Job {job.id} trains {job.task_type}; test-inference takes image models",
-                               field="training_job_id")  # fmt: skip
+            raise InvalidInput(
+                f"Job {job.id} trains {job.task_type}; test-inference takes image models",
+                field="training_job_id",
+            )
         key = self.checkpoint_of(job)
         if key is None:
             raise Conflict(f"Job {job.id} has no checkpoint yet", code="NO_CHECKPOINT")
@@ -268,12 +310,14 @@ class TrainingService:
         else:
             raise InvalidInput(
                 "event must be progress, epoch_complete, log, checkpoint_saved, training_complete or "
-                "training_failed", field="event",
-            )  # fmt: skip
+                "training_failed",
+                field="event",
+            )
         return job
 
-    def validation_images(self, actor: Principal, result_id: int, skip: int, limit: int,
-                          is_correct: bool | None) -> dict[str, Any]:  # fmt: skip
+    def validation_images(
+        self, actor: Principal, result_id: int, skip: int, limit: int, is_correct: bool | None
+    ) -> dict[str, Any]:
         """Seed 002's per-image results of one validation (one epoch of one job)."""
         import json
 
@@ -283,12 +327,19 @@ class TrainingService:
         self.get(actor, job_id)
         key = validation_samples_key(job_id, epoch)
         if not epoch or not self.artifacts.exists(key):
-            raise NotFound("No per-image results for this validation result",
-                           code="VALIDATION_RESULT_NOT_FOUND")  # fmt: skip
+            raise NotFound(
+                "No per-image results for this validation result",
+                code="VALIDATION_RESULT_NOT_FOUND",
+            )
         rows = json.loads(self.artifacts.get(key))
         rows = [r for r in rows if is_correct is None or r["is_correct"] == is_correct]
-        return {"validation_result_id": result_id, "images": rows[skip : skip + limit],
-                "total": len(rows), "skip": skip, "limit": limit}  # fmt: skip
+        return {
+            "validation_result_id": result_id,
+            "images": rows[skip : skip + limit],
+            "total": len(rows),
+            "skip": skip,
+            "limit": limit,
+        }
 
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)
@@ -304,35 +355,69 @@ class TrainingService:
 
 # Seed 002's /models/list: what can be trained here (architectures built from config;
 # a local weights file can be named in advanced_config.weights).
-MODELS: list[dict[str, Any]] = [
-    {"model_name": name, "framework": "timm", "task_types": ["image_classification"], "default_image_size": size,
-     "parameters": params, "pretrained": False, "description": desc}
-    for name, size, params, desc in (
-        ("resnet10t", 224, "4.9M", "ResNet-10-T, a small ResNet for quick experiments"),
-        ("resnet18", 224, "11.7M", "ResNet-18 architecture"),
-        ("resnet50", 224, "25.6M", "ResNet-50 architecture"),
-        ("mobilenetv3_small_100", 224, "2.5M", "MobileNetV3 Small, for CPUs and edge devices"),
-        ("efficientnet_b0", 224, "5.3M", "EfficientNet-B0"),
-        ("vit_tiny_patch16_224", 224, "5.7M", "Vision Transformer, tiny"),
-        ("convnext_atto", 224, "3.7M", "ConvNeXt Atto"),
-    )
-] + [
-    {"model_name": name, "framework": "ultralytics", "task_types": ["object_detection", "image_classification"],
-     "default_image_size": 640, "parameters": params, "pretrained": False,
-     "description": f"{desc}, built from its model YAML (detection, or its -cls variant for classification)"}
-    for name, params, desc in (
-        ("yolov8n", "3.2M", "YOLOv8 nano"), ("yolov8s", "11.2M", "YOLOv8 small"), ("yolov8m", "25.9M", "YOLOv8 medium"),
-        ("yolo11n", "2.6M", "YOLO11 nano"), ("yolo11s", "9.4M", "YOLO11 small"), ("yolo11m", "20.1M", "YOLO11 medium"),
-        ("yolo26n", "2.4M", "YOLO26 nano"), ("yolo26s", "9.5M", "YOLO26 small"),
-    )
-] + [
-    {"model_name": "rnn-t", "framework": "torchaudio", "task_types": ["speech_recognition"],
-     "default_image_size": None, "parameters": "~2-12M (dim, layers)", "pretrained": False,
-     "description": "Conformer encoder with an LSTM prediction network and joiner (RNN-T loss, greedy decoding)"},
-    {"model_name": "conformer", "framework": "torchaudio", "task_types": ["speech_recognition"],
-     "default_image_size": None, "parameters": "~1-10M (dim, layers)", "pretrained": False,
-     "description": "Conformer encoder with a CTC head and greedy decoding (log-mel input, 16 kHz)"},
-]  # fmt: skip
+MODELS: list[dict[str, Any]] = (
+    [
+        {
+            "model_name": name,
+            "framework": "timm",
+            "task_types": ["image_classification"],
+            "default_image_size": size,
+            "parameters": params,
+            "pretrained": False,
+            "description": desc,
+        }
+        for name, size, params, desc in (
+            ("resnet10t", 224, "4.9M", "ResNet-10-T, a small ResNet for quick experiments"),
+            ("resnet18", 224, "11.7M", "ResNet-18 architecture"),
+            ("resnet50", 224, "25.6M", "ResNet-50 architecture"),
+            ("mobilenetv3_small_100", 224, "2.5M", "MobileNetV3 Small, for CPUs and edge devices"),
+            ("efficientnet_b0", 224, "5.3M", "EfficientNet-B0"),
+            ("vit_tiny_patch16_224", 224, "5.7M", "Vision Transformer, tiny"),
+            ("convnext_atto", 224, "3.7M", "ConvNeXt Atto"),
+        )
+    ]
+    + [
+        {
+            "model_name": name,
+            "framework": "ultralytics",
+            "task_types": ["object_detection", "image_classification"],
+            "default_image_size": 640,
+            "parameters": params,
+            "pretrained": False,
+            "description": f"{desc}, built from its model YAML (detection, or its -cls variant for classification)",
+        }
+        for name, params, desc in (
+            ("yolov8n", "3.2M", "YOLOv8 nano"),
+            ("yolov8s", "11.2M", "YOLOv8 small"),
+            ("yolov8m", "25.9M", "YOLOv8 medium"),
+            ("yolo11n", "2.6M", "YOLO11 nano"),
+            ("yolo11s", "9.4M", "YOLO11 small"),
+            ("yolo11m", "20.1M", "YOLO11 medium"),
+            ("yolo26n", "2.4M", "YOLO26 nano"),
+            ("yolo26s", "9.5M", "YOLO26 small"),
+        )
+    ]
+    + [
+        {
+            "model_name": "rnn-t",
+            "framework": "torchaudio",
+            "task_types": ["speech_recognition"],
+            "default_image_size": None,
+            "parameters": "~2-12M (dim, layers)",
+            "pretrained": False,
+            "description": "Conformer encoder with an LSTM prediction network and joiner (RNN-T loss, greedy decoding)",
+        },
+        {
+            "model_name": "conformer",
+            "framework": "torchaudio",
+            "task_types": ["speech_recognition"],
+            "default_image_size": None,
+            "parameters": "~1-10M (dim, layers)",
+            "pretrained": False,
+            "description": "Conformer encoder with a CTC head and greedy decoding (log-mel input, 16 kHz)",
+        },
+    ]
+)
 
 _OPTIMIZERS = [
     {"value": "adamw", "label": "AdamW", "description": "Adam with decoupled weight decay"},
@@ -341,67 +426,227 @@ _OPTIMIZERS = [
 ]
 CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
     "timm": [
-        {"name": "optimizer.type", "type": "select", "label": "Optimizer", "description": "Optimization algorithm",
-         "default": "adamw", "options": _OPTIMIZERS},
-        {"name": "optimizer.learning_rate", "type": "number", "label": "Learning Rate",
-         "description": "Initial learning rate", "default": 0.001, "min": 1e-6, "max": 1.0, "step": 1e-5},
-        {"name": "weight_decay", "type": "number", "label": "Weight decay", "description": "AdamW weight decay",
-         "default": 0.01, "min": 0.0, "max": 1.0, "step": 0.001},
-        {"name": "image_size", "type": "number", "label": "Image size", "description": "Square input size, pixels",
-         "default": 224, "min": 16, "max": 1024, "step": 16},
-        {"name": "seed", "type": "number", "label": "Seed", "description": "Random seed", "default": 0,
-         "min": 0, "max": 2**31 - 1, "step": 1},
-        {"name": "weights", "type": "string", "label": "Local weights", "default": None,
-         "description": "Path of a local weights file (no downloads happen)"},
+        {
+            "name": "optimizer.type",
+            "type": "select",
+            "label": "Optimizer",
+            "description": "Optimization algorithm",
+            "default": "adamw",
+            "options": _OPTIMIZERS,
+        },
+        {
+            "name": "optimizer.learning_rate",
+            "type": "number",
+            "label": "Learning Rate",
+            "description": "Initial learning rate",
+            "default": 0.001,
+            "min": 1e-6,
+            "max": 1.0,
+            "step": 1e-5,
+        },
+        {
+            "name": "weight_decay",
+            "type": "number",
+            "label": "Weight decay",
+            "description": "AdamW weight decay",
+            "default": 0.01,
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.001,
+        },
+        {
+            "name": "image_size",
+            "type": "number",
+            "label": "Image size",
+            "description": "Square input size, pixels",
+            "default": 224,
+            "min": 16,
+            "max": 1024,
+            "step": 16,
+        },
+        {
+            "name": "seed",
+            "type": "number",
+            "label": "Seed",
+            "description": "Random seed",
+            "default": 0,
+            "min": 0,
+            "max": 2**31 - 1,
+            "step": 1,
+        },
+        {
+            "name": "weights",
+            "type": "string",
+            "label": "Local weights",
+            "default": None,
+            "description": "Path of a local weights file (no downloads happen)",
+        },
     ],
-}  # fmt: skip
+}
 CONFIG_FIELDS["torchaudio"] = [
-    {"name": "dim", "type": "number", "label": "Model width", "description": "Conformer dimension",
-     "default": 144, "min": 32, "max": 1024, "step": 16},
-    {"name": "layers", "type": "number", "label": "Layers", "description": "Conformer blocks",
-     "default": 4, "min": 1, "max": 24, "step": 1},
-    {"name": "checkpoint_interval_s", "type": "number", "label": "Checkpoint interval",
-     "description": "Seconds between last-checkpoint saves", "default": 60, "min": 5, "max": 3600, "step": 5},
-]  # fmt: skip
+    {
+        "name": "dim",
+        "type": "number",
+        "label": "Model width",
+        "description": "Conformer dimension",
+        "default": 144,
+        "min": 32,
+        "max": 1024,
+        "step": 16,
+    },
+    {
+        "name": "layers",
+        "type": "number",
+        "label": "Layers",
+        "description": "Conformer blocks",
+        "default": 4,
+        "min": 1,
+        "max": 24,
+        "step": 1,
+    },
+    {
+        "name": "checkpoint_interval_s",
+        "type": "number",
+        "label": "Checkpoint interval",
+        "description": "Seconds between last-checkpoint saves",
+        "default": 60,
+        "min": 5,
+        "max": 3600,
+        "step": 5,
+    },
+]
 CONFIG_FIELDS["ultralytics"] = [
-    {"name": "image_size", "type": "number", "label": "Image size", "description": "Square input size, pixels",
-     "default": 640, "min": 32, "max": 1536, "step": 32},
-    {"name": "optimizer", "type": "select", "label": "Optimizer", "description": "Optimization algorithm",
-     "default": "AdamW", "options": [{"value": v, "label": v, "description": ""} for v in ("AdamW", "Adam", "SGD")]},
-    {"name": "mosaic", "type": "number", "label": "Mosaic", "description": "Mosaic augmentation probability",
-     "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.1},
-    {"name": "warmup_epochs", "type": "number", "label": "Warm-up epochs", "description": "Learning-rate warm-up",
-     "default": 3, "min": 0, "max": 20, "step": 1},
-    {"name": "nbs", "type": "number", "label": "Nominal batch size",
-     "description": "Gradients accumulate up to this many images per optimizer step", "default": 64,
-     "min": 1, "max": 1024, "step": 1},
-    {"name": "patience", "type": "number", "label": "Early-stopping patience", "description": "Epochs without "
-     "improvement before stopping", "default": 100, "min": 1, "max": 1000, "step": 1},
-    {"name": "seed", "type": "number", "label": "Seed", "description": "Random seed", "default": 0,
-     "min": 0, "max": 2**31 - 1, "step": 1},
-]  # fmt: skip
+    {
+        "name": "image_size",
+        "type": "number",
+        "label": "Image size",
+        "description": "Square input size, pixels",
+        "default": 640,
+        "min": 32,
+        "max": 1536,
+        "step": 32,
+    },
+    {
+        "name": "optimizer",
+        "type": "select",
+        "label": "Optimizer",
+        "description": "Optimization algorithm",
+        "default": "AdamW",
+        "options": [{"value": v, "label": v, "description": ""} for v in ("AdamW", "Adam", "SGD")],
+    },
+    {
+        "name": "mosaic",
+        "type": "number",
+        "label": "Mosaic",
+        "description": "Mosaic augmentation probability",
+        "default": 1.0,
+        "min": 0.0,
+        "max": 1.0,
+        "step": 0.1,
+    },
+    {
+        "name": "warmup_epochs",
+        "type": "number",
+        "label": "Warm-up epochs",
+        "description": "Learning-rate warm-up",
+        "default": 3,
+        "min": 0,
+        "max": 20,
+        "step": 1,
+    },
+    {
+        "name": "nbs",
+        "type": "number",
+        "label": "Nominal batch size",
+        "description": "Gradients accumulate up to this many images per optimizer step",
+        "default": 64,
+        "min": 1,
+        "max": 1024,
+        "step": 1,
+    },
+    {
+        "name": "patience",
+        "type": "number",
+        "label": "Early-stopping patience",
+        "description": "Epochs without improvement before stopping",
+        "default": 100,
+        "min": 1,
+        "max": 1000,
+        "step": 1,
+    },
+    {
+        "name": "seed",
+        "type": "number",
+        "label": "Seed",
+        "description": "Random seed",
+        "default": 0,
+        "min": 0,
+        "max": 2**31 - 1,
+        "step": 1,
+    },
+]
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "ultralytics": {
-        "basic": {"epochs": 50, "batch_size": 16, "learning_rate": 1e-3, "advanced_config": {"image_size": 640}},
-        "standard": {"epochs": 100, "batch_size": 32, "learning_rate": 1e-3,
-                     "advanced_config": {"image_size": 640, "mosaic": 1.0}},
-        "aggressive": {"epochs": 300, "batch_size": 64, "learning_rate": 2e-3,
-                       "advanced_config": {"image_size": 640, "mosaic": 1.0, "warmup_epochs": 5}},
+        "basic": {
+            "epochs": 50,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "advanced_config": {"image_size": 640},
+        },
+        "standard": {
+            "epochs": 100,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "advanced_config": {"image_size": 640, "mosaic": 1.0},
+        },
+        "aggressive": {
+            "epochs": 300,
+            "batch_size": 64,
+            "learning_rate": 2e-3,
+            "advanced_config": {"image_size": 640, "mosaic": 1.0, "warmup_epochs": 5},
+        },
     },
     "torchaudio": {
-        "basic": {"epochs": 20, "batch_size": 16, "learning_rate": 1e-3, "advanced_config": {"dim": 96, "layers": 2}},
-        "standard": {"epochs": 100, "batch_size": 32, "learning_rate": 1e-3,
-                     "advanced_config": {"dim": 144, "layers": 4}},
-        "aggressive": {"epochs": 300, "batch_size": 64, "learning_rate": 2e-3,
-                       "advanced_config": {"dim": 256, "layers": 8}},
+        "basic": {
+            "epochs": 20,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "advanced_config": {"dim": 96, "layers": 2},
+        },
+        "standard": {
+            "epochs": 100,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "advanced_config": {"dim": 144, "layers": 4},
+        },
+        "aggressive": {
+            "epochs": 300,
+            "batch_size": 64,
+            "learning_rate": 2e-3,
+            "advanced_config": {"dim": 256, "layers": 8},
+        },
     },
     "timm": {
-        "basic": {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3, "advanced_config": {"weight_decay": 0.01}},
-        "standard": {"epochs": 50, "batch_size": 64, "learning_rate": 5e-4, "advanced_config": {"weight_decay": 0.05}},
-        "aggressive": {"epochs": 100, "batch_size": 128, "learning_rate": 2e-3,
-                       "advanced_config": {"weight_decay": 0.1}},
+        "basic": {
+            "epochs": 10,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "advanced_config": {"weight_decay": 0.01},
+        },
+        "standard": {
+            "epochs": 50,
+            "batch_size": 64,
+            "learning_rate": 5e-4,
+            "advanced_config": {"weight_decay": 0.05},
+        },
+        "aggressive": {
+            "epochs": 100,
+            "batch_size": 128,
+            "learning_rate": 2e-3,
+            "advanced_config": {"weight_decay": 0.1},
+        },
     },
-}  # fmt: skip
+}
 
 
 def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
@@ -411,8 +656,12 @@ def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
     task = task_type or next(iter(tasks))
     if task not in tasks:
         raise InvalidInput(f"{framework} trains {', '.join(tasks)}", field="task_type")
-    return {"framework": framework, "task_type": task, "schema": {"fields": CONFIG_FIELDS[framework]},
-            "presets": PRESETS[framework]}  # fmt: skip
+    return {
+        "framework": framework,
+        "task_type": task,
+        "schema": {"fields": CONFIG_FIELDS[framework]},
+        "presets": PRESETS[framework],
+    }
 
 
 def validation_result_id(job_id: int, epoch: int) -> int:
@@ -429,10 +678,19 @@ def validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dic
             **({"accuracy": r["accuracy"]} if r.get("accuracy") is not None else {}),
             **(r.get("extra_metrics") or {}),
         }
-        out.append({
-            "id": validation_result_id(job.id, r["epoch"]), "epoch": r["epoch"], "task_type": job.task_type, "primary_metric_name": metric,
-            "primary_metric_value": metrics.get(metric), "overall_loss": r.get("val_loss"), "metrics": metrics,
-            "per_class_metrics": r.get("per_class", {}), "confusion_matrix": r.get("confusion_matrix", []),
-            "checkpoint_path": f"jobs/{job.id}/checkpoints/last.pt", "created_at": r.get("created_at"),
-        })  # fmt: skip
+        out.append(
+            {
+                "id": validation_result_id(job.id, r["epoch"]),
+                "epoch": r["epoch"],
+                "task_type": job.task_type,
+                "primary_metric_name": metric,
+                "primary_metric_value": metrics.get(metric),
+                "overall_loss": r.get("val_loss"),
+                "metrics": metrics,
+                "per_class_metrics": r.get("per_class", {}),
+                "confusion_matrix": r.get("confusion_matrix", []),
+                "checkpoint_path": f"jobs/{job.id}/checkpoints/last.pt",
+                "created_at": r.get("created_at"),
+            }
+        )
     return out

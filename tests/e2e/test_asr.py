@@ -152,7 +152,7 @@ def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     out = alice.http.post(root.join("inference"), files={"file": ("hello.wav", wav)})
     assert out.status_code == 200, out.text
     assert set(out.json()) == {"transcription"}
-    from crucible_trainer.tasks import edit_distance
+    from crucible_trainer.metrics import edit_distance
 
     assert edit_distance(list(out.json()["transcription"]), list("hello world")) <= 3, out.json()
     assert alice.http.post(root.join("inference")).status_code == 400  # no file

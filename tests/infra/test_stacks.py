@@ -11,7 +11,7 @@ cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
-from shared.adapters.dynamodb import TABLE_SCHEMA  # noqa: E402
+from shared.adapters.dynamodb.table import TABLE_SCHEMA  # noqa: E402
 from shared.routing import ROUTES  # noqa: E402
 from shared.settings import ResourceNames  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
@@ -51,52 +51,92 @@ def test_cdk_nag_passes_with_every_suppression_explained(synth):
 def test_table_matches_the_code(synth, env):
     t = data(synth, env)
     names = ResourceNames.for_stage(env)
-    t.has_resource("AWS::DynamoDB::Table", {
-        "Properties": {
-            "TableName": names.table,
-            "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-            "BillingMode": "PAY_PER_REQUEST",
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
-            "TimeToLiveSpecification": {"AttributeName": TABLE_SCHEMA["ttl_attribute"], "Enabled": True},
-            "GlobalSecondaryIndexes": [
-                Match.object_like({"IndexName": i, "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
-                                                               {"AttributeName": sk, "KeyType": "RANGE"}]})
-                for i, (pk, sk) in TABLE_SCHEMA["indexes"].items()
-            ],
+    t.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": {
+                "TableName": names.table,
+                "KeySchema": [
+                    {"AttributeName": "PK", "KeyType": "HASH"},
+                    {"AttributeName": "SK", "KeyType": "RANGE"},
+                ],
+                "BillingMode": "PAY_PER_REQUEST",
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+                "TimeToLiveSpecification": {
+                    "AttributeName": TABLE_SCHEMA["ttl_attribute"],
+                    "Enabled": True,
+                },
+                "GlobalSecondaryIndexes": [
+                    Match.object_like(
+                        {
+                            "IndexName": i,
+                            "KeySchema": [
+                                {"AttributeName": pk, "KeyType": "HASH"},
+                                {"AttributeName": sk, "KeyType": "RANGE"},
+                            ],
+                        }
+                    )
+                    for i, (pk, sk) in TABLE_SCHEMA["indexes"].items()
+                ],
+            },
+            "DeletionPolicy": "Delete" if env == "dev" else "Retain",
         },
-        "DeletionPolicy": "Delete" if env == "dev" else "Retain",
-    })  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_buckets_are_private_encrypted_and_tidy(synth, env):
     t = data(synth, env)
     names = ResourceNames.for_stage(env)
-    t.has_resource_properties("AWS::S3::Bucket", {
-        "BucketName": names.uploads_bucket,
-        "VersioningConfiguration": {"Status": "Enabled"},
-        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
-        "BucketEncryption": Match.any_value(),
-        "LoggingConfiguration": Match.any_value(),
-        "LifecycleConfiguration": {"Rules": Match.array_with([
-            Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}})])},
-    })  # fmt: skip
-    t.has_resource_properties("Custom::S3BucketNotifications", {
-        "NotificationConfiguration": {"EventBridgeConfiguration": {}}})  # fmt: skip
-    t.has_resource_properties("AWS::S3::Bucket", {
-        "BucketName": names.artifacts_bucket,
-        "LifecycleConfiguration": {"Rules": Match.array_with([
-            Match.object_like({"Prefix": "tmp/", "ExpirationInDays": 7})])},
-    })  # fmt: skip
+    t.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": names.uploads_bucket,
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": Match.any_value(),
+            "LoggingConfiguration": Match.any_value(),
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+                        )
+                    ]
+                )
+            },
+        },
+    )
+    t.has_resource_properties(
+        "Custom::S3BucketNotifications",
+        {"NotificationConfiguration": {"EventBridgeConfiguration": {}}},
+    )
+    t.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": names.artifacts_bucket,
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [Match.object_like({"Prefix": "tmp/", "ExpirationInDays": 7})]
+                )
+            },
+        },
+    )
     policies = t.find_resources("AWS::S3::BucketPolicy")
     assert len(policies) == 3 and all(
         "aws:SecureTransport" in json.dumps(p) for p in policies.values()
     )
     if env == "dev":
-        t.has_resource_properties("AWS::S3::Bucket", {"BucketName": names.uploads_bucket,
-                                                      "CorsConfiguration": Match.any_value()})  # fmt: skip
+        t.has_resource_properties(
+            "AWS::S3::Bucket",
+            {"BucketName": names.uploads_bucket, "CorsConfiguration": Match.any_value()},
+        )
     t.resource_count_is("AWS::SecretsManager::Secret", 2)
 
 
@@ -105,9 +145,14 @@ def test_functions_are_traced_logged_and_configured(synth, env):
     t = app_(synth, env)
     fns = t.find_resources("AWS::Lambda::Function")
     handlers = {f["Properties"].get("Handler") for f in fns.values()}
-    assert {"functions.api.handler.handler", "functions.events.websocket.handler",
-            "functions.events.s3_object.handler", "functions.events.batch_state.handler",
-            "functions.events.stream_push.handler", "functions.events.datasets.handler"} <= handlers  # fmt: skip
+    assert {
+        "functions.api.handler.handler",
+        "functions.events.websocket.handler",
+        "functions.events.s3_object.handler",
+        "functions.events.batch_state.handler",
+        "functions.events.stream_push.handler",
+        "functions.events.datasets.handler",
+    } <= handlers
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
     assert sorted(i["Properties"]["Timeout"] for i in images) == [120, 900]  # inference, analysis
     api = next(
@@ -137,8 +182,18 @@ def test_iam_is_scoped(synth, env):
         for st in pol["Properties"]["PolicyDocument"]["Statement"]:
             if st.get("Resource") == "*":  # only actions that take no resource
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                assert all(a.startswith(("xray:", "dynamodb:ListStreams", "logs:", "ec2:", "ecr:GetAuthorizationToken"))
-                           for a in actions), (name, actions)  # fmt: skip
+                assert all(
+                    a.startswith(
+                        (
+                            "xray:",
+                            "dynamodb:ListStreams",
+                            "logs:",
+                            "ec2:",
+                            "ecr:GetAuthorizationToken",
+                        )
+                    )
+                    for a in actions
+                ), (name, actions)
     push = [p for n, p in policies.items() if n.startswith("FunctionsStreamPushRole")]
     assert "execute-api:ManageConnections" in json.dumps(push)
     api = [p for n, p in policies.items() if n.startswith("FunctionsApiRole")]
@@ -151,7 +206,9 @@ def test_iam_is_scoped(synth, env):
         if n.startswith("Functions")
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
-    assert len(ours) == 8 and len(set(roles)) == 8  # one role per function
+    # API, WebSocket, stream push, inference, and one per routed handler module
+    assert len(ours) == 4 + len({route.handler for route in ROUTES}) == 8
+    assert len(set(roles)) == len(ours)  # one role per function
     api_text = json.dumps(api)
     assert "batch:SubmitJob" in api_text and "batch:TerminateJob" in api_text
     assert "lambda:InvokeFunction" in api_text
@@ -160,12 +217,21 @@ def test_iam_is_scoped(synth, env):
 @pytest.mark.parametrize("env", ENVS)
 def test_apis(synth, env):
     t = app_(synth, env)
-    t.has_resource_properties("AWS::ApiGateway::RestApi", {
-        "BinaryMediaTypes": Match.array_with(["multipart/form-data", "audio/*"])})  # fmt: skip
-    t.has_resource_properties("AWS::ApiGateway::Stage", {
-        "StageName": env, "TracingEnabled": True, "AccessLogSetting": Match.any_value(),
-        "MethodSettings": Match.array_with([Match.object_like({"ThrottlingRateLimit": Match.any_value()})]),
-    })  # fmt: skip
+    t.has_resource_properties(
+        "AWS::ApiGateway::RestApi",
+        {"BinaryMediaTypes": Match.array_with(["multipart/form-data", "audio/*"])},
+    )
+    t.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": env,
+            "TracingEnabled": True,
+            "AccessLogSetting": Match.any_value(),
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"ThrottlingRateLimit": Match.any_value()})]
+            ),
+        },
+    )
     t.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "WEBSOCKET"})
     routes = {
         r["Properties"]["RouteKey"] for r in t.find_resources("AWS::ApiGatewayV2::Route").values()
@@ -195,14 +261,19 @@ def test_event_routes_and_stream(synth, env):
         assert target["DeadLetterConfig"] and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
         fn = target["Arn"]["Fn::GetAtt"][0]
         module = route.handler.rsplit(".", 1)[1]
-        assert fn.lower().startswith("functions" + {"s3_object": "objectcreated", "batch_state": "batchstate",
-                                                     "analysis": "analysis", "datasets": "datasets"}[module])  # fmt: skip
-    t.has_resource_properties("AWS::Lambda::EventSourceMapping", {
-        "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 3,
-        "FunctionResponseTypes": ["ReportBatchItemFailures"], "StartingPosition": "LATEST",
-        "DestinationConfig": {"OnFailure": Match.any_value()},
-        "FilterCriteria": {"Filters": [{"Pattern": Match.string_like_regexp('"event"')}]},
-    })  # fmt: skip
+        function_id = {"s3_object": "objectcreated"}.get(module, module.replace("_", ""))
+        assert fn.lower().startswith("functions" + function_id)
+    t.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": 3,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "StartingPosition": "LATEST",
+            "DestinationConfig": {"OnFailure": Match.any_value()},
+            "FilterCriteria": {"Filters": [{"Pattern": Match.string_like_regexp('"event"')}]},
+        },
+    )
 
 
 @pytest.mark.parametrize(("env", "spot"), [("dev", True), ("staging", True), ("prod", False)])
@@ -251,14 +322,25 @@ def test_alarms_reach_the_topic(synth):
 @pytest.mark.parametrize("env", ENVS)
 def test_trainer_job_definition(synth, env):
     t = app_(synth, env)
-    t.has_resource_properties("AWS::Batch::JobDefinition", {
-        "JobDefinitionName": f"crucible-{env}-trainer",
-        "Parameters": {"job_id": "unset"},
-        "RetryStrategy": {"Attempts": 3, "EvaluateOnExit": [
-            {"Action": "RETRY", "OnStatusReason": "Host EC2*"}, {"Action": "EXIT", "OnReason": "*"}]},
-        "Timeout": Match.any_value(),
-        "ContainerProperties": Match.object_like({
-            "ResourceRequirements": Match.array_with([{"Type": "GPU", "Value": "1"}]),
-            "JobRoleArn": Match.any_value(), "ExecutionRoleArn": Match.any_value(),
-        }),
-    })  # fmt: skip
+    t.has_resource_properties(
+        "AWS::Batch::JobDefinition",
+        {
+            "JobDefinitionName": f"crucible-{env}-trainer",
+            "Parameters": {"job_id": "unset"},
+            "RetryStrategy": {
+                "Attempts": 3,
+                "EvaluateOnExit": [
+                    {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+                    {"Action": "EXIT", "OnReason": "*"},
+                ],
+            },
+            "Timeout": Match.any_value(),
+            "ContainerProperties": Match.object_like(
+                {
+                    "ResourceRequirements": Match.array_with([{"Type": "GPU", "Value": "1"}]),
+                    "JobRoleArn": Match.any_value(),
+                    "ExecutionRoleArn": Match.any_value(),
+                }
+            ),
+        },
+    )

@@ -5,7 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.adapters.dynamodb import DynamoConnections, DynamoEventLog, DynamoTags, DynamoUsers
+from shared.adapters.dynamodb.catalogue import DynamoTags
+from shared.adapters.dynamodb.identity import DynamoUsers
+from shared.adapters.dynamodb.push import DynamoConnections, DynamoEventLog
 from shared.errors import Conflict
 from shared.events import ProgressEvent
 from shared.models import Connection, Subscription
@@ -64,8 +66,8 @@ def test_tag_names_are_unique_per_owner_and_freed_on_delete(container):
 def test_events_publish_once(container):
     log = DynamoEventLog(container.table, ttl_s=600)
     ev = ProgressEvent(topic="job:pub1", kind="log", event_id=f"e-{time.time_ns()}", data={"m": 1})
-    assert log.publish(ev) is True
-    assert log.publish(ev) is False
+    assert log.append(ev) is True
+    assert log.append(ev) is False
     assert [e.event_id for e in log.recent("job:pub1", limit=10)] == [ev.event_id]
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from functions.events import batch_state
-from shared.adapters.dynamodb import DynamoJobs
+from shared.adapters.dynamodb.jobs import DynamoJobs
 from shared.adapters.runners import LocalJobRunner
 from shared.models import TrainingJob
 from tests.conftest import wait_for_job
@@ -43,8 +43,13 @@ def batch_event(job_id, status, batch_id="b-1", reason=None):
     detail = {"jobId": batch_id, "status": status, "parameters": {"job_id": str(job_id)}}
     if reason:
         detail["statusReason"] = reason
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Batch Job State Change",
-            "source": "aws.batch", "detail": detail}  # fmt: skip
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "detail": detail,
+    }
 
 
 def test_states_only_move_forward(container):
@@ -79,8 +84,13 @@ def test_a_job_asked_to_stop_ends_stopped_and_a_crash_fails(container):
 def runner(container, tmp_path, monkeypatch):
     def make(mode):
         monkeypatch.setenv("FAKE_MODE", mode)
-        return LocalJobRunner(container.bus, {"trainer": [sys.executable, "-c", FAKE_JOB]},
-                              env={}, log_dir=tmp_path, grace_s=5)  # fmt: skip
+        return LocalJobRunner(
+            container.bus,
+            {"trainer": [sys.executable, "-c", FAKE_JOB]},
+            env={},
+            log_dir=tmp_path,
+            grace_s=5,
+        )
 
     return make
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from shared.adapters.dynamodb import DynamoJobRecords, DynamoJobs
+from shared.adapters.dynamodb.jobs import DynamoJobRecords, DynamoJobs
 from shared.adapters.runners import LocalJobRunner
 from shared.models import Principal, TrainingJob
 from tests import datasets as make
@@ -24,8 +24,9 @@ OWNER = Principal(user_id=4242, role="user")
 
 @pytest.fixture(scope="module")
 def dataset(container):
-    return container.datasets.upload(OWNER, [("shapes.zip", io.BytesIO(make.imagefolder(per_class=12)))],
-                                     name="shapes")  # fmt: skip
+    return container.datasets.upload(
+        OWNER, [("shapes.zip", io.BytesIO(make.imagefolder(per_class=12)))], name="shapes"
+    )
 
 
 @pytest.fixture
@@ -37,16 +38,31 @@ def runner(container, tmp_path):
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "OMP_NUM_THREADS": "2",
     }
-    return LocalJobRunner(container.bus, {"trainer": [sys.executable, "-m", "crucible_trainer"]}, env=env,
-                          log_dir=tmp_path, grace_s=20)  # fmt: skip
+    return LocalJobRunner(
+        container.bus,
+        {"trainer": [sys.executable, "-m", "crucible_trainer"]},
+        env=env,
+        log_dir=tmp_path,
+        grace_s=20,
+    )
 
 
 def new_job(container, dataset, epochs, **cfg) -> TrainingJob:
-    return DynamoJobs(container.table).create(TrainingJob(
-        id=0, owner_id=OWNER.user_id, framework="timm", model_name="resnet10t", task_type="image_classification",
-        dataset_id=dataset.id, epochs=epochs, total_epochs=epochs, batch_size=8, learning_rate=3e-3,
-        advanced_config={"image_size": 32, **cfg},
-    ))  # fmt: skip
+    return DynamoJobs(container.table).create(
+        TrainingJob(
+            id=0,
+            owner_id=OWNER.user_id,
+            framework="timm",
+            model_name="resnet10t",
+            task_type="image_classification",
+            dataset_id=dataset.id,
+            epochs=epochs,
+            total_epochs=epochs,
+            batch_size=8,
+            learning_rate=3e-3,
+            advanced_config={"image_size": 32, **cfg},
+        )
+    )
 
 
 def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, tmp_path):

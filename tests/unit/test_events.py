@@ -3,8 +3,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from functions.events import batch_state
 from functions.events.stream_push import event_of
-from shared.adapters.dynamodb import _to_ddb
+from shared.adapters.dynamodb.table import _to_ddb
 from shared.events import ProgressEvent, event_id_for, render
 
 TS = datetime(2025, 10, 17, 10, 5, tzinfo=UTC)
@@ -71,3 +72,25 @@ def test_stream_records_yield_only_inserted_events():
         "dynamodb": {"NewImage": _to_ddb({"PK": "USER#1", "type": "user"})},
     }
     assert event_of(other) is None
+
+
+def batch_event(**detail):
+    return {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "detail": detail,
+    }
+
+
+def test_batch_events_without_a_known_status_or_a_job_id_are_ignored():
+    unused = None  # ignored events never reach the services
+    assert batch_state.handle(batch_event(jobId="b1", status="DELETED"), unused) == {
+        "status": "ignored"
+    }
+    assert batch_state.handle(batch_event(status="RUNNING"), unused) == {"status": "ignored"}
+    assert batch_state.handle(batch_event(jobId="b1", status="RUNNING"), unused) == {
+        "status": "ignored",
+        "batch_job_id": "b1",
+    }

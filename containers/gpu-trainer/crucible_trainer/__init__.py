@@ -1,7 +1,8 @@
-"""The training container's entrypoint package: ``python -m crucible_trainer --job-id N``.
+"""The training image's package. Two entry points:
 
-It reads the job's spec from the table, fetches its dataset, trains, and reports
-through callbacks (progress, logs, validation, checkpoints, completion, errors) into
-the table — the source of truth the push path streams from — and to MLflow.
-SIGTERM (a stop, or a spot reclaim) saves a last checkpoint and exits cleanly.
+- ``python -m crucible_trainer --job-id N`` (entrypoint.py): an AWS Batch job (or the
+  local job runner's subprocess) trains one job with its framework (frameworks/),
+  reporting into the table and MLflow through a :class:`crucible_trainer.run.Run`;
+- ``crucible_trainer.lambda_handler.handler``: the inference Lambda, predicting with a
+  job's checkpoint (predict.py).
 """

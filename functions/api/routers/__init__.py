@@ -1,4 +1,8 @@
-"""Routers, gathered in one place; each is thin: parse, authorise, call a service, shape."""
+"""Routers, gathered in one place; each is thin: parse, authorise, call a service, shape.
+
+Each domain's router (``audio.py``) has its request/response models beside it
+(``audio_schemas.py``); what several share (the error body, pagination) is in ``common.py``.
+"""
 
 from fastapi import APIRouter
 

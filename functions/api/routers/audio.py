@@ -9,8 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.users import Limit, Skip
-from functions.api.schemas import (
+from functions.api.routers.audio_schemas import (
     AnalysisStartOut,
     AnalysisStatusOut,
     AudioFileListOut,
@@ -18,15 +17,15 @@ from functions.api.schemas import (
     AudioFilePatch,
     BatchUploadOut,
     DirectUploadIn,
-    ErrorOut,
     FileTagsIn,
     MultipartCompleteIn,
     MultipartOut,
     PresignedPostOut,
-    TagOut,
     UploadError,
     UploadOut,
 )
+from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.tags_schemas import TagOut
 from shared.errors import CrucibleError, InvalidInput
 from shared.models import AudioFile, Principal
 from shared.services.audio import MAX_BATCH
@@ -44,12 +43,7 @@ _errors = {404: {"model": ErrorOut}, 400: {"model": ErrorOut}, 413: {"model": Er
 
 
 def out(c: Container, f: AudioFile) -> AudioFileOut:
-    return AudioFileOut(
-        user_id=f.owner_id,
-        file_path=f.key,
-        tags=[TagOut.of(t) for t in c.audio.tags_of(f)],
-        **f.model_dump(exclude={"owner_id", "key", "tags"}),
-    )
+    return AudioFileOut.of(f, c.audio.tags_of(f))
 
 
 # --- files -------------------------------------------------------------------------------
@@ -91,8 +85,10 @@ def upload_batch(
         except CrucibleError as exc:
             errors.append(UploadError(filename=up.filename, detail=exc.detail, code=exc.code))
     if not done:
-        raise InvalidInput(f"None of the {len(files_)} files could be stored: " + "; ".join(
-            f"{e.filename}: {e.detail}" for e in errors), field="files")  # fmt: skip
+        reasons = "; ".join(f"{e.filename}: {e.detail}" for e in errors)
+        raise InvalidInput(
+            f"None of the {len(files_)} files could be stored: {reasons}", field="files"
+        )
     return BatchUploadOut(
         message=f"Successfully uploaded {len(done)} files", files=done, errors=errors or None
     )

@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.schemas import (
+from functions.api.routers.auth_schemas import (
     AccessTokenOut,
-    ErrorOut,
     LoginIn,
     LoginOut,
     RefreshIn,
     RegisterIn,
     TokenOut,
-    UserOut,
 )
+from functions.api.routers.common import ErrorOut
+from functions.api.routers.users_schemas import UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 _401 = {401: {"model": ErrorOut}}

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.schemas import (
+from functions.api.routers.common import ErrorOut
+from functions.api.routers.datasets_schemas import (
     DatasetListOut,
     DatasetOut,
     DatasetPresignIn,
     DatasetPresignOut,
     DatasetValidateIn,
-    ErrorOut,
 )
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -34,8 +34,15 @@ def create(
     visibility: Annotated[Literal["private", "public"], Form()] = "private",
     project_id: Annotated[int | None, Form()] = None,
 ) -> DatasetOut:
-    d = c.datasets.upload(principal, [(f.filename, f.file) for f in files], name=name, description=description,
-                          fmt=format, visibility=visibility, project_id=project_id)  # fmt: skip
+    d = c.datasets.upload(
+        principal,
+        [(f.filename, f.file) for f in files],
+        name=name,
+        description=description,
+        fmt=format,
+        visibility=visibility,
+        project_id=project_id,
+    )
     return DatasetOut.of(d)
 
 
@@ -73,8 +80,8 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> DatasetListOut:
     items = c.datasets.list(principal, project_id=project_id, fmt=format)
-    return DatasetListOut(datasets=[DatasetOut.of(d) for d in items[skip : skip + limit]], total=len(items),
-                          skip=skip, limit=limit)  # fmt: skip
+    page = [DatasetOut.of(d) for d in items[skip : skip + limit]]
+    return DatasetListOut(datasets=page, total=len(items), skip=skip, limit=limit)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=_errors)

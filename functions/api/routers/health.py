@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from functions.api.deps import Services
-from functions.api.schemas import HealthOut
+from functions.api.routers.health_schemas import HealthOut
 
 router = APIRouter(tags=["health"])
 VERSION = "0.1.0"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.users import Limit, Skip
-from functions.api.schemas import ErrorOut, ProjectIn, ProjectListOut, ProjectOut
+from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.projects_schemas import ProjectIn, ProjectListOut, ProjectOut
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 

@@ -6,18 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
-from pydantic import BaseModel, Field
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.schemas import ErrorOut
+from functions.api.routers.common import ErrorOut
+from functions.api.routers.seed000_schemas import TrainStart
 from shared.errors import InvalidInput
 
 router = APIRouter(tags=["seed 000: ASR"])
-
-
-class TrainStart(BaseModel):
-    model_name: str = Field(min_length=1)
-    dataset_name: str = Field(min_length=1)
 
 
 @router.post(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.users import Limit, Skip
-from functions.api.schemas import ErrorOut, TagIn, TagListOut, TagOut
+from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.tags_schemas import TagIn, TagListOut, TagOut
 
 router = APIRouter(prefix="/tags", tags=["tags"])
 

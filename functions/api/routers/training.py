@@ -6,10 +6,10 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, UploadFile
-from pydantic import BaseModel
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.schemas import ErrorOut, TrainingJobIn, TrainingJobOut
+from functions.api.routers.common import ErrorOut
+from functions.api.routers.training_schemas import CallbackIn, TrainingJobIn, TrainingJobOut
 from shared.errors import Unauthorized
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -50,11 +50,18 @@ def job_metrics(
 ) -> list[dict]:
     rows = c.training.metrics(principal, job_id, limit)
     return [
-        {"id": r["epoch"], "job_id": job_id, "epoch": r["epoch"], "loss": r.get("loss"), "accuracy": r.get("accuracy"),
-         "learning_rate": r.get("learning_rate"), "extra_metrics": {"val_loss": r.get("val_loss"), **r.get("extra_metrics", {})},
-         "created_at": r.get("created_at")}
+        {
+            "id": r["epoch"],
+            "job_id": job_id,
+            "epoch": r["epoch"],
+            "loss": r.get("loss"),
+            "accuracy": r.get("accuracy"),
+            "learning_rate": r.get("learning_rate"),
+            "extra_metrics": {"val_loss": r.get("val_loss"), **r.get("extra_metrics", {})},
+            "created_at": r.get("created_at"),
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 @router.get("/jobs/{job_id}/logs", responses=_errors)
@@ -66,9 +73,16 @@ def job_logs(
     log_type: str | None = None,
 ) -> list[dict]:
     rows = c.training.logs(principal, job_id, limit, log_type)
-    return [{"id": i + 1, "job_id": job_id, "log_type": r.get("log_type", "stdout"),
-             "message": f"[{r['level']}] {r['message']}", "created_at": r["created_at"]}
-            for i, r in enumerate(rows)]  # fmt: skip
+    return [
+        {
+            "id": i + 1,
+            "job_id": job_id,
+            "log_type": r.get("log_type", "stdout"),
+            "message": f"[{r['level']}] {r['message']}",
+            "created_at": r["created_at"],
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 @router.post("/stop/{job_id}", responses=_errors)
@@ -81,9 +95,6 @@ def stop_job(job_id: int, principal: CurrentUser, c: Services) -> dict:
     }
 
 
-models = APIRouter(tags=["training"])
-
-
 @router.get("/config-schema", responses=_errors)
 def config_schema(framework: str, task_type: str | None = None) -> dict:
     """The advanced settings a framework takes here, with basic/standard/aggressive presets."""
@@ -92,12 +103,19 @@ def config_schema(framework: str, task_type: str | None = None) -> dict:
     return schema(framework, task_type)
 
 
+models = APIRouter(tags=["training"])
+
+
 @models.get("/models/list")
 def list_models(framework: str | None = None, task_type: str | None = None) -> dict:
     from shared.services.training import MODELS
 
-    found = [m for m in MODELS if (framework is None or m["framework"] == framework)
-             and (task_type is None or task_type in m["task_types"])]  # fmt: skip
+    found = [
+        m
+        for m in MODELS
+        if (framework is None or m["framework"] == framework)
+        and (task_type is None or task_type in m["task_types"])
+    ]
     return {"models": found, "total": len(found)}
 
 
@@ -146,12 +164,6 @@ def predict_image(
 
 
 internal = APIRouter(prefix="/internal", tags=["internal"])
-
-
-class CallbackIn(BaseModel):
-    job_id: int
-    event: str
-    data: dict = {}
 
 
 @internal.post("/training/callback", responses={401: {"model": ErrorOut}, **_errors})

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from functions.api.deps import Admin, CurrentUser, Researcher, Services
-from functions.api.schemas import ErrorOut, RoleIn, UserListOut, UserOut
+from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.users_schemas import RoleIn, UserListOut, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-Skip = Annotated[int, Query(ge=0, description="How many to skip")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="How many to return at most")]
 
 
 @router.get("/", response_model=UserListOut, responses={403: {"model": ErrorOut}})

@@ -1,0 +1,147 @@
+"""timm image classification on an imagefolder dataset (``train/<class>/...``, with a
+``val/`` or ``valid/`` split if it has one). ``pretrained=False`` unless the spec's
+``weights`` option names a local weights file; ``weight_decay`` sets AdamW's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crucible_trainer.inputs import image, top_k
+from crucible_trainer.metrics import classification_metrics, per_sample
+from crucible_trainer.run import Outcome, Run
+from crucible_trainer.spec import JobSpec
+
+DEFAULT_IMAGE_SIZE = 64
+
+
+def transform(size: int) -> Any:
+    """Training, validation and prediction all see images this way."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize((size, size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
+
+
+def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
+    import timm
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+
+    size = DEFAULT_IMAGE_SIZE if spec.image_size is None else spec.image_size
+    tf = transform(size)
+    train_dir = data / "train" if (data / "train").is_dir() else data
+    val_dir = next((data / s for s in ("val", "valid") if (data / s).is_dir()), train_dir)
+    train_ds, val_ds = datasets.ImageFolder(train_dir, tf), datasets.ImageFolder(val_dir, tf)
+    classes = train_ds.classes
+    torch.manual_seed(spec.seed)
+    weights = spec.extras.get("weights")
+    model = timm.create_model(
+        spec.model_name,
+        pretrained=bool(weights),
+        num_classes=len(classes),
+        **({"pretrained_cfg_overlay": {"file": weights}} if weights else {}),
+    )
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=spec.learning_rate,
+        weight_decay=float(spec.extras.get("weight_decay", 0.01)),
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, spec.epochs))
+    loader = DataLoader(train_ds, batch_size=spec.batch_size, shuffle=True)
+    val_loader = DataLoader(val_ds, batch_size=spec.batch_size)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def state(epoch: int) -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "best": run.best,
+            "classes": classes,
+            "model_name": spec.model_name,
+            "image_size": size,
+            "framework": "timm",
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+        }
+
+    resumed = run.begin(state, monitor="accuracy", mode="max")
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["scheduler"])
+        run.log(f"Resumed from {spec.resume_from} at epoch {run.first_epoch}")
+
+    for epoch in run.epochs():
+        model.train()
+        total, seen = 0.0, 0
+        for step, (x, y) in enumerate(loader, 1):
+            if run.stopping:
+                run.checkpoint(epoch - 1)
+                return "stopped"
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+            run.on_step(epoch, step, len(loader), loss.item(), opt.param_groups[0]["lr"])
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        model.eval()
+        y_true, y_pred, val_loss, n, top = [], [], 0.0, 0, []
+        with torch.no_grad():
+            for x, y in val_loader:
+                out = model(x)
+                val_loss += loss_fn(out, y).item() * len(y)
+                n += len(y)
+                y_true += y.tolist()
+                y_pred += out.argmax(1).tolist()
+                conf, idx = out.softmax(1).topk(min(5, len(classes)), 1)
+                top += list(zip(conf.tolist(), idx.tolist(), strict=True))
+        val = {
+            "val_loss": val_loss / max(n, 1),
+            **classification_metrics(y_true, y_pred, classes),
+            "samples": per_sample(val_ds.samples, val_dir, top, classes),
+        }
+        run.on_epoch_end(epoch, total / max(seen, 1), val, lr)
+    return "completed"
+
+
+class Model:
+    """A timm checkpoint, predicting an image's top classes."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        import timm
+
+        self.names, self.model_name = state["classes"], state["model_name"]
+        self.model = timm.create_model(
+            self.model_name, pretrained=False, num_classes=len(self.names)
+        )
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.tf = transform(int(state["image_size"]))
+
+    def predict(self, data: bytes, filename: str, options: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        with torch.no_grad():
+            probs = self.model(self.tf(image(data))[None]).softmax(1)[0]
+        return {
+            "predictions": top_k(
+                probs,
+                self.names,
+                int(options.get("top_k", 5)),
+                float(options.get("confidence_threshold", 0.0)),
+            ),
+            "task_type": "image_classification",
+            "model_name": self.model_name,
+        }

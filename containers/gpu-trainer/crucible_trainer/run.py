@@ -1,0 +1,189 @@
+"""What every framework's training talks to, so the loops hold only training: a
+:class:`Run` carries the spec, progress reporting, the stop flag and the checkpoint
+policy; :class:`Checkpoints` stores checkpoints without making training wait.
+
+The policy, for trainers that save their own state dicts (timm, torchaudio): resume
+from ``spec.resume_from``; keep the best weights (by one validation metric) in memory;
+write "last" (with those best weights as "best") at most every
+``spec.checkpoint_interval_s``, at the final epoch and when stopped. A framework
+that writes its own checkpoint files (ultralytics) hands them over as it writes them.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from crucible_trainer.spec import JobSpec
+from shared.ports import ObjectStore
+from shared.services.reporting import Reporter
+
+Outcome = Literal["completed", "stopped"]
+Snapshot = Callable[[int], dict[str, Any]]  # epoch -> the checkpoint's contents
+
+
+class Checkpoints:
+    """Last and best checkpoints, written locally and uploaded to ``jobs/<id>/checkpoints/``
+    by a background thread, so training never waits on S3 (``flush`` waits, at the end)."""
+
+    def __init__(self, artifacts: ObjectStore, job_id: int, work: Path, reporter: Reporter) -> None:
+        self.artifacts, self.work, self.reporter = artifacts, work, reporter
+        self.prefix = f"jobs/{job_id}/checkpoints/"
+        self._queue: queue.Queue = queue.Queue()
+        self._errors: list[BaseException] = []
+        threading.Thread(target=self._upload, daemon=True).start()
+
+    def save(self, state: dict, epoch: int, *, best: dict | None = None) -> str:
+        """Write ``state`` as last.pt (and ``best``, the best weights so far, as best.pt)."""
+        import torch
+
+        return self._enqueue(
+            epoch,
+            lambda p: torch.save(state, p),
+            None if best is None else lambda p: torch.save(best, p),
+        )
+
+    def save_file(self, path: Any, epoch: int, *, best: Any = None) -> str:
+        """The same for checkpoints a framework wrote itself (copied now: it may rewrite them)."""
+        return self._enqueue(
+            epoch,
+            lambda p: shutil.copyfile(path, p),
+            None if best is None else lambda p: shutil.copyfile(best, p),
+        )
+
+    def _enqueue(
+        self, epoch: int, write: Callable[[Path], Any], write_best: Callable[[Path], Any] | None
+    ) -> str:
+        local = self.work / f"epoch-{epoch}.pt"
+        write(local)
+        best_local = None
+        if write_best is not None:
+            best_local = self.work / f"best-{epoch}.pt"
+            write_best(best_local)
+        self._queue.put((local, epoch, best_local))
+        return self.prefix + "last.pt"
+
+    def _upload(self) -> None:
+        while True:
+            local, epoch, best = self._queue.get()
+            try:
+                # A newer "last" already waiting makes this one moot (a best one never is).
+                if self._queue.qsize() == 0 or best:
+                    self.artifacts.upload(self.prefix + "last.pt", str(local))
+                    if best:
+                        self.artifacts.upload(self.prefix + "best.pt", str(best))
+                    self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best is not None)
+            except Exception as exc:
+                self._errors.append(exc)  # raised by flush(): a run whose checkpoints fail fails
+            finally:
+                local.unlink(missing_ok=True)
+                if best:
+                    best.unlink(missing_ok=True)
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        self._queue.join()
+        if self._errors:
+            raise RuntimeError(f"checkpoint upload failed: {self._errors[0]}")
+
+    def fetch(self, key: str, path: Path) -> Path:
+        self.artifacts.download(key, str(path))
+        return path
+
+    def load(self, key: str) -> dict:
+        import torch
+
+        local = self.fetch(key, self.work / "resume.pt")
+        return torch.load(local, map_location="cpu", weights_only=False)
+
+
+class Run:
+    """One training run as its framework sees it: callbacks to report through, the stop
+    flag, and (after :meth:`begin`) the checkpoint policy."""
+
+    def __init__(
+        self, spec: JobSpec, reporter: Reporter, checkpoints: Checkpoints, stop: threading.Event
+    ) -> None:
+        self.spec, self.reporter, self.checkpoints, self.stop = spec, reporter, checkpoints, stop
+        self.first_epoch = 1  # begin() moves these on when resuming
+        self.best = math.nan  # the best val[monitor] so far, once begin() set the policy
+        self._snapshot: Snapshot | None = None
+        self._monitor, self._higher_is_better = "", True
+        self._best_weights: dict | None = None  # waiting in memory for the next save
+        self._last_save = time.monotonic()
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (SIGTERM: a user's stop, or a spot reclaim)."""
+        return self.stop.is_set()
+
+    def log(self, message: str) -> None:
+        self.reporter.log(message)
+
+    def on_step(self, epoch: int, step: int, total_steps: int, loss: float, lr: float) -> None:
+        self.reporter.on_step(epoch, step, total_steps, loss, lr)
+
+    def report_epoch(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
+        """Report an epoch's training loss and validation (for frameworks that checkpoint
+        themselves; :meth:`on_epoch_end` also applies the policy)."""
+        self.reporter.on_epoch_end(epoch, train_loss, val, lr)
+
+    # --- the checkpoint policy, for trainers that save their own state dicts ---------
+
+    def begin(
+        self, snapshot: Snapshot, *, monitor: str, mode: Literal["max", "min"]
+    ) -> dict | None:
+        """Adopt the policy: ``snapshot(epoch)`` is what a checkpoint holds, and the best
+        epoch is the one with the highest (``max``) or lowest (``min``) ``val[monitor]``.
+        Returns the checkpoint named by ``spec.resume_from``, if any, for the caller to
+        load its weights and optimizer from; :meth:`epochs` and :attr:`best` go on from it."""
+        self._snapshot, self._monitor, self._higher_is_better = snapshot, monitor, mode == "max"
+        self.best = -math.inf if self._higher_is_better else math.inf
+        self._last_save = time.monotonic()
+        if not self.spec.resume_from:
+            return None
+        state = self.checkpoints.load(self.spec.resume_from)
+        self.first_epoch, self.best = state["epoch"] + 1, state.get("best", self.best)
+        return state
+
+    def epochs(self) -> range:
+        return range(self.first_epoch, self.spec.epochs + 1)
+
+    def on_epoch_end(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
+        """Report the epoch, keep its weights if they are the best so far, and save "last"
+        if this is the final epoch or the checkpoint interval has passed."""
+        score = val[self._monitor]
+        self.report_epoch(epoch, train_loss, val, lr)
+        if self._improves(score):
+            self.best = score
+            state = self._state(epoch)
+            self._best_weights = {
+                **state,
+                **{k: None for k in ("optimizer", "scheduler") if k in state},
+                "model": {k: v.detach().clone() for k, v in state["model"].items()},
+            }
+        if (
+            epoch == self.spec.epochs
+            or time.monotonic() - self._last_save >= self.spec.checkpoint_interval_s
+        ):
+            self.checkpoint(epoch)
+
+    def _improves(self, score: float) -> bool:
+        return score > self.best if self._higher_is_better else score < self.best
+
+    def checkpoint(self, epoch: int) -> None:
+        """Save "last" as of ``epoch`` now, with the best weights waiting since the last save
+        (a stopping trainer calls this with the last epoch it finished)."""
+        self.checkpoints.save(self._state(epoch), epoch, best=self._best_weights)
+        self._best_weights, self._last_save = None, time.monotonic()
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        if self._snapshot is None:
+            raise RuntimeError("Run.begin() sets what a checkpoint holds")
+        return self._snapshot(epoch)

@@ -1,0 +1,66 @@
+"""Seed 002's training job shapes, and the callback external trainers send."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from shared.models import TrainingJob
+
+
+class TrainingConfigIn(BaseModel):
+    framework: str
+    model_name: str = Field(min_length=1, max_length=100)
+    task_type: str | None = None
+    dataset_id: str
+    dataset_format: str | None = None
+    num_classes: int | None = Field(default=None, ge=1)
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1, le=4096)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    advanced_config: dict = Field(default_factory=dict)
+
+
+class TrainingJobIn(BaseModel):
+    """Seed 002's create request."""
+
+    session_id: int | None = None
+    project_id: int | None = None
+    experiment_name: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    notes: str | None = Field(default=None, max_length=5000)
+    config: TrainingConfigIn
+
+
+class TrainingJobOut(BaseModel):
+    id: int
+    project_id: int | None
+    experiment_name: str | None
+    framework: str
+    model_name: str
+    task_type: str
+    dataset_id: str | None
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    status: str
+    primary_metric: str | None
+    primary_metric_mode: str
+    current_epoch: int
+    total_epochs: int
+    mlflow_run_id: str | None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, job: TrainingJob) -> TrainingJobOut:
+        return cls.model_validate(job.model_dump())
+
+
+class CallbackIn(BaseModel):
+    job_id: int
+    event: str
+    data: dict = {}

@@ -1,0 +1,113 @@
+"""What WebSocket push keeps in the table: connections and their topic subscriptions,
+the event log the stream fans out, and who owns the resource a topic names."""
+
+from __future__ import annotations
+
+import time
+
+from shared.adapters.dynamodb.table import Table
+from shared.events import ProgressEvent
+from shared.models import Connection, Subscription
+
+
+class DynamoConnections:
+    """``CONN#<id>`` items and ``TOPIC#<topic>`` / ``CONN#<id>`` subscriptions (found per
+    connection on GSI1), all expiring ``ttl_s`` after they are written."""
+
+    def __init__(self, table: Table, ttl_s: int) -> None:
+        self.t = table
+        self.ttl_s = ttl_s
+
+    def _expiry(self) -> int:
+        return int(time.time()) + self.ttl_s
+
+    def add(self, connection: Connection) -> None:
+        self.t.put(
+            {
+                "PK": f"CONN#{connection.connection_id}",
+                "SK": "CONN",
+                "type": "connection",
+                **connection.model_dump(mode="json"),
+                "expires_at": self._expiry(),
+            }
+        )
+
+    def get(self, connection_id: str) -> Connection | None:
+        item = self.t.get(f"CONN#{connection_id}", "CONN")
+        if not item or item.get("expires_at", 0) < time.time():
+            return None  # TTL deletion lags; an expired row counts as gone
+        return Connection.model_validate(item)
+
+    def subscribe(self, subscription: Subscription) -> None:
+        cid = subscription.connection_id
+        self.t.put(
+            {
+                "PK": f"TOPIC#{subscription.topic}",
+                "SK": f"CONN#{cid}",
+                "type": "subscription",
+                **subscription.model_dump(mode="json"),
+                "GSI1PK": f"CONN#{cid}",
+                "GSI1SK": f"TOPIC#{subscription.topic}",
+                "expires_at": self._expiry(),
+            }
+        )
+
+    def subscribers(self, topic: str) -> list[Subscription]:
+        now = time.time()
+        return [
+            Subscription.model_validate(r)
+            for r in self.t.query(f"TOPIC#{topic}", sk_prefix="CONN#")
+            if r.get("expires_at", 0) >= now
+        ]
+
+    def remove(self, connection_id: str) -> None:
+        for sub in self.t.query(f"CONN#{connection_id}", index="GSI1"):
+            self.t.delete(sub["PK"], sub["SK"])
+        self.t.delete(f"CONN#{connection_id}", "CONN")
+
+
+class DynamoEventLog:
+    """Events under ``EVENTS#<topic>`` in time order; an ``EVENT#<id>`` lock written in the
+    same transaction stores each event id once."""
+
+    def __init__(self, table: Table, ttl_s: int) -> None:
+        self.t = table
+        self.ttl_s = ttl_s
+
+    def append(self, event: ProgressEvent) -> bool:
+        expires = int(time.time()) + self.ttl_s
+        lock = {
+            "PK": f"EVENT#{event.event_id}",
+            "SK": "EVENT",
+            "type": "event_id",
+            "expires_at": expires,
+        }
+        item = {
+            "PK": f"EVENTS#{event.topic}",
+            "SK": f"{event.timestamp.isoformat()}#{event.event_id}",
+            "type": "event",
+            **event.model_dump(mode="json"),
+            "expires_at": expires,
+        }
+        return self.t.transact_new(lock, item)
+
+    def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]:
+        rows = list(self.t.query(f"EVENTS#{topic}", forward=False, limit=limit))
+        return [ProgressEvent.model_validate(r) for r in reversed(rows)]
+
+
+class DynamoOwners:
+    """Resolves a topic's resource (``job:5``) to its owner from the item's ``owner_id``."""
+
+    # Items that stand for a resource before it exists (a presigned upload's intent).
+    _BEFORE = {"file": "UPLOAD"}
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def owner_of(self, kind: str, resource_id: str) -> int | None:
+        for entity in (kind.upper(), self._BEFORE.get(kind)):
+            item = self.t.get(f"{entity}#{resource_id}", entity) if entity else None
+            if item and "owner_id" in item:
+                return int(item["owner_id"])
+        return None
