@@ -146,7 +146,7 @@ class Container:
             return BatchJobRunner(
                 self.client("batch"),
                 queues={"gpu": names.gpu_queue, "cpu": names.cpu_queue},
-                definitions={t: names.job_definition(t) for t in ("trainer", "evaluator")},
+                definitions={"trainer": names.job_definition("trainer")},
             )
         import sys
         from pathlib import Path

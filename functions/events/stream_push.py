@@ -18,19 +18,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from functions.events.runtime import container
 from functions.observability import logger
-from shared.adapters.dynamodb.table import from_ddb
-from shared.events import ProgressEvent
+from shared.adapters.dynamodb.push import inserted_event as event_of
 from shared.wiring import Container
-
-
-def event_of(record: dict[str, Any]) -> ProgressEvent | None:
-    """The ProgressEvent a stream record inserted, if it inserted one."""
-    if record.get("eventName") != "INSERT":
-        return None
-    image = (record.get("dynamodb") or {}).get("NewImage")
-    if not image or image.get("type", {}).get("S") != "event":
-        return None
-    return ProgressEvent.model_validate(from_ddb(image))
 
 
 def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:

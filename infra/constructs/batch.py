@@ -1,5 +1,5 @@
 """AWS Batch: a VPC, a GPU EC2 environment (trainers) and a CPU Fargate environment
-(evaluator), their queues, and a job definition per container that exists.
+(for the evaluator, once it is built), their queues, and a job definition per job type.
 
 Each job type is data (``JOBS``); a definition appears once its folder has a
 Dockerfile, so adding the next container is one entry here.
@@ -35,10 +35,7 @@ class JobType:
     gpus: int = 0
 
 
-JOBS = (
-    JobType("trainer", "containers/gpu-trainer", "gpu", vcpus=4, memory_mib=15_000, gpus=1),
-    JobType("evaluator", "containers/evaluator", "cpu", vcpus=2, memory_mib=4096),
-)
+JOBS = (JobType("trainer", "containers/gpu-trainer", "gpu", vcpus=4, memory_mib=15_000, gpus=1),)
 
 
 class Batch(Construct):

@@ -63,7 +63,7 @@ def test_tag_names_are_unique_per_owner_and_freed_on_delete(container):
     assert tags.create(owner_id=owner, name="night").name == "night"
 
 
-def test_events_publish_once(container):
+def test_events_append_once(container):
     log = DynamoEventLog(container.table, ttl_s=600)
     ev = ProgressEvent(topic="job:pub1", kind="log", event_id=f"e-{time.time_ns()}", data={"m": 1})
     assert log.append(ev) is True

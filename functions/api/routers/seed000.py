@@ -43,7 +43,7 @@ def inference(
 @router.get("/config")
 def config(principal: CurrentUser, c: Services) -> dict:
     """Models that train here, your LJSpeech-style datasets, and the training defaults."""
-    from shared.services.training import ASR_DEFAULTS, FRAMEWORKS
+    from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS
 
     return {
         "available_models": list(FRAMEWORKS["torchaudio"]["models"]),

@@ -98,7 +98,7 @@ def stop_job(job_id: int, principal: CurrentUser, c: Services) -> dict:
 @router.get("/config-schema", responses=_errors)
 def config_schema(framework: str, task_type: str | None = None) -> dict:
     """The advanced settings a framework takes here, with basic/standard/aggressive presets."""
-    from shared.services.training import config_schema as schema
+    from shared.catalogue import config_schema as schema
 
     return schema(framework, task_type)
 
@@ -108,14 +108,9 @@ models = APIRouter(tags=["training"])
 
 @models.get("/models/list")
 def list_models(framework: str | None = None, task_type: str | None = None) -> dict:
-    from shared.services.training import MODELS
+    from shared.catalogue import list_models as models_for
 
-    found = [
-        m
-        for m in MODELS
-        if (framework is None or m["framework"] == framework)
-        and (task_type is None or task_type in m["task_types"])
-    ]
+    found = models_for(framework, task_type)
     return {"models": found, "total": len(found)}
 
 

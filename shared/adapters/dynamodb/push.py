@@ -4,8 +4,9 @@ the event log the stream fans out, and who owns the resource a topic names."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from shared.adapters.dynamodb.table import Table
+from shared.adapters.dynamodb.table import Table, from_ddb
 from shared.events import ProgressEvent
 from shared.models import Connection, Subscription
 
@@ -94,6 +95,17 @@ class DynamoEventLog:
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]:
         rows = list(self.t.query(f"EVENTS#{topic}", forward=False, limit=limit))
         return [ProgressEvent.model_validate(r) for r in reversed(rows)]
+
+
+def inserted_event(record: dict[str, Any]) -> ProgressEvent | None:
+    """The ProgressEvent a DynamoDB stream record inserted, if it inserted one (the stream
+    carries every item change; only inserts of ``type = event`` items are events)."""
+    if record.get("eventName") != "INSERT":
+        return None
+    image = (record.get("dynamodb") or {}).get("NewImage")
+    if not image or image.get("type", {}).get("S") != "event":
+        return None
+    return ProgressEvent.model_validate(from_ddb(image))
 
 
 class DynamoOwners:
