@@ -98,11 +98,11 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("CRUCIBLE_API_TOKENS", "API_TOKENS")
     )
-    # Roles a person may give themselves at registration (seed 001 lets them pick
-    # "researcher"); admin is only granted by an admin or the operator CLI.
-    self_register_roles: Annotated[list[Role], NoDecode] = Field(
-        default_factory=lambda: ["user", "researcher"]
-    )
+    # Roles a person may give themselves at registration. Only "user" by default: a
+    # researcher reads every family's recordings, so an administrator grants it (the admin
+    # CLI, or PUT /users/{id}/role); "user,researcher" restores seed 001's open behaviour.
+    # Admin is never self-registered.
+    self_register_roles: Annotated[list[Role], NoDecode] = Field(default_factory=lambda: ["user"])
     internal_secret: SecretStr | None = None
     internal_secret_arn: str | None = None
 
@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(20 * 1024**3, ge=1024)
     # Request limits (seed 003's plans); 0 turns the limiter off.
     rate_limit_per_minute: int = Field(300, ge=0)
+    # Requests before authentication (register, login, token, refresh, the internal
+    # callback), per client address and per account named; 0 turns it off.
+    auth_rate_limit_per_minute: int = Field(20, ge=0)
 
     # Where jobs run: AWS Batch (SubmitJob/TerminateJob) or local subprocesses that
     # report the same "Batch Job State Change" events.
@@ -133,6 +136,11 @@ class Settings(BaseSettings):
     predictor: Literal["local", "lambda"] = "local"
     # Inputs travel inside the invoke payload (Lambda's limit is 6 MB, base64 adds a third).
     max_inference_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    # Training jobs one user may have active (pending, queued, running or stopping) at once.
+    max_active_jobs: int = Field(3, ge=1)
+    # An operator-configured folder of weights files (timm, ultralytics) that a job may
+    # start from, named by file name only; unset means models start from their config.
+    weights_dir: str | None = None
     local_trainer_path: str = (
         "containers/gpu-trainer"  # where the local runner finds crucible_trainer
     )

@@ -162,6 +162,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stop_stack(s)
 
 
+def promote(stack: Stack, email: str, role: str) -> None:
+    """Give a user a role the way an operator does: ``python -m functions.local.admin``."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "functions.local.admin",
+            "--data-dir",
+            str(stack.data_dir),
+            "--endpoint",
+            stack.emulator_endpoint,
+            "promote",
+            email,
+            "--role",
+            role,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+
+
 class Client:
     """A user of the API: registers, logs in and sends the bearer token."""
 
@@ -170,11 +194,12 @@ class Client:
         self.email = f"{uuid.uuid4().hex[:10]}@example.com"
         self.password = secrets.token_urlsafe(12)
         self.http = httpx.Client(base_url=stack.base + "/api/v1", timeout=30)
-        r = self.http.post(
-            "/auth/register", json={"email": self.email, "password": self.password, "role": role}
-        )
+        r = self.http.post("/auth/register", json={"email": self.email, "password": self.password})
         assert r.status_code == 201, r.text
         self.user = r.json()
+        if role != "user":  # only an administrator grants more: here the operator CLI
+            promote(stack, self.email, role)
+            self.user["role"] = role
         r = self.http.post("/auth/login", json={"email": self.email, "password": self.password})
         assert r.status_code == 200, r.text
         self.login = r.json()
