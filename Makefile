@@ -72,5 +72,14 @@ bench: install
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/trainer_overhead.py
 
+# Everything the local stack keeps is under its data directory: the emulator's state,
+# S3 objects and credentials (aws/), the secrets, MLflow and the jobs' output.
+DATA_DIR ?= $(or $(CRUCIBLE_DATA_DIR),.crucible)
 clean-data:  ## forget all local data (users, projects, objects): asks first
-	@read -p "Delete .crucible/ (all local data)? [y/N] " a && [ "$$a" = y ] && rm -rf .crucible
+	@pid=$$(cat "$(DATA_DIR)/aws/ministack.pid" 2>/dev/null); \
+	if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; then \
+	  echo "the local stack on $(DATA_DIR) is running: stop it (Ctrl-C in make dev) first"; exit 1; fi
+	@read -p "Delete $(DATA_DIR)/ (all local data)? [y/N] " a && [ "$$a" = y ] && rm -rf "$(DATA_DIR)"
+	@if [ -d /tmp/ministack-data ]; then echo "note: /tmp/ministack-data holds objects of stacks \
+	from before their data moved into the data directory (and any other MiniStack's): delete it \
+	yourself if nothing else uses it"; fi

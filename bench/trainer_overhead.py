@@ -92,8 +92,7 @@ def main() -> None:
         try:
             os.environ.update(
                 AWS_ENDPOINT_URL=emu.endpoint,
-                AWS_ACCESS_KEY_ID="test",
-                AWS_SECRET_ACCESS_KEY="test",  # noqa: S106
+                **emu.credentials.environ(),  # the only key the emulator answers
                 AWS_DEFAULT_REGION="us-east-1",
                 CRUCIBLE_JWT_SECRET="bench-" + "x" * 40,
             )

@@ -36,6 +36,10 @@ class EnvironmentConfig(BaseModel):
     # API
     throttle_rate: float = 50
     throttle_burst: int = 100
+    # AWS WAF on the REST API: requests per client IP per 5 minutes, everywhere and on
+    # the routes that take no token (sign-in, register, refresh, the training callback).
+    waf_rate_limit: int = Field(1500, ge=10)
+    waf_sign_in_rate_limit: int = Field(100, ge=10)
     cors_origins: list[str] = []
     domain_name: str | None = None
     certificate_arn: str | None = None

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import io
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from shared.errors import InvalidInput
 
@@ -44,6 +46,21 @@ class AudioInfo:
 
 
 Source = str | Path | bytes | IO[bytes]
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the file's name as any client reads it: the name itself when
+    it is plain ASCII, else an ASCII fallback plus RFC 5987's ``filename*`` in UTF-8
+    (HTTP header values are Latin-1 at most: "泣き声.wav" cannot travel as it is)."""
+    plain = "".join(
+        ch for ch in unicodedata.normalize("NFKD", filename) if " " <= ch <= "~" and ch not in '"\\'
+    ).strip()
+    if plain == filename:
+        return f'attachment; filename="{filename}"'
+    stem, dot, ext = plain.rpartition(".") if "." in plain else (plain, "", "")
+    if not any(ch.isalnum() for ch in stem):
+        plain = "download" + dot + ext
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _open(source: Source) -> Any:

@@ -1,10 +1,12 @@
 """What trains here: each framework's task types, primary metric and dataset formats, the
 model names it accepts, seed 002's model list (/models/list), its advanced settings with
-presets (/training/config-schema) and seed 000's training defaults. Pure data: the
-training service checks jobs against it, the API lists it."""
+presets (/training/config-schema) and seed 000's training defaults. Pure data, and
+:func:`check_model`: the training service checks jobs against it (and the trainer checks
+them again), the API lists it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from shared.errors import InvalidInput
@@ -38,7 +40,7 @@ ASR_DEFAULTS = {"epochs": 20, "batch_size": 32, "learning_rate": 0.001, "optimiz
 
 
 # Seed 002's /models/list: what can be trained here (architectures built from config;
-# a local weights file can be named in advanced_config.weights).
+# advanced_config.weights can name a file in the operator's weights directory).
 MODELS: list[dict[str, Any]] = (
     [
         {
@@ -161,9 +163,10 @@ CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
         {
             "name": "weights",
             "type": "string",
-            "label": "Local weights",
+            "label": "Starting weights",
             "default": None,
-            "description": "Path of a local weights file (no downloads happen)",
+            "description": "File name of a weights file (.pt, .pth or .safetensors) in the "
+            "operator's weights directory; nothing is downloaded",
         },
     ],
 }
@@ -268,6 +271,14 @@ CONFIG_FIELDS["ultralytics"] = [
         "max": 2**31 - 1,
         "step": 1,
     },
+    {
+        "name": "weights",
+        "type": "string",
+        "label": "Starting weights",
+        "default": None,
+        "description": "File name of ultralytics weights (.pt) in the operator's weights "
+        "directory, for the same model; nothing is downloaded",
+    },
 ]
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "ultralytics": {
@@ -356,3 +367,74 @@ def list_models(framework: str | None, task_type: str | None) -> list[dict[str, 
         if (framework is None or m["framework"] == framework)
         and (task_type is None or task_type in m["task_types"])
     ]
+
+
+# What a job may start from. Model names are catalogue names (timm: an architecture name,
+# with an optional pretrained tag), never a path, URL or hub id; starting weights are the
+# bare file name of a file in the operator's weights directory (CRUCIBLE_WEIGHTS_DIR),
+# which only the trainer resolves. Loaders that fetch or unpickle never see a user string.
+WEIGHTS_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "timm": (".pt", ".pth", ".safetensors"),
+    "ultralytics": (".pt",),
+}
+_TIMM_NAME = re.compile(r"[A-Za-z0-9_]{1,100}(\.[A-Za-z0-9_]{1,100})?")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_model(
+    framework: str, task_type: str, model_name: str, advanced_config: dict[str, Any] | None
+) -> None:
+    """Raise :class:`InvalidInput` unless ``model_name`` is one the catalogue offers for
+    ``framework`` and ``task_type``, and ``advanced_config["weights"]``, if given, is the
+    bare file name of a weights file of a kind the framework starts from."""
+    spec = FRAMEWORKS.get(framework)
+    if spec is None:
+        raise InvalidInput(
+            f"framework must be one of {', '.join(FRAMEWORKS)}", field="config.framework"
+        )
+    if task_type not in spec["tasks"]:
+        raise InvalidInput(
+            f"{framework} trains {', '.join(spec['tasks'])} here", field="config.task_type"
+        )
+    models = spec.get("models")
+    if not isinstance(model_name, str) or not model_name:
+        raise InvalidInput("model_name is required", field="config.model_name")
+    if models is not None and model_name not in models:
+        raise InvalidInput(
+            f"Model '{_shown(model_name)}' is not available: {framework} trains "
+            f"{', '.join(models)} here",
+            field="config.model_name",
+        )
+    if models is None and not _TIMM_NAME.fullmatch(model_name):
+        raise InvalidInput(
+            f"Model '{_shown(model_name)}' is not a {framework} architecture name (such as "
+            "resnet18): a name from the model list, not a path, URL or hub id",
+            field="config.model_name",
+        )
+    if advanced_config is not None and not isinstance(advanced_config, dict):
+        raise InvalidInput("advanced_config must be an object", field="config.advanced_config")
+    weights = (advanced_config or {}).get("weights")
+    if weights is None or weights == "":
+        return
+    suffixes = WEIGHTS_SUFFIXES.get(framework)
+    if suffixes is None:
+        raise InvalidInput(
+            f"{framework} models train from scratch here: weights is not supported",
+            field="config.advanced_config.weights",
+        )
+    if (
+        not isinstance(weights, str)
+        or not _FILE_NAME.fullmatch(weights)
+        or ".." in weights
+        or not weights.lower().endswith(suffixes)
+    ):
+        raise InvalidInput(
+            f"weights must be the file name ({' or '.join(suffixes)}) of a weights file in "
+            f"the operator's weights directory, not '{_shown(weights)}': no paths or URLs",
+            field="config.advanced_config.weights",
+        )

@@ -11,7 +11,7 @@ choice is made in shared/wiring.py and nowhere else; a local composition root
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from shared.events import ProgressEvent
@@ -33,7 +33,20 @@ class UserRepository(Protocol):
     def create(self, *, email: str, password_hash: str, role: str, full_name: str | None) -> User:
         """Create a user; raises Conflict when the e-mail is taken."""
 
+    def create_token_user(
+        self, name: str, *, email: str, password_hash: str, role: str, full_name: str | None
+    ) -> User | None:
+        """Create API token ``name``'s service user under a lock of its own (never an e-mail
+        lock, so no registration can claim it); None when the token already has one."""
+
+    def bind_token_user(self, name: str, user_id: int) -> bool:
+        """Make an existing user token ``name``'s service user; False when it has one."""
+
+    def get_by_token_name(self, name: str) -> User | None: ...
     def get(self, user_id: int) -> User | None: ...
+    def current(self, user_id: int) -> User | None:
+        """The user as stored, read at most a few seconds ago (what each request checks)."""
+
     def get_by_email(self, email: str) -> User | None: ...
     def list(self, *, skip: int, limit: int) -> Page[User]: ...
     def set_role(self, user_id: int, role: str) -> User: ...
@@ -77,6 +90,9 @@ class Notifier(Protocol):
     def post(self, connection_id: str, message: dict[str, Any]) -> bool:
         """Send one message; False when the connection is gone."""
 
+    def close(self, connection_id: str) -> None:
+        """Close a connection (its user may no longer follow what it follows)."""
+
 
 class OwnerLookup(Protocol):
     def owner_of(self, kind: str, resource_id: str) -> int | None:
@@ -86,6 +102,9 @@ class OwnerLookup(Protocol):
 class ObjectStore(Protocol):
     def put(self, key: str, body: bytes, *, content_type: str | None = None) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def head(self, key: str) -> dict[str, Any] | None:
+        """``{"size", "etag", "metadata"}`` of the current version, None if there is none."""
+
     def download(self, key: str, path: str) -> None: ...
     def upload(self, key: str, path: str) -> None: ...
     def etag(self, key: str) -> str:
@@ -93,8 +112,12 @@ class ObjectStore(Protocol):
 
     def stream(self, key: str, chunk: int = ...) -> Iterator[bytes]: ...
     def size(self, key: str) -> int: ...
-    def delete(self, key: str) -> None: ...
-    def delete_prefix(self, prefix: str) -> None: ...
+    def delete(self, key: str) -> None:
+        """Erase the object: every version and delete marker, not only the current one."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Erase every version of every object under ``prefix``."""
+
     def exists(self, key: str) -> bool: ...
     def keys(self, prefix: str) -> Iterable[str]: ...
     # direct transfers between clients and the store
@@ -103,9 +126,20 @@ class ObjectStore(Protocol):
         self, key: str, *, max_bytes: int, content_type: str | None, expires: int
     ) -> dict: ...
     def start_multipart(
-        self, key: str, *, parts: int, content_type: str | None, expires: int
-    ) -> dict: ...
-    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None: ...
+        self,
+        key: str,
+        *,
+        part_sizes: list[int],
+        content_type: str | None,
+        expires: int,
+        metadata: dict[str, str] | None = None,
+    ) -> dict:
+        """One URL per part, each signed for its exact size; ``metadata`` lands on the object."""
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
+        """Raises InvalidInput when the parts do not make the object."""
+
+    def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
 
 class AudioFileRepository(Protocol):
@@ -132,6 +166,9 @@ class AudioFileRepository(Protocol):
 class RateLimiter(Protocol):
     def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
         """Count one request; returns (requests in this window, window reset epoch)."""
+
+    def count(self, key: str, *, window_s: int) -> tuple[int, int]:
+        """The same, without counting one."""
 
 
 class EventBus(Protocol):
@@ -166,10 +203,14 @@ class ExperimentTracker(Protocol):
 
 
 class JobRepository(Protocol):
-    """Training jobs; ``transition`` changes status only from ``allowed_from``."""
+    """Training jobs; ``transition`` changes status only from ``allowed_from``. A job can
+    hold slots of its owner's active-job counters (``acquire``: counter -> cap, None for
+    no cap): taken in the same write that stores or moves it, or not at all."""
 
-    def create(self, job: TrainingJob) -> TrainingJob:
-        """Store a new job under the next id; returns it with that id."""
+    def create(
+        self, job: TrainingJob, *, acquire: Mapping[str, int | None] | None = None
+    ) -> TrainingJob | None:
+        """Store a new job under the next id; None when a counter is at its cap."""
 
     def get(self, job_id: int) -> TrainingJob | None: ...
     def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[TrainingJob]: ...
@@ -180,7 +221,14 @@ class JobRepository(Protocol):
         to: str,
         allowed_from: frozenset[str],
         fields: dict[str, Any] | None = None,
-    ) -> TrainingJob | None: ...
+        *,
+        acquire: Mapping[str, int | None] | None = None,
+        release: bool = False,
+    ) -> TrainingJob | None:
+        """``release`` gives the job's slots back in the same write (once: they are gone)."""
+
+    def active(self, owner_id: int) -> dict[str, int]:
+        """The owner's active-job counters."""
 
 
 class JobRecordRepository(Protocol):

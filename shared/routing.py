@@ -2,7 +2,10 @@
 
 The CDK app turns each route into a rule targeting the handler's Lambda; the local
 stack turns each into a rule targeting a queue of its own, which the dispatcher polls
-and hands to the same handler. Patterns are EventBridge's own, so both match alike.
+and hands to the same handler. Patterns are EventBridge's own, so both match alike,
+except for the sources only the local stack has: its job runner reports Batch state
+changes as ``crucible.local-batch``, which in AWS anyone allowed to put events could
+forge, so the cloud rules (``cloud=True``) take ``aws.batch`` alone.
 """
 
 from __future__ import annotations
@@ -13,16 +16,25 @@ from typing import Any
 
 from shared.settings import ResourceNames
 
+# The source of the local job runner's "Batch Job State Change" events (shared/adapters/runners.py).
+LOCAL_BATCH_SOURCE = "crucible.local-batch"
+
+Pattern = Callable[[ResourceNames, bool], dict[str, Any]]  # (names, cloud) -> event pattern
+
 
 @dataclass(frozen=True)
 class EventRoute:
     name: str
     handler: str  # module of functions/events with handle(event, container) and handler(event, ctx)
-    pattern: Callable[[ResourceNames], dict[str, Any]]
+    build: Pattern
+
+    def pattern(self, names: ResourceNames, *, cloud: bool) -> dict[str, Any]:
+        """The rule's EventBridge pattern: in AWS (``cloud``), or in the local stack."""
+        return self.build(names, cloud)
 
 
-def _object_created(prefix: str | None = None) -> Callable[[ResourceNames], dict[str, Any]]:
-    def pattern(names: ResourceNames) -> dict[str, Any]:
+def _object_created(prefix: str | None = None) -> Pattern:
+    def pattern(names: ResourceNames, cloud: bool) -> dict[str, Any]:
         detail: dict[str, Any] = {"bucket": {"name": [names.uploads_bucket]}}
         if prefix:
             detail["object"] = {"key": [{"prefix": prefix}]}
@@ -38,13 +50,13 @@ ROUTES: tuple[EventRoute, ...] = (
     EventRoute(
         "analysis-requested",
         "functions.events.analysis",
-        lambda _: {"source": ["crucible.api"], "detail-type": ["Analysis Requested"]},
+        lambda _names, _cloud: {"source": ["crucible.api"], "detail-type": ["Analysis Requested"]},
     ),
     EventRoute(
         "batch-job-state-change",
         "functions.events.batch_state",
-        lambda _: {
-            "source": ["aws.batch", "crucible.local-batch"],
+        lambda _names, cloud: {
+            "source": ["aws.batch"] if cloud else ["aws.batch", LOCAL_BATCH_SOURCE],
             "detail-type": ["Batch Job State Change"],
         },
     ),

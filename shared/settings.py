@@ -11,6 +11,7 @@ a matter of that one standard variable.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -64,6 +65,33 @@ class ResourceNames:
             cpu_queue=f"{p}-cpu",
             inference_function=f"{p}-inference",
         )
+
+
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def api_token_entry(entry: str) -> tuple[str, str]:
+    """``(name, token)`` of one ``API_TOKENS`` entry, the one parsing of it.
+
+    ``name=token`` splits at the first ``=`` (the token may contain ``=``, as base64 does);
+    a bare ``token`` (seed 004's form, no ``=``) is named after a digest of itself, so its
+    principal stays the same whatever the order of the list. Raises ValueError with what
+    to fix.
+    """
+    name, sep, token = entry.partition("=")
+    if not sep:
+        name, token = "api-token-" + hashlib.sha256(entry.encode()).hexdigest()[:12], entry
+    elif not _TOKEN_NAME.fullmatch(name):
+        raise ValueError(
+            "write each API token as 'token' or 'name=token', the name made of letters, "
+            "digits, '_', '.' and '-' (64 at most)"
+        )
+    if len(token) < 8:
+        raise ValueError(
+            "each API token must be at least 8 characters (in 'name=token' the token is what "
+            "follows the first '='; a token containing '=' needs a name in front)"
+        )
+    return name, token
 
 
 class SettingsError(RuntimeError):
@@ -167,11 +195,12 @@ class Settings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _tokens_long_enough(cls, v: list[str]) -> list[str]:
+    def _tokens_valid(cls, v: list[str]) -> list[str]:
+        names: dict[str, str] = {}
         for entry in v:
-            token = entry.split("=", 1)[-1]
-            if len(token) < 8:
-                raise ValueError("each API token must be at least 8 characters")
+            name, token = api_token_entry(entry)  # the parsing the API authenticates with
+            if names.setdefault(token, name) != name:
+                raise ValueError(f"one API token is listed under two names: {names[token]}, {name}")
         return v
 
     @field_validator("jwt_secret")
@@ -186,6 +215,11 @@ class Settings(BaseSettings):
         if self.jwt_secret is None and self.jwt_secret_arn is None:
             raise ValueError("set CRUCIBLE_JWT_SECRET (32+ characters) or CRUCIBLE_JWT_SECRET_ARN")
         return self
+
+    @cached_property
+    def api_token_names(self) -> dict[str, str]:
+        """Each static API token (seed 004's ``API_TOKENS``) and the name of its principal."""
+        return {token: name for name, token in map(api_token_entry, self.api_tokens)}
 
     @cached_property
     def names(self) -> ResourceNames:

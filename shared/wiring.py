@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ObjectStore,
         Predictor,
         RateLimiter,
+        UserRepository,
     )
     from shared.services.audio import AudioService
     from shared.services.auth import AuthService
@@ -119,6 +120,13 @@ class Container:
         return DynamoRateLimiter(self.table)
 
     @cached_property
+    def user_repository(self) -> UserRepository:
+        """One per process: it caches users briefly, and a role change made here shows at once."""
+        from shared.adapters.dynamodb.identity import DynamoUsers
+
+        return DynamoUsers(self.table)
+
+    @cached_property
     def job_repository(self) -> JobRepository:
         from shared.adapters.dynamodb.jobs import DynamoJobs
 
@@ -199,10 +207,9 @@ class Container:
     # --- services --------------------------------------------------------------
     @cached_property
     def auth(self) -> AuthService:
-        from shared.adapters.dynamodb.identity import DynamoUsers
         from shared.services.auth import AuthService
 
-        return AuthService(DynamoUsers(self.table), self.settings, self.jwt_secret)
+        return AuthService(self.user_repository, self.settings, self.jwt_secret)
 
     @cached_property
     def projects(self) -> ProjectService:
@@ -244,6 +251,7 @@ class Container:
             self.uploads,
             max_bytes=s.max_request_bytes,
             max_direct_bytes=s.max_dataset_bytes,
+            projects=self.projects,
         )
 
     @cached_property
@@ -254,6 +262,7 @@ class Container:
 
     @cached_property
     def training(self) -> TrainingService:
+        from shared.services.jobs import JobLimits
         from shared.services.training import TrainingService
 
         return TrainingService(
@@ -265,6 +274,8 @@ class Container:
             _Deferred(self, "job_runner"),  # reading jobs needs no runner
             self.push,
             _Deferred(self, "predictor"),  # nor a predictor
+            projects=self.projects,
+            limits=JobLimits(self.settings.max_active_jobs),
             max_inference_bytes=self.settings.max_inference_bytes,
         )
 
@@ -279,6 +290,7 @@ class Container:
             DynamoEventLog(self.table, s.event_ttl_s),
             _Deferred(self, "notifier"),  # publishing needs no push channel, only delivering
             DynamoOwners(self.table),
+            self.user_repository,  # followers' current roles, re-checked on delivery
         )
 
 

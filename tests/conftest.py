@@ -19,12 +19,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from functions.local.emulator import Credentials, credentials, new_credentials
+
 ROOT = Path(__file__).resolve().parent.parent
 MINISTACK = ROOT / ".ministack" / "bin" / "ministack"
 JWT_SECRET = "test-secret-" + "x" * 40
+# The emulator takes only the access key of its data directory; every emulator the tests
+# start gets this session's (``seed``), so boto3 in the tests reaches any of them.
+CREDENTIALS: Credentials = new_credentials()
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.update(CREDENTIALS.environ())
+os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("CRUCIBLE_JWT_SECRET", JWT_SECRET)
 
@@ -35,7 +40,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     if not MINISTACK.exists():
         pytest.fail(f"MiniStack is not installed at {MINISTACK}: run the tests through `make test`")
-    emu = Emulator(MINISTACK, tmp_path_factory.mktemp("ministack"), free_port()).start()
+    state = tmp_path_factory.mktemp("ministack")
+    credentials(state, seed=CREDENTIALS)
+    emu = Emulator(MINISTACK, state, free_port()).start()
     previous = os.environ.get("AWS_ENDPOINT_URL")
     os.environ["AWS_ENDPOINT_URL"] = emu.endpoint
     yield emu
@@ -102,10 +109,19 @@ class Stack:
 
 
 def start_stack(
-    data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
+    *,
+    seed_credentials: bool = True,
 ) -> Stack:
+    """``python -m functions.local`` on ``data_dir``; its emulator takes the session's
+    credentials (``CREDENTIALS``) unless ``seed_credentials`` is False, when the stack
+    makes its own, as `make dev` does."""
     from functions.local.emulator import free_port
 
+    if seed_credentials:
+        credentials(data_dir / "aws", seed=CREDENTIALS)
     port, emu_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUCIBLE_", "AWS_ENDPOINT"))}
     env.update(extra_env or {})
@@ -156,7 +172,13 @@ def stop_stack(stack: Stack, timeout: float = 30) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(
         tmp_path_factory.mktemp("stack") / "data",
-        {"API_TOKENS": "ci-bot=ci-token-0123456789", "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "600"},
+        {
+            "API_TOKENS": "ci-bot=ci-token-0123456789",
+            "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "600",
+            # every test client signs up and in from 127.0.0.1 (the limit's own tests use
+            # stacks of their own: tests/e2e/test_identity_security.py)
+            "CRUCIBLE_AUTH_RATE_LIMIT_PER_MINUTE": "0",
+        },
     )
     yield s
     stop_stack(s)

@@ -18,10 +18,13 @@ chat-driven workflows, a research leaderboard) on one serverless core.
 **Auth**: `POST /api/v1/auth/login` (or `/auth/token`) returns a bearer token; send it as
 `Authorization: Bearer <token>`. Static API tokens (`API_TOKENS`) work the same way.
 
-**Errors** always look like `{"detail": "...", "code": "MACHINE_CODE", "field": "name|null"}`.
+**Errors** always look like `{"detail": "...", "code": "MACHINE_CODE", "field": "name|null"}`;
+every response carries `X-Request-ID` (an unexpected error's body quotes it, and nothing else).
 
 **Rate limits**: authenticated responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining`
-and `X-RateLimit-Reset`; past the limit the API answers 429.
+and `X-RateLimit-Reset`; past the limit the API answers 429 with `Retry-After`. Register,
+login, token, refresh and the internal callback are limited per client address and per
+account named, before authentication.
 """
 
 
@@ -37,6 +40,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container or build(settings)
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(errors.RequestContext)  # outside BodySizeLimit: its 413 gets the headers
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(seed000.router)  # seed 000 kept its own root paths
     if settings.cors_origins:
@@ -47,6 +51,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+            expose_headers=[
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+                "X-Request-ID",
+            ],
         )
     return app

@@ -1,18 +1,29 @@
-"""Request dependencies: the service container, the caller, role checks, rate limits."""
+"""Request dependencies: the service container, the caller, role checks, rate limits.
+
+Authenticated requests count against their user's limit (``rate_limit_per_minute``).
+Requests made before authentication (register, login, token, refresh, the internal
+callback) count against the client's address and, where they name one, the account
+(``auth_rate_limit_per_minute``): a password guess costs an argon2 check.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from functions.api.errors import set_rate_limit
 from shared.errors import Forbidden, RateLimited, Unauthorized
 from shared.models import Principal
 from shared.settings import Role
 from shared.wiring import Container
 
 _bearer = HTTPBearer(auto_error=False, description="JWT access token or static API token")
+WINDOW_S = 60
 
 
 def get_container(request: Request) -> Container:
@@ -24,7 +35,7 @@ Services = Annotated[Container, Depends(get_container)]
 
 def current_principal(
     container: Services,
-    response: Response,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Authenticate the bearer credential and count the request against the caller's limit."""
@@ -34,15 +45,14 @@ def current_principal(
     limit = container.settings.rate_limit_per_minute
     if limit:
         used, reset = container.rate_limiter.hit(
-            f"user:{principal.user_id}", limit=limit, window_s=60
+            f"user:{principal.user_id}", limit=limit, window_s=WINDOW_S
         )
         if used > limit:
             raise RateLimited(
                 f"Rate limit of {limit} requests per minute exceeded", limit=limit, reset_at=reset
             )
-        response.headers["X-RateLimit-Limit"] = str(limit)
-        response.headers["X-RateLimit-Remaining"] = str(max(0, limit - used))
-        response.headers["X-RateLimit-Reset"] = str(reset)
+        # Written on the response by functions.api.errors.RequestContext, whatever it is.
+        set_rate_limit(request.scope, limit, max(0, limit - used), reset)
     return principal
 
 
@@ -62,3 +72,74 @@ def require(role: Role):
 
 Researcher = Annotated[Principal, require("researcher")]
 Admin = Annotated[Principal, require("admin")]
+
+
+# --- before authentication ------------------------------------------------------------
+
+
+def client_address(request: Request) -> str:
+    """The caller's IP address: in Lambda, API Gateway's ``requestContext.identity.sourceIp``
+    (Mangum puts it in the ASGI scope's ``client``); locally, the socket's peer.
+    ``X-Forwarded-For`` is never read: any client writes what it likes there."""
+    return request.client.host if request.client else "unknown"
+
+
+def _refuse_over(used: int, limit: int, reset: int, what: str) -> None:
+    if used > limit:
+        wait = max(1, reset - int(time.time()))
+        raise RateLimited(
+            f"Too many {what}: at most {limit} a minute; try again in {wait} s",
+            limit=limit,
+            reset_at=reset,
+        )
+
+
+def limit_client(request: Request, c: Services) -> None:
+    """Count a request made before authentication against its client address."""
+    limit = c.settings.auth_rate_limit_per_minute
+    if limit:
+        used, reset = c.rate_limiter.hit(
+            f"auth-client:{client_address(request)}", limit=limit, window_s=WINDOW_S
+        )
+        _refuse_over(used, limit, reset, "sign-in requests from this address")
+
+
+ClientLimited = Depends(limit_client)
+
+
+def limit_account(c: Container, email: str) -> None:
+    """Count a sign-in or registration attempt against the account it names, whichever
+    client sends it (the key is a digest: no addresses in the counters)."""
+    limit = c.settings.auth_rate_limit_per_minute
+    if limit:
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        used, reset = c.rate_limiter.hit(f"auth-account:{digest}", limit=limit, window_s=WINDOW_S)
+        _refuse_over(used, limit, reset, "sign-in attempts for this account")
+
+
+def internal_caller(
+    request: Request,
+    c: Services,
+    x_internal_auth: Annotated[str | None, Header(description="The internal secret")] = None,
+) -> None:
+    """Seed 002's ``X-Internal-Auth`` (the training callback). Wrong or missing secrets
+    count against the client address; once over ``auth_rate_limit_per_minute`` the client
+    is refused before its secret is looked at. Right ones are not counted: an external
+    trainer may report as often as it likes."""
+    limit = c.settings.auth_rate_limit_per_minute
+    key = f"auth-internal:{client_address(request)}"
+    if limit:
+        failed, reset = c.rate_limiter.count(key, window_s=WINDOW_S)
+        _refuse_over(failed + 1, limit, reset, "failed internal calls from this address")
+    expected = c.internal_secret
+    if (
+        not expected
+        or not x_internal_auth
+        or not hmac.compare_digest(x_internal_auth.encode(), expected.encode())
+    ):
+        if limit:
+            c.rate_limiter.hit(key, limit=limit, window_s=WINDOW_S)
+        raise Unauthorized("X-Internal-Auth is missing or wrong", code="INVALID_INTERNAL_AUTH")
+
+
+InternalCaller = Annotated[None, Depends(internal_caller)]

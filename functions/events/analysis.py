@@ -2,8 +2,10 @@
 handler through the local dispatcher): registers arriving audio and runs analyses.
 
 * S3 "Object Created" under ``audio/``: register the file (presigned uploads have
-  only an intent until now) and run its first analysis. A replayed event finds the
-  file analysed or running and starts nothing.
+  only an intent until now: sized, probed, the probed bytes kept where no client can
+  write) and run its first analysis. A replayed event finds the file analysed or
+  running and starts nothing; a second arrival for a registered file, or one nobody
+  asked for, is deleted unread.
 * "Analysis Requested" (published by ``POST /analysis/{id}/start``): run that task.
   A duplicate finds the task claimed and does nothing; a superseded one is skipped.
 """

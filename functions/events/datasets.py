@@ -1,5 +1,7 @@
 """S3 "Object Created" under ``datasets/``: inspect a presigned dataset upload (safe
-extraction checks, format, statistics) and record it ready or failed, once."""
+extraction checks, format, statistics, all bounded) and record it ready or failed, once,
+keeping the inspected bytes where no client can write; a later arrival for the same
+dataset is deleted unread."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """S3 "Object Created" (delivered by EventBridge): tell a user their upload arrived.
 
-Upload keys follow ``<kind>/<user id>/<...>`` (``audio/``, ``datasets/``, ...).
+Upload keys follow ``<kind>/<user id>/<...>`` (``audio/``, ``datasets/``, ...); the
+copies the platform keeps of what it inspected (``.../stored/...``) are not uploads.
 This handler publishes a ``status`` event on ``user:<id>``; the work each kind
 starts has its own rule and handler (shared/routing.py: ``audio/`` ->
 functions/events/analysis.py). Duplicated events publish once: the event id
@@ -20,11 +21,16 @@ from shared.events import ProgressEvent, event_id_for
 from shared.wiring import Container
 
 KEY_RE = re.compile(r"^(?P<kind>[a-z-]+)/(?P<user_id>\d+)/(?P<rest>.+)$")
+# The platform's own copy of what it inspected (``<kind>/<user>/<id>/stored/...``): not
+# an upload, so the user hears nothing of it (they heard of the arrival).
+STORED_RE = re.compile(r"^[a-z-]+/\d+/[^/]+/stored/")
 
 
 def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     ev = S3EventBridgeNotificationEvent(event)
     bucket, obj = ev.detail.bucket.name, ev.detail.object
+    if STORED_RE.match(obj.key):
+        return {"status": "ignored", "key": obj.key}
     match = KEY_RE.match(obj.key)
     if not match:
         logger.warning("ignoring object outside <kind>/<user id>/: s3://%s/%s", bucket, obj.key)

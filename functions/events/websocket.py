@@ -1,10 +1,13 @@
 """API Gateway WebSocket routes: ``$connect``, ``$disconnect`` and ``$default``.
 
-``$connect`` takes the token from the query string (seed 003's ``?token=``), plus
-optional ``topic`` (``job:5``) and ``format`` (``crucible``, ``seed000``,
-``seed003``). ``$default`` accepts ``{"action": "subscribe", "topic": ..., "format": ...}``
-and ``{"action": "ping"}``. The local dev server builds these same events for its
-``/ws`` endpoints and calls this same code.
+``$connect`` takes the token as the subprotocol pair ``Sec-WebSocket-Protocol: bearer,
+<token>`` (a browser's ``new WebSocket(url, ["bearer", token])``, which keeps it out of
+URLs and logs; the answer carries ``Sec-WebSocket-Protocol: bearer``, as the handshake
+requires), or else as seed 003's ``?token=``; ``topic`` (``job:5``) and ``format``
+(``crucible``, ``seed000``, ``seed003``) come from the query string. ``$default``
+accepts ``{"action": "subscribe", "topic": ..., "format": ...}`` and
+``{"action": "ping"}``. The local dev server builds these same events for its ``/ws``
+endpoints and calls this same code.
 """
 
 from __future__ import annotations
@@ -17,9 +20,39 @@ from functions.observability import logger
 from shared.errors import CrucibleError, InvalidInput, Unauthorized
 from shared.wiring import Container
 
+BEARER = "bearer"  # the subprotocol that carries the token
 
-def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "body": json.dumps(body)}
+
+def _reply(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"statusCode": status, "body": json.dumps(body)}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _offered_protocols(event: dict[str, Any]) -> list[str]:
+    """The subprotocols the client offered, in order (``Sec-WebSocket-Protocol``, any case)."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    value = headers.get("sec-websocket-protocol") or ""
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _credentials(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The bearer token of a ``$connect``, and the headers its answer must carry."""
+    offered = _offered_protocols(event)
+    if BEARER in offered:
+        i = offered.index(BEARER)
+        if i + 1 >= len(offered):
+            raise Unauthorized("Offer the token after 'bearer': protocols ['bearer', <token>]")
+        return offered[i + 1], {"Sec-WebSocket-Protocol": BEARER}
+    token = (event.get("queryStringParameters") or {}).get("token")
+    if not token:
+        raise Unauthorized(
+            "Send the access token as the subprotocols ['bearer', <token>], or as ?token=<token>"
+        )
+    return token, {}
 
 
 def _error(exc: CrucibleError) -> dict[str, Any]:
@@ -34,14 +67,12 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     try:
         if route == "$connect":
             params = event.get("queryStringParameters") or {}
-            token = params.get("token")
-            if not token:
-                raise Unauthorized("Pass the access token as ?token=<token>")
+            token, headers = _credentials(event)
             principal = c.auth.authenticate(token)
             c.push.connect(
                 principal, cid, topic=params.get("topic"), fmt=params.get("format", "crucible")
             )
-            return _reply(200, {"connected": cid})
+            return _reply(200, {"connected": cid}, headers)
         if route == "$disconnect":
             c.push.disconnect(cid)
             return _reply(200, {"disconnected": cid})

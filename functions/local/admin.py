@@ -1,9 +1,12 @@
 """Operator commands for a running stack (local or AWS, by the usual AWS environment).
 
-    .venv/bin/python -m functions.local.admin promote alice@example.com --role admin
+    .venv/bin/python -m functions.local.admin promote alice@example.com --role researcher
+    .venv/bin/python -m functions.local.admin promote ci-bot --token --role researcher
 
-Admins are never self-registered; this (or an existing admin's
-``PUT /api/v1/users/{id}/role``) is how the first one is made.
+Self-registration gives ``user`` (``CRUCIBLE_SELF_REGISTER_ROLES``) and never ``admin``;
+this (or an existing admin's ``PUT /api/v1/users/{id}/role``) is how roles are granted,
+and how the first admin is made. ``--token`` names a static API token's service user
+(``API_TOKENS`` ``name=token``; it exists once the token has been used).
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     promote = sub.add_parser("promote", help="give a user a role")
-    promote.add_argument("email")
+    promote.add_argument("who", metavar="email", help="the user's e-mail (or token name)")
+    promote.add_argument(
+        "--token", action="store_true", help="WHO is the name of an API token's service user"
+    )
     promote.add_argument("--role", choices=["user", "researcher", "admin"], default="admin")
     args = ap.parse_args(argv)
 
     local_environment(Path(args.data_dir).resolve(), args.endpoint)
     users = build(load_settings()).auth.users
-    user = users.get_by_email(args.email)
+    user = users.get_by_token_name(args.who) if args.token else users.get_by_email(args.who)
     if user is None:
-        print(f"no user with e-mail {args.email}", file=sys.stderr)
+        what = "API token user named" if args.token else "user with e-mail"
+        print(f"no {what} {args.who}", file=sys.stderr)
         return 1
     user = users.set_role(user.id, args.role)
     print(f"user {user.id} <{user.email}> is now {user.role}")

@@ -102,7 +102,8 @@ def _queues_and_rules(c: Container) -> dict[str, str]:
             "QueueArn"
         ]
         rule = f"crucible-{c.settings.stage}-{route.name}"
-        events.put_rule(Name=rule, EventPattern=json.dumps(route.pattern(names)), State="ENABLED")
+        pattern = route.pattern(names, cloud=False)  # the local job runner's source too
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
         events.put_targets(Rule=rule, Targets=[{"Id": "local-dispatcher", "Arn": arn}])
         queues[route.name] = url
     return queues

@@ -3,9 +3,12 @@ and the embedded AWS emulator, in one command (``python -m functions.local``).
 
 WebSocket clients connect at ``/ws`` (seed 000's messages, the caller's own
 events), ``/ws/workflows/{id}`` (seed 003's messages for one job) or
-``/api/v1/ws?topic=...&format=...``, always with ``?token=<access token>``. Each
-connection goes through functions/events/websocket.py exactly as an API Gateway
-WebSocket event would, and pushes arrive through the same notifier interface.
+``/api/v1/ws?topic=...&format=...``, with ``?token=<access token>`` or, keeping the
+token out of URLs, the subprotocols ``["bearer", <access token>]``. Each connection
+goes through functions/events/websocket.py exactly as an API Gateway WebSocket event
+would (headers included), the subprotocol its ``$connect`` answer names is the one
+accepted, and pushes arrive through the same notifier interface. Tokens in URLs are
+redacted from the server's log.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -34,11 +38,29 @@ from shared.wiring import build
 log = logging.getLogger("crucible.local")
 
 
+# Header names as browsers send them (ASGI gives them lower-cased), for the event's
+# ``headers`` as API Gateway passes them to $connect.
+_HEADER_NAMES = {
+    f"sec-websocket-{n.lower()}": f"Sec-WebSocket-{n}"
+    for n in ("Protocol", "Key", "Version", "Extensions")
+}
+_TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&\s\"']+", re.IGNORECASE)
+
+
+def _header_name(name: str) -> str:
+    return _HEADER_NAMES.get(name) or "-".join(p.capitalize() for p in name.split("-"))
+
+
 def _event(
-    route: str, cid: str, *, params: dict[str, str] | None = None, body: str | None = None
+    route: str,
+    cid: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
 ) -> dict:
     """The API Gateway WebSocket event for one route (the fields handlers read)."""
-    return {
+    event: dict[str, Any] = {
         "requestContext": {
             "routeKey": route,
             "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE"),
@@ -49,6 +71,35 @@ def _event(
         "body": body,
         "isBase64Encoded": False,
     }
+    if headers is not None:
+        multi: dict[str, list[str]] = {}
+        for name, value in headers:
+            multi.setdefault(_header_name(name), []).append(value)
+        event["headers"] = {name: ", ".join(values) for name, values in multi.items()}
+        event["multiValueHeaders"] = multi
+    return event
+
+
+def _answered_subprotocol(result: dict[str, Any]) -> str | None:
+    """The subprotocol a $connect answer names (API Gateway returns it to the client)."""
+    for name, value in (result.get("headers") or {}).items():
+        if name.lower() == "sec-websocket-protocol":
+            return value
+    return None
+
+
+class RedactTokens(logging.Filter):
+    """Hides ``?token=`` values in log lines (uvicorn logs WebSocket URLs whole)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
 
 
 async def serve_socket(
@@ -71,13 +122,12 @@ async def serve_socket(
 
     hub.register(cid, send)  # before $connect subscribes, so no early event is lost
     try:
-        result = await run_in_threadpool(
-            ws_handler.handle, _event("$connect", cid, params=params), container
-        )
+        connect = _event("$connect", cid, params=params, headers=ws.headers.items())
+        result = await run_in_threadpool(ws_handler.handle, connect, container)
         if result["statusCode"] != 200:
             await ws.close(code=1008, reason=result.get("body", "")[:120])  # HTTP 403 before accept
             return
-        await ws.accept()
+        await ws.accept(subprotocol=_answered_subprotocol(result))
         accepted.set()
         while True:
             text = await ws.receive_text()
@@ -126,8 +176,12 @@ def create_local_app(settings: Settings, hub: LocalHub | None = None) -> FastAPI
 
 
 def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
-    """Point boto3 at the emulator and fill in local-only settings (never overriding the user's)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Point boto3 at the emulator and fill in local-only settings (never overriding the
+    user's, except the AWS credentials: the emulator takes only its own, from the data
+    directory, and the user's real ones have no business there)."""
+    from functions.local.emulator import credentials
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # recordings, secrets: ours only
     secret_file = data_dir / "jwt-secret"
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(48))
@@ -139,8 +193,6 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
     (data_dir / "mlflow").mkdir(exist_ok=True)
     defaults = {
         "AWS_ENDPOINT_URL": emulator_endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "CRUCIBLE_STAGE": "local",
         "CRUCIBLE_DATA_DIR": str(data_dir),
@@ -150,6 +202,10 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    if os.environ["AWS_ENDPOINT_URL"] == emulator_endpoint:
+        os.environ.update(credentials(data_dir / "aws").environ())
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            os.environ.pop(name, None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(args.ministack, data_dir / "aws", args.emulator_port)
     local_environment(data_dir, emulator.endpoint)
     settings = load_settings()
+    emulator.cors_origins = settings.cors_origins  # the uploads bucket's CORS rules in AWS
     emulator.start()
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
     dispatcher = None
@@ -188,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         resources = ensure_resources(app.state.container)
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
         log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+        for name in ("uvicorn.access", "uvicorn.error"):  # set up by Config just above
+            logging.getLogger(name).addFilter(RedactTokens())
+        uvicorn.Server(config).run()
     except KeyboardInterrupt:
         pass
     finally:

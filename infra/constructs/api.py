@@ -9,11 +9,17 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from aws_cdk.aws_wafv2 import CfnWebACL as waf
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.functions import Functions
+
+# Paths that answer without a token, so each request costs before anyone is known
+# (an argon2 check per sign-in): WAF counts them per client on their own.
+SIGN_IN_PATHS = ("/api/v1/auth/", "/api/v1/internal/")
 
 BINARY_TYPES = [
     "multipart/form-data",
@@ -63,12 +69,14 @@ class RestApi(Construct):
                 domain_name=env.domain_name,
                 certificate=acm.Certificate.from_certificate_arn(self, "Cert", env.certificate_arn),
             )
-        nag(self, "APIG2", "A proxy to FastAPI, which validates every request body and parameter.")
-        nag(
+        self.web_acl = _web_acl(self, env)
+        wafv2.CfnWebACLAssociation(
             self,
-            "APIG3",
-            "WAF is left to the account's edge (CloudFront/WAF) policy, outside this app.",
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=self.web_acl.attr_arn,
         )
+        nag(self, "APIG2", "A proxy to FastAPI, which validates every request body and parameter.")
         nag(
             self,
             "APIG4",
@@ -82,9 +90,72 @@ class RestApi(Construct):
         )
 
 
+def _rate_rule(
+    name: str, priority: int, limit: int, scope_down: waf.StatementProperty | None = None
+) -> waf.RuleProperty:
+    """Block a client IP for as long as it sends more than ``limit`` requests in 5 minutes."""
+    return waf.RuleProperty(
+        name=name,
+        priority=priority,
+        action=waf.RuleActionProperty(block={}),
+        statement=waf.StatementProperty(
+            rate_based_statement=waf.RateBasedStatementProperty(
+                limit=limit,
+                aggregate_key_type="IP",
+                evaluation_window_sec=300,
+                scope_down_statement=scope_down,
+            )
+        ),
+        visibility_config=waf.VisibilityConfigProperty(
+            cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+        ),
+    )
+
+
+def _web_acl(scope: Construct, env: EnvironmentConfig) -> waf:
+    """The REST API's web ACL: per-client rate limits, tighter on ``SIGN_IN_PATHS``.
+
+    AWS WAF associates with REST API stages only, not with WebSocket APIs: the WebSocket
+    stage is bounded by its throttling (``WebSocketApi``) and ``$connect``, which refuses
+    a bad token before anything is stored."""
+    sign_in = waf.StatementProperty(
+        or_statement=waf.OrStatementProperty(
+            statements=[
+                waf.StatementProperty(
+                    byte_match_statement=waf.ByteMatchStatementProperty(
+                        field_to_match=waf.FieldToMatchProperty(uri_path={}),
+                        positional_constraint="CONTAINS",
+                        search_string=path,
+                        text_transformations=[
+                            waf.TextTransformationProperty(priority=0, type="LOWERCASE")
+                        ],
+                    )
+                )
+                for path in SIGN_IN_PATHS
+            ]
+        )
+    )
+    return waf(
+        scope,
+        "WebAcl",
+        scope="REGIONAL",
+        default_action=waf.DefaultActionProperty(allow={}),
+        rules=[
+            _rate_rule("SignInPerClient", 0, env.waf_sign_in_rate_limit, sign_in),
+            _rate_rule("PerClient", 1, env.waf_rate_limit),
+        ],
+        visibility_config=waf.VisibilityConfigProperty(
+            cloud_watch_metrics_enabled=True,
+            metric_name=f"crucible-{env.name}-api",
+            sampled_requests_enabled=True,
+        ),
+    )
+
+
 class WebSocketApi(Construct):
     """$connect/$disconnect/$default to the WebSocket handler; its management endpoint
-    goes to the push handler, which posts with ``@connections``."""
+    goes to the push handler, which posts with ``@connections``. AWS WAF cannot be
+    associated with a WebSocket API: the stage's throttling bounds it."""
 
     def __init__(
         self, scope: Construct, id: str, *, env: EnvironmentConfig, functions: Functions

@@ -3,6 +3,13 @@
 
 Each job type is data (``JOBS``); a definition appears once its folder has a
 Dockerfile, so adding the next container is one entry here.
+
+Jobs run code shaped by users (their datasets, configs, checkpoints), so they have no
+internet: their subnets are isolated (no NAT gateway, no internet gateway), and what
+they and their hosts need is reached through VPC endpoints (``GATEWAY_ENDPOINTS``,
+``INTERFACE_ENDPOINTS``), whose policies admit only Crucible's buckets and table and
+this account's principals, so no endpoint carries data to someone else's account.
+Each job type has its own role (``_job_role``), which reads no secret.
 """
 
 from __future__ import annotations
@@ -37,6 +44,23 @@ class JobType:
 
 JOBS = (JobType("trainer", "containers/gpu-trainer", "gpu", vcpus=4, memory_mib=15_000, gpus=1),)
 
+# What a job and its host reach without internet access: the table and the buckets (also
+# ECR's image layers) through gateway endpoints; image pulls, logs, the ECS agent of the
+# GPU instances, and MLflow (SageMaker's managed tracking server) through interface ones.
+GATEWAY_ENDPOINTS = {
+    "S3": ec2.GatewayVpcEndpointAwsService.S3,
+    "DynamoDB": ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+}
+INTERFACE_ENDPOINTS = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+    "Mlflow": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS,
+}
+
 
 class Batch(Construct):
     def __init__(
@@ -55,13 +79,10 @@ class Batch(Construct):
             self,
             "Vpc",
             max_azs=2,
-            nat_gateways=1,
+            nat_gateways=0,
             subnet_configuration=[
                 ec2.SubnetConfiguration(
-                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
-                ),
-                ec2.SubnetConfiguration(
-                    name="jobs", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
+                    name="jobs", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20
                 ),
             ],
         )
@@ -69,7 +90,7 @@ class Batch(Construct):
         self.vpc.add_flow_log(
             "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
         )
-        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
 
         self.gpu_env = batch.ManagedEc2EcsComputeEnvironment(
             self,
@@ -96,6 +117,7 @@ class Batch(Construct):
             maxv_cpus=env.cpu_max_vcpus,
             spot=env.spot,
         )
+        self._endpoints(names, data, [self.gpu_env, self.cpu_env])
         self.queues = {
             "gpu": batch.JobQueue(
                 self,
@@ -116,20 +138,12 @@ class Batch(Construct):
         }
 
         # Separate roles: the agent pulls images and writes logs (execution); the job
-        # itself reads its spec and writes progress, checkpoints and metrics (job).
+        # itself reads its spec and writes progress, checkpoints and metrics (one role
+        # per job type, ``_job_role``).
         self.execution_role = iam.Role(
             self, "ExecutionRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
         )
-        self.job_role = iam.Role(
-            self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
-        )
-        data.table.grant_read_write_data(self.job_role)
-        data.uploads.grant_read(self.job_role)
-        data.artifacts.grant_read_write(self.job_role)
-        data.internal_secret.grant_read(self.job_role)
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
-        )
+        self.job_roles: dict[str, iam.Role] = {}
         self.job_logs = logs.LogGroup(self, "JobLogs", retention=env.retention)
         self.job_logs.grant_write(self.execution_role)
         self.definitions: dict[str, batch.EcsJobDefinition] = {}
@@ -142,6 +156,7 @@ class Batch(Construct):
         }
         for job in JOBS:
             if (ROOT / job.folder / "Dockerfile").exists():
+                self.job_roles[job.name] = self._job_role(job, data, tracking_uri)
                 self.definitions[job.name] = self._definition(env, names, job, environment)
 
         nag(
@@ -166,17 +181,95 @@ class Batch(Construct):
         )
         nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")
         nag(self, "IAM5[Action::s3:List*]", "Jobs list dataset and checkpoint prefixes.")
-        nag(self, "IAM5[Action::s3:DeleteObject*]", "Jobs replace their own checkpoints.")
+        nag(self, "IAM5[Action::s3:DeleteObject*]", "MLflow deletes artifacts of its runs.")
         nag(self, "IAM5[Action::s3:Abort*]", "Multipart checkpoint uploads can be aborted.")
         nag(self, "IAM5[Resource::*]", "Instance-role and flow-log actions that take no resource.")
-        arn = f"arn:<AWS::Partition>:dynamodb:{env.region}:<AWS::AccountId>:table/{names.table}"
-        nag(self, f"IAM5[Resource::{arn}/index/*]", "Jobs query the table's GSIs.")
-        for bucket in (names.uploads_bucket, names.artifacts_bucket):
+        for bucket, prefix in (
+            (names.uploads_bucket, "datasets/*"),
+            (names.artifacts_bucket, "jobs/*"),
+            (names.artifacts_bucket, "mlflow/*"),
+        ):
             nag(
                 self,
-                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
-                "Objects of Crucible's own bucket.",
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}]",
+                "A job reads datasets, reads and writes jobs' checkpoints and results, and "
+                "logs to MLflow's artifact store: Batch gives a job no identity of its own "
+                "to scope these to its own job (README, Security model).",
             )
+
+    def _endpoints(
+        self, names: ResourceNames, data: DataRefs, clients: list[ec2.IConnectable]
+    ) -> None:
+        """The VPC endpoints of ``GATEWAY_ENDPOINTS`` and ``INTERFACE_ENDPOINTS``, each
+        admitting only Crucible's own resources or this account's principals; the
+        interface ones take HTTPS from the compute environments (``clients``) only."""
+        stack = cdk.Stack.of(self)
+        buckets = [names.uploads_bucket, names.artifacts_bucket]
+        # ECR keeps image layers in this AWS-owned bucket (ECR's VPC endpoint guide).
+        layers = f"arn:{stack.partition}:s3:::prod-{stack.region}-starport-layer-bucket/*"
+        own = {
+            "S3": [
+                f"arn:{stack.partition}:s3:::{b}{suffix}" for b in buckets for suffix in ("", "/*")
+            ]
+            + [layers],
+            "DynamoDB": [data.table.table_arn, f"{data.table.table_arn}/index/*"],
+        }
+        for name, service in GATEWAY_ENDPOINTS.items():
+            endpoint = self.vpc.add_gateway_endpoint(
+                name,
+                service=service,
+                subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
+            )
+            endpoint.add_to_policy(
+                iam.PolicyStatement(
+                    principals=[iam.AnyPrincipal()],
+                    actions=[f"{name.lower()}:*"],
+                    resources=own[name],
+                )
+            )
+        for name, service in INTERFACE_ENDPOINTS.items():
+            endpoint = self.vpc.add_interface_endpoint(
+                name,
+                service=service,
+                private_dns_enabled=True,
+                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+                open=False,
+            )
+            for client in clients:
+                endpoint.connections.allow_default_port_from(client)
+            endpoint.add_to_policy(
+                iam.PolicyStatement(
+                    principals=[iam.AnyPrincipal()],
+                    actions=["*"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
+                )
+            )
+
+    def _job_role(self, job: JobType, data: DataRefs, tracking_uri: str) -> iam.Role:
+        """A job's role: its spec and dataset, its records and events, checkpoints, MLflow.
+
+        Batch gives a job no identity of its own (no per-job session tags), so "its own"
+        is as narrow as key shapes allow: items under ``JOB#*`` and ``EVENTS#job:*`` (and
+        the event ids), objects under ``jobs/*`` (a resumed job reads another job's
+        checkpoint, which the API checked the user may read) and MLflow's prefix. No
+        user, upload intent, connection or secret; datasets are read-only."""
+        role = iam.Role(
+            self,
+            f"{job.name.title()}JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        )
+        data.grant_table(role, ("GetItem",), keys=("JOB#*", "DATASET#*"))
+        data.grant_table(role, ("PutItem", "UpdateItem"), keys=("JOB#*", "EVENTS#job:*", "EVENT#*"))
+        data.uploads.grant_read(role, "datasets/*")
+        data.artifacts.grant_read(role, "jobs/*")
+        data.artifacts.grant_put(role, "jobs/*")
+        data.artifacts.grant_read_write(role, "mlflow/*")  # the tracking server's artifact store
+        data.artifacts.grant_delete(role, "mlflow/*")
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
+        )
+        return role
 
     def allow_submit(self, fn: lambda_.Function) -> None:
         """Let ``fn`` submit jobs to the queues and terminate them (the API's runner)."""
@@ -230,7 +323,7 @@ class Batch(Construct):
                 cpu=job.vcpus,
                 gpu=job.gpus,
                 memory=cdk.Size.mebibytes(job.memory_mib),
-                job_role=self.job_role,
+                job_role=self.job_roles[job.name],
                 execution_role=self.execution_role,
                 environment=environment,
                 logging=logging,
@@ -242,7 +335,7 @@ class Batch(Construct):
                 image=image,
                 cpu=job.vcpus,
                 memory=cdk.Size.mebibytes(job.memory_mib),
-                job_role=self.job_role,
+                job_role=self.job_roles[job.name],
                 execution_role=self.execution_role,
                 environment=environment,
                 logging=logging,

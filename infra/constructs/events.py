@@ -42,7 +42,7 @@ class Events(Construct):
         nag(self.dlq, "SQS3", "This queue is the dead-letter queue.")
         self.rules: dict[str, events.Rule] = {}
         for route in ROUTES:
-            p = route.pattern(names)
+            p = route.pattern(names, cloud=True)
             rule = events.Rule(
                 self,
                 f"Rule-{route.name}",

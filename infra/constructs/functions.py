@@ -42,6 +42,21 @@ EVENT_HANDLERS = {
 }
 
 
+# DynamoDB actions by kind (the adapters call no others: no Scan, no batch calls).
+READ = ("GetItem", "Query")
+WRITE = ("PutItem", "UpdateItem", "DeleteItem")
+# Partition keys (dynamodb:LeadingKeys) of what push keeps and what publishing writes.
+PUSH_KEYS = ("CONN#*", "TOPIC#*")
+EVENT_KEYS = ("EVENT#*", "EVENTS#*")
+# (bucket, object key pattern) pairs granted to one handler each.
+OBJECT_PREFIXES = (
+    ("uploads_bucket", "audio/*"),
+    ("uploads_bucket", "datasets/*"),
+    ("artifacts_bucket", "analysis/*"),
+    ("artifacts_bucket", "jobs/*/checkpoints/*"),
+)
+
+
 def _image(dockerfile: str, **options) -> lambda_.DockerImageCode:
     """A Lambda image built from ``dockerfile`` with the repository as its context."""
     return lambda_.DockerImageCode.from_image_asset(
@@ -102,20 +117,7 @@ class Functions(Construct):
             module: self._event_handler(module, core)
             for module in dict.fromkeys(route.handler for route in ROUTES)
         }
-        analysis = self.by_module["functions.events.analysis"]
-        datasets = self.by_module["functions.events.datasets"]
-
-        table, uploads, artifacts = data.table, data.uploads, data.artifacts
-        for fn in self.all:
-            table.grant_read_write_data(fn)
-            data.jwt_secret.grant_read(fn)
-        uploads.grant_read_write(self.api)
-        data.internal_secret.grant_read(self.api)  # X-Internal-Auth of the training callback
-        uploads.grant_delete(self.api)
-        artifacts.grant_read(self.api)
-        artifacts.grant_delete(self.api)
-        artifacts.grant_read(self.inference)  # checkpoints
-        self.inference.grant_invoke(self.api)
+        self._grant(data)
         self.api.add_environment("CRUCIBLE_PREDICTOR", "lambda")
         inference = cdk.Stack.of(self).get_logical_id(self.inference.node.default_child)
         nag(
@@ -123,10 +125,6 @@ class Functions(Construct):
             f"IAM5[Resource::<{inference}.Arn>:*]",
             "grant_invoke covers the inference function's versions and aliases.",
         )
-        uploads.grant_read(analysis)
-        uploads.grant_read(datasets)
-        artifacts.grant_read_write(analysis)
-        artifacts.grant_delete(analysis)
         self.api.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["events:PutEvents"],
@@ -139,13 +137,21 @@ class Functions(Construct):
         )
         arn = f"arn:<AWS::Partition>:dynamodb:{env.region}:<AWS::AccountId>:table/{names.table}"
         nag(
-            self, f"IAM5[Resource::{arn}/index/*]", "grant_read_write_data covers the table's GSIs."
+            self,
+            f"IAM5[Resource::{arn}/index/*]",
+            "Queries on the table's GSIs (DataRefs.grant_table).",
         )
         for bucket in (names.uploads_bucket, names.artifacts_bucket):
             nag(
                 self,
                 f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
-                "Objects of Crucible's own bucket.",
+                "Objects of Crucible's own bucket (the API, which serves all of them).",
+            )
+        for bucket, prefix in OBJECT_PREFIXES:
+            nag(
+                self,
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{getattr(names, bucket)}/{prefix}]",
+                "The objects of one kind a handler works on (a prefix of Crucible's own bucket).",
             )
         nag(
             self,
@@ -174,6 +180,61 @@ class Functions(Construct):
             "L1",
             "Pinned to Python 3.11, the interpreter the code and its tests run on locally.",
         )
+
+    def _grant(self, data: DataRefs) -> None:
+        """Each function's role: only what its code uses. Only the API and ``$connect``
+        verify JWTs (the JWT secret); only the API checks the training callback (the
+        internal secret). Every function gets ``CRUCIBLE_*_SECRET_ARN`` (settings require
+        one), but a read of a secret it has no grant for fails."""
+        api, ws, push, inference = self.api, self.websocket, self.stream_push, self.inference
+        analysis = self.by_module["functions.events.analysis"]
+        datasets = self.by_module["functions.events.datasets"]
+        objects = self.by_module["functions.events.s3_object"]
+        batch_state = self.by_module["functions.events.batch_state"]
+        uploads, artifacts = data.uploads, data.artifacts
+
+        # The API is the application: any item, both buckets, both secrets.
+        data.grant_table(api, READ + WRITE + ("ConditionCheckItem",), indexes=True)
+        data.jwt_secret.grant_read(api)
+        data.internal_secret.grant_read(api)  # X-Internal-Auth of the training callback
+        uploads.grant_read_write(api)
+        uploads.grant_delete(api)
+        artifacts.grant_read(api)
+        artifacts.grant_delete(api)
+        self.inference.grant_invoke(api)
+
+        # $connect verifies the token and may a topic be read (users, the topic's owner);
+        # connections and subscriptions are the only items it writes.
+        data.jwt_secret.grant_read(ws)
+        data.grant_table(ws, READ, indexes=True)
+        data.grant_table(ws, ("PutItem", "DeleteItem"), keys=PUSH_KEYS)
+        # Stream -> push: reads followers (and re-checks them), drops the gone ones.
+        data.grant_table(push, READ, indexes=True)
+        data.grant_table(push, ("DeleteItem",), keys=PUSH_KEYS)
+        # Object created: publishes an event, nothing else.
+        data.grant_table(objects, ("PutItem",), keys=EVENT_KEYS)
+        # Batch job state: the job, its owner's active-job counters (USER#<id> /
+        # ACTIVEJOBS), and the events it publishes.
+        data.grant_table(
+            batch_state,
+            ("GetItem", "PutItem", "UpdateItem"),
+            keys=("JOB#*", "USER#*", *EVENT_KEYS),
+        )
+        # Analysis and dataset ingestion: the recording's or dataset's items, upload
+        # intents, results and events (no fixed key list: the item kinds they touch are
+        # those of shared/adapters/dynamodb/recordings.py and datasets.py).
+        for fn in (analysis, datasets):
+            data.grant_table(fn, READ + WRITE, indexes=True)
+        uploads.grant_read(analysis, "audio/*")
+        uploads.grant_put(analysis, "audio/*")  # the stored copy of what was inspected
+        uploads.grant_delete(analysis, "audio/*")
+        artifacts.grant_read_write(analysis, "analysis/*")
+        artifacts.grant_delete(analysis, "analysis/*")
+        uploads.grant_read(datasets, "datasets/*")
+        uploads.grant_put(datasets, "datasets/*")
+        uploads.grant_delete(datasets, "datasets/*")
+        # Inference reads checkpoints, and nothing else: no table, no secret.
+        artifacts.grant_read(inference, "jobs/*/checkpoints/*")
 
     def _event_handler(self, module: str, layer: lambda_.LayerVersion) -> lambda_.Function:
         """The function of a routes' handler module, sized by ``EVENT_HANDLERS``."""

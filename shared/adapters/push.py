@@ -27,29 +27,50 @@ class ApiGatewayNotifier:
             raise
         return True
 
+    def close(self, connection_id: str) -> None:
+        """Close the client's socket (``DeleteConnection``); a connection already gone is fine."""
+        try:
+            self.client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("GoneException", "410"):
+                raise
+
 
 Sender = Callable[[str], bool]
+Closer = Callable[[], None]
 
 
 class LocalHub:
     """Connections held by the local dev server, by connection id.
 
-    The server registers a thread-safe ``send(text) -> bool`` per WebSocket; the
-    notifier below posts through it exactly as the API Gateway notifier posts
-    through ``@connections``.
+    The server registers a thread-safe ``send(text) -> bool`` per WebSocket, and a
+    ``close()`` that closes it; the notifier below posts and closes through them exactly
+    as the API Gateway notifier does through ``@connections``.
     """
 
     def __init__(self) -> None:
         self._senders: dict[str, Sender] = {}
+        self._closers: dict[str, Closer] = {}
         self._lock = threading.Lock()
 
-    def register(self, connection_id: str, send: Sender) -> None:
+    def register(self, connection_id: str, send: Sender, close: Closer | None = None) -> None:
         with self._lock:
             self._senders[connection_id] = send
+            if close is not None:
+                self._closers[connection_id] = close
 
     def unregister(self, connection_id: str) -> None:
         with self._lock:
             self._senders.pop(connection_id, None)
+            self._closers.pop(connection_id, None)
+
+    def close(self, connection_id: str) -> None:
+        """Stop sending to the connection and close its socket (when the server gave a way)."""
+        with self._lock:
+            self._senders.pop(connection_id, None)
+            close = self._closers.pop(connection_id, None)
+        if close is not None:
+            close()
 
     def sender(self, connection_id: str) -> Sender | None:
         with self._lock:
@@ -63,3 +84,6 @@ class LocalHubNotifier:
     def post(self, connection_id: str, message: dict[str, Any]) -> bool:
         send = self.hub.sender(connection_id)
         return bool(send and send(json.dumps(message)))
+
+    def close(self, connection_id: str) -> None:
+        self.hub.close(connection_id)

@@ -19,8 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from shared.routing import LOCAL_BATCH_SOURCE
+
 BATCH_EVENT = "Batch Job State Change"
-LOCAL_SOURCE = "crucible.local-batch"
 
 
 class BatchJobRunner:
@@ -77,7 +78,7 @@ class LocalJobRunner:
             "createdAt": int(time.time() * 1000),
             **extra,
         }
-        self.bus.put_event(BATCH_EVENT, detail, source=LOCAL_SOURCE)
+        self.bus.put_event(BATCH_EVENT, detail, source=LOCAL_BATCH_SOURCE)
 
     def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
         if job_type not in self.commands:

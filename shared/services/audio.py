@@ -7,6 +7,17 @@ Uploads reach S3 three ways — through the API (multipart form, small files), b
 presigned POST, or by a presigned multipart upload — and in every case S3's "Object
 Created" event registers the file (if the API has not) and starts its first analysis
 (functions/events/analysis.py). Objects live under ``audio/<user id>/<file id>/``.
+
+What a client may write is only ever an arrival: a presigned POST stays usable for its
+whole lifetime, so the bytes registration probed are copied to
+``audio/<user>/<file>/stored/<token>.<ext>`` (a key no client is granted) and the
+file's ``key`` points there; the arrival is deleted, and a later arrival for a
+registered file is deleted unread. A multipart upload is sized: each part URL is signed
+for its exact length, and the completed object must hold exactly the size declared
+when it started (kept as its ``declared-size`` metadata) and no more than the limit,
+or it is deleted and the file refused (``failed``, with the reason, and no stored
+bytes). Deleting a file erases every version of everything under its prefix and of its
+analysis results.
 """
 
 from __future__ import annotations
@@ -22,7 +33,15 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from shared.errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound, TooLarge
+from shared.errors import (
+    Conflict,
+    CrucibleError,
+    Forbidden,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    TooLarge,
+)
 from shared.events import ProgressEvent, event_id_for
 from shared.models import AudioFile, Page, Principal, Tag, UploadIntent, utcnow
 from shared.ports import AudioFileRepository, EventBus, ObjectStore, TagRepository
@@ -35,14 +54,25 @@ MAX_BATCH = 10
 LEASE_S = 20 * 60  # longer than the analysis Lambda's 15-minute limit
 PRESIGN_EXPIRES_S = 3600
 PART_SIZE = 8 * 1024 * 1024
+DECLARED_SIZE = "declared-size"  # object metadata the platform sets on multipart uploads
 
 
 def audio_key(owner_id: int, file_id: int, extension: str) -> str:
     return f"audio/{owner_id}/{file_id}/{uuid.uuid4().hex}.{extension}"
 
 
+def stored_key(owner_id: int, file_id: int, extension: str) -> str:
+    """A new key for bytes the platform keeps: no client is granted it."""
+    return f"audio/{owner_id}/{file_id}/stored/{uuid.uuid4().hex}.{extension}"
+
+
+def file_prefix(owner_id: int, file_id: int) -> str:
+    return f"audio/{owner_id}/{file_id}/"
+
+
 def parse_audio_key(key: str) -> tuple[int, int] | None:
-    """(owner id, file id) of an ``audio/<owner>/<file>/<name>`` key, else None."""
+    """(owner id, file id) of an arrival, ``audio/<owner>/<file>/<name>``, else None (the
+    platform's own copies, one level deeper, are not arrivals)."""
     parts = key.split("/")
     if len(parts) == 4 and parts[0] == "audio" and parts[1].isdigit() and parts[2].isdigit():
         return int(parts[1]), int(parts[2])
@@ -192,8 +222,13 @@ class AudioService:
     ) -> dict[str, Any]:
         intent = self._intent(actor, filename, size, start)
         parts = max(1, math.ceil(size / PART_SIZE))
+        sizes = [PART_SIZE] * (parts - 1) + [size - PART_SIZE * (parts - 1)]
         mp = self.uploads.start_multipart(
-            intent.key, parts=parts, content_type=content_type, expires=PRESIGN_EXPIRES_S
+            intent.key,
+            part_sizes=sizes,
+            content_type=content_type,
+            expires=PRESIGN_EXPIRES_S,
+            metadata={DECLARED_SIZE: str(size)},
         )
         return {
             "file_id": intent.file_id,
@@ -210,63 +245,140 @@ class AudioService:
         intent = self.files.intent(file_id)
         if intent is None or intent.owner_id != actor.user_id:
             raise NotFound("No multipart upload in progress for this file", code="UPLOAD_NOT_FOUND")
-        try:
-            self.uploads.complete_multipart(intent.key, upload_id, parts)
-        except Exception as exc:
-            raise InvalidInput(f"S3 refused to complete the upload: {exc}", field="parts") from None
+        self.uploads.complete_multipart(intent.key, upload_id, parts)  # S3's refusal: a 400
+        refused = self._admit(intent)
+        if refused is None:  # the arrival's own handler may have refused it first
+            f = self.files.get(file_id)
+            if f is not None and f.status == "failed" and not f.key:
+                refused = InvalidInput(f.error or "The upload was refused", code="UPLOAD_REFUSED")
+        if refused is not None:
+            raise refused
         return {"file_id": file_id, "key": intent.key, "status": "uploaded"}
+
+    def _admit(self, intent: UploadIntent) -> CrucibleError | None:
+        """Check an arrived object's real size against the limit and, for a multipart
+        upload, the size declared when it started. A misfit is deleted and its file
+        recorded as refused (once, whoever sees it first); returns why, or None."""
+        info = self.uploads.head(intent.key)
+        if info is None:
+            return None  # already registered (or refused) by whoever saw it first
+        size, declared = info["size"], info["metadata"].get(DECLARED_SIZE)
+        if size > self.max_bytes:
+            refused: CrucibleError = TooLarge(
+                f"The upload holds {size} bytes, more than the "
+                f"{self.max_bytes // (1024 * 1024)} MB allowed; it was deleted",
+                field="parts",
+            )
+        elif declared is not None and size != int(declared):
+            refused = InvalidInput(
+                f"The upload holds {size} bytes but {declared} were declared when it started; "
+                "it was deleted. Upload every part (each exactly its 'size') and complete with "
+                "all of them",
+                field="parts",
+                code="UPLOAD_SIZE_MISMATCH",
+            )
+        else:
+            return None
+        record = AudioFile(
+            id=intent.file_id,
+            owner_id=intent.owner_id,
+            filename="",
+            original_filename=intent.original_filename,
+            key="",  # nothing of it is stored
+            file_size=size,
+            sample_rate=0,
+            duration=0.0,
+            format="unknown",
+            content_type="application/octet-stream",
+            recording_start_time=intent.recording_start_time,
+            status="failed",
+            error=refused.detail,
+            message=f"Upload refused: {refused.detail}",
+        )
+        if self.files.create(record):
+            self._announce(record, "error", record.message or "")
+        self.uploads.delete(intent.key)
+        self.files.drop_intent(intent.file_id)
+        return refused
 
     def register_object(self, key: str, size: int) -> AudioFile | None:
         """An object arrived under ``audio/``: the file it belongs to, registering it from
-        the presigned upload's intent if the API has not. None if it is not audio we know."""
+        the presigned upload's intent if the API has not (sized, probed, and the probed
+        bytes kept where no client can write). An arrival nobody asked for, or a second
+        one for a registered file, is deleted; None if it is not audio we know.
+        (``size``, S3's word on the object, is checked against the object itself.)"""
         ids = parse_audio_key(key)
         if ids is None:
             return None
         owner_id, file_id = ids
         existing = self.files.get(file_id)
         if existing is not None:
+            if existing.key != key:  # a presigned URL used again: its bytes are never read
+                log.info("file %s is registered already; deleting another arrival %s", file_id, key)
+                self.uploads.delete(key)
             return existing
         intent = self.files.intent(file_id)
         if intent is None or intent.key != key or intent.owner_id != owner_id:
-            log.warning("object %s has no upload intent; ignoring it", key)
+            log.warning("object %s belongs to no upload; deleting it", key)
+            self.uploads.delete(key)
             return None
+        if self._admit(intent) is not None:
+            return self.files.get(file_id)
         from shared.audio import InvalidAudio, probe
 
-        base = dict(
-            id=file_id,
-            owner_id=owner_id,
-            filename=PurePosixPath(key).name,
-            original_filename=intent.original_filename,
-            key=key,
-            file_size=size,
-            recording_start_time=intent.recording_start_time,
-        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "upload"
-            self.uploads.download(key, str(path))
             try:
+                self.uploads.download(key, str(path))
+            except Exception:
+                registered = self.files.get(file_id)  # by a duplicate event, which deleted it
+                if registered is not None:
+                    return registered
+                raise
+            got = path.stat().st_size
+            fields: dict[str, Any]
+            try:
+                if got > self.max_bytes:  # it changed since it was checked
+                    raise InvalidAudio(
+                        f"The file is larger than {self.max_bytes // (1024 * 1024)} MB"
+                    )
                 info = probe(path)
-                record = AudioFile(
-                    **base,
-                    sample_rate=info.sample_rate,
-                    duration=info.duration,
-                    channels=info.channels,
-                    format=info.format,
-                    content_type=info.content_type,
-                )
             except InvalidAudio as exc:  # arrived already: keep it, say why it can't be used
-                record = AudioFile(
-                    **base,
-                    sample_rate=0,
-                    duration=0.0,
-                    format="unknown",
-                    content_type="application/octet-stream",
-                    status="failed",
-                    error=exc.detail,
-                    message=exc.detail,
-                )
-        self.files.create(record)  # a concurrent duplicate event may have won: both read it back
+                ext = "bin"
+                fields = {
+                    "sample_rate": 0,
+                    "duration": 0.0,
+                    "format": "unknown",
+                    "content_type": "application/octet-stream",
+                    "status": "failed",
+                    "error": exc.detail,
+                    "message": exc.detail,
+                }
+            else:
+                ext = info.extension
+                fields = {
+                    "sample_rate": info.sample_rate,
+                    "duration": info.duration,
+                    "channels": info.channels,
+                    "format": info.format,
+                    "content_type": info.content_type,
+                }
+            kept = stored_key(owner_id, file_id, ext)
+            record = AudioFile(
+                id=file_id,
+                owner_id=owner_id,
+                filename=PurePosixPath(kept).name,
+                original_filename=intent.original_filename,
+                key=kept,
+                file_size=got,
+                recording_start_time=intent.recording_start_time,
+                **fields,
+            )
+            self.uploads.upload(record.key, str(path))  # exactly the bytes probed
+        if not self.files.create(record):  # a concurrent duplicate event won: keep its copy
+            self.uploads.delete(record.key)
         self.files.drop_intent(file_id)
+        self.uploads.delete(key)  # the arrival is never read again
         return self.files.get(file_id)
 
     # --- edits --------------------------------------------------------------------------
@@ -292,8 +404,19 @@ class AudioService:
     def delete(self, actor: Principal, file_id: int) -> None:
         f = self._writable(actor, file_id)
         self.files.delete(file_id)  # first: a running analysis can no longer write to it
-        self.uploads.delete(f.key)
+        # every version of the recording (arrival, stored copy) and of its results
+        self.uploads.delete_prefix(file_prefix(f.owner_id, file_id))
         self.artifacts.delete_prefix(f"analysis/{file_id}/")
+
+    def media(self, actor: Principal, file_id: int) -> AudioFile:
+        """A file whose recording can be fetched (a refused upload has none)."""
+        f = self.get(actor, file_id)
+        if not f.key:
+            raise NotFound(
+                f"This upload was refused and nothing of it is stored: {f.error}",
+                code="FILE_NOT_STORED",
+            )
+        return f
 
     def set_tags(self, actor: Principal, file_id: int, tag_ids: list[int]) -> list[Tag]:
         f = self._writable(actor, file_id)
@@ -352,9 +475,13 @@ class AudioService:
         except Exception as exc:  # the reason is the user's to read; nothing earlier is lost
             from shared.audio import InvalidAudio
 
-            reason = exc.detail if isinstance(exc, InvalidAudio) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, InvalidAudio | ValueError):
-                log.exception("analysis of file %s failed", file_id)
+            if isinstance(exc, InvalidAudio):
+                reason = exc.detail
+            elif isinstance(exc, ValueError):  # the analysis's own word on the recording
+                reason = str(exc)
+            else:  # the detail is for the log, not the user
+                log.exception("analysis of file %s (task %s) failed", file_id, task_id)
+                reason = f"an internal error stopped the analysis (task {task_id}); try again"
             done = self.files.finish(
                 file_id,
                 task_id,

@@ -1,4 +1,11 @@
-"""Registration, login, JWT access/refresh tokens and static API tokens."""
+"""Registration, login, JWT access/refresh tokens and static API tokens.
+
+Every credential resolves to its user as stored now (``UserRepository.current``: a few
+seconds late at most), never to the role a token was issued with: a demoted or deleted
+user's old tokens lose what the change took away. A static API token acts as a service
+user of its own, found by the token's name (a ``TOKEN#`` lock), never by an e-mail
+address, so no registration can claim it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,14 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from shared.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.models import Page, Principal, User
 from shared.ports import UserRepository
 from shared.settings import Settings
@@ -29,6 +36,8 @@ def _dummy_hash() -> str:
 
 # Not an argon2 hash: no password ever verifies against it (API-token service users).
 _NO_LOGIN = "!"
+# The e-mail domain shown for API tokens' service users; nobody registers under it.
+TOKEN_DOMAIN = "api-tokens.crucible"  # noqa: S105 - a domain name, not a secret
 
 
 @dataclass(frozen=True)
@@ -44,17 +53,27 @@ class AuthService:
         self.users = users
         self.settings = settings
         self._secret = secret
-        self._token_principals: dict[str, Principal] = {}
+        self._token_users: dict[str, int] = {}  # API token name -> its service user's id
 
     # --- accounts -------------------------------------------------------
     def register(
         self, *, email: str, password: str, role: str = "user", full_name: str | None = None
     ) -> User:
-        if role not in self.settings.self_register_roles:
+        if role == "admin" or role not in self.settings.self_register_roles:
             raise Forbidden(
-                f"Role '{role}' cannot be chosen at registration; allowed: "
-                + ", ".join(self.settings.self_register_roles),
+                f"The '{role}' role cannot be chosen at registration (allowed: "
+                + ", ".join(r for r in self.settings.self_register_roles if r != "admin")
+                + f"): register, then an administrator grants '{role}' "
+                "(PUT /api/v1/users/{id}/role, or the operator's admin CLI)",
                 field="role",
+                code="ROLE_NOT_SELF_ASSIGNABLE",
+            )
+        domain = email.rpartition("@")[2].lower()
+        if domain == TOKEN_DOMAIN or domain.endswith("." + TOKEN_DOMAIN):
+            raise InvalidInput(
+                f"Addresses at {TOKEN_DOMAIN} are reserved for API tokens; use your own e-mail",
+                field="email",
+                code="EMAIL_RESERVED",
             )
         if len(password) < 8:
             raise InvalidInput("Password must be at least 8 characters", field="password")
@@ -109,12 +128,19 @@ class AuthService:
         return self._encode(user.id, user.role, "access", ttl), ttl
 
     def authenticate(self, token: str) -> Principal:
-        """Resolve a bearer credential: a static API token or a JWT access token."""
-        for name, secret in self._api_tokens.items():
+        """Resolve a bearer credential (a static API token or a JWT access token) to its
+        user as stored now: role changes and deletions apply within seconds."""
+        for secret, name in self.settings.api_token_names.items():
             if hmac.compare_digest(token.encode(), secret.encode()):
-                return self._api_token_principal(name)
+                return self._current(self._token_user(name), via="api_token")
         claims = self._decode(token, "access")
-        return Principal(user_id=int(claims["sub"]), role=claims["role"], via="jwt")
+        return self._current(int(claims["sub"]), via="jwt")
+
+    def _current(self, user_id: int, *, via: str) -> Principal:
+        user = self.users.current(user_id)
+        if user is None:
+            raise Unauthorized("The account of this token no longer exists", code="INVALID_TOKEN")
+        return Principal(user_id=user.id, role=user.role, via=via)
 
     def _encode(self, user_id: int, role: str, kind: str, ttl: int) -> str:
         now = int(time.time())
@@ -149,29 +175,26 @@ class AuthService:
         return claims
 
     # --- static API tokens (seed 004's API_TOKENS) -------------------------
-    @cached_property
-    def _api_tokens(self) -> dict[str, str]:
-        tokens = {}
-        for i, entry in enumerate(self.settings.api_tokens):
-            name, _, secret = entry.rpartition("=")
-            tokens[name or f"api-token-{i + 1}"] = secret
-        return tokens
+    def _token_user(self, name: str) -> int:
+        """The id of API token ``name``'s service user, created on first use."""
+        if name not in self._token_users:
+            user = self.users.get_by_token_name(name) or self._create_token_user(name)
+            self._token_users[name] = user.id
+        return self._token_users[name]
 
-    def _api_token_principal(self, name: str) -> Principal:
-        """API tokens act as a service user of their own, created on first use."""
-        if name in self._token_principals:
-            return self._token_principals[name]
-        email = f"{name}@api-tokens.crucible"
-        user = self.users.get_by_email(email)
+    def _create_token_user(self, name: str) -> User:
+        email = f"{name}@{TOKEN_DOMAIN}"
+        # Earlier versions kept the token's user under its e-mail lock; adopt it only if it
+        # is that service user (no password: no registration can produce one).
+        legacy = self.users.get_by_email(email)
+        if legacy is not None and legacy.password_hash == _NO_LOGIN:
+            created = legacy if self.users.bind_token_user(name, legacy.id) else None
+        else:
+            created = self.users.create_token_user(
+                name, email=email, password_hash=_NO_LOGIN, role="user", full_name=name
+            )
+        # None: another request made it first
+        user = created or self.users.get_by_token_name(name)
         if user is None:
-            try:
-                user = self.users.create(
-                    email=email, password_hash=_NO_LOGIN, role="user", full_name=name
-                )
-            except Conflict:  # created concurrently by another request
-                user = self.users.get_by_email(email)
-                if user is None:
-                    raise
-        principal = Principal(user_id=user.id, role=user.role, via="api_token")
-        self._token_principals[name] = principal
-        return principal
+            raise RuntimeError(f"the service user of API token {name!r} could not be created")
+        return user

@@ -1,41 +1,60 @@
-"""Seeds 002/003: datasets. One zip per dataset at ``datasets/<user id>/<id>/archive.zip``.
+"""Seeds 002/003: datasets, one zip each.
 
 Small uploads through the API are inspected on the spot (the seed's response carries
 the statistics); presigned uploads are inspected when S3's "Object Created" event
-reaches functions/events/datasets.py. Either way ingestion is recorded once.
+reaches functions/events/datasets.py. Either way ingestion is recorded once, and on
+any failure the dataset ends ``failed`` with a reason (never left ``uploading``).
+
+Keys: a presigned POST may write ``datasets/<user>/<id>/archive.zip`` (the arrival) for
+its whole lifetime, so that object is never what the platform uses. Ingestion keeps the
+exact bytes it inspected at ``datasets/<user>/<id>/stored/<token>/archive.zip``, a key no
+client is ever granted, beside their full ``statistics.json``; the dataset's ``key``
+points there, and the arrival is deleted. A later arrival at the same presigned key
+finds the dataset ingested and is deleted unread.
+
+The dataset item holds a bounded summary (at most :data:`SUMMARY_CLASSES` classes of the
+distribution): a dataset of 1,000 long class names would not fit DynamoDB's 400 KB item.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import logging
 import tempfile
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from shared.datasets import DatasetStats, InvalidDataset, inspect, validate
 from shared.errors import InvalidInput, NotFound, TooLarge
 from shared.models import Dataset, Principal
 from shared.ports import DatasetRepository, ObjectStore
 
+if TYPE_CHECKING:
+    from shared.services.catalog import ProjectService
+
 log = logging.getLogger(__name__)
 PRESIGN_EXPIRES_S = 3600
 DECLARED = ("auto", "imagefolder", "yolo", "coco", "ljspeech", "dice")
-# What ingestion records on the dataset from the archive's statistics (besides its format).
-_STATS_FIELDS = (
-    "file_count",
-    "total_size_bytes",
-    "num_classes",
-    "class_distribution",
-    "splits",
-    "extra",
+MAX_DESCRIPTION = 2000
+SUMMARY_CLASSES = 100  # classes of the distribution kept on the dataset item
+STATISTICS = "statistics.json"
+INTERNAL_FAILURE = (
+    "The archive could not be inspected because of an internal error; upload it again"
 )
 
 
 def dataset_key(owner_id: int, dataset_id: str) -> str:
+    """Where a presigned POST puts a dataset's zip (its arrival)."""
     return f"datasets/{owner_id}/{dataset_id}/archive.zip"
+
+
+def stored_folder(owner_id: int, dataset_id: str) -> str:
+    """A new folder for the bytes ingestion inspected: no client can write there."""
+    return f"datasets/{owner_id}/{dataset_id}/stored/{uuid.uuid4().hex}/"
 
 
 def _bundle(files: list[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
@@ -65,11 +84,24 @@ class DatasetService:
         *,
         max_bytes: int,
         max_direct_bytes: int,
+        projects: ProjectService,
     ) -> None:
         self.datasets = datasets
         self.uploads = uploads
         self.max_bytes = max_bytes  # through the API
         self.max_direct_bytes = max_direct_bytes  # presigned, straight to S3
+        self.projects = projects
+
+    def _project(self, actor: Principal, project_id: int | None) -> None:
+        """A dataset may name only a project its creator can read."""
+        if project_id is None:
+            return
+        try:
+            self.projects.get(actor, project_id)
+        except NotFound:
+            raise NotFound(
+                "Project not found", field="project_id", code="PROJECT_NOT_FOUND"
+            ) from None
 
     def _new(
         self,
@@ -85,6 +117,11 @@ class DatasetService:
             raise InvalidInput(f"format must be one of {', '.join(DECLARED)}", field="format")
         if not name.strip():
             raise InvalidInput("name must not be empty", field="name")
+        if description is not None and len(description) > MAX_DESCRIPTION:
+            raise InvalidInput(
+                f"description must be at most {MAX_DESCRIPTION} characters", field="description"
+            )
+        self._project(actor, project_id)
         dataset_id = str(uuid.uuid4())
         return Dataset(
             id=dataset_id,
@@ -111,6 +148,7 @@ class DatasetService:
     ) -> Dataset:
         if not files:
             raise InvalidInput("Send the dataset as one zip (or its files)", field="files")
+        d = self._new(actor, name, description, fmt, visibility, project_id, "processing")
         archive = _bundle(files)
         size = archive.seek(0, io.SEEK_END)
         archive.seek(0)
@@ -123,16 +161,17 @@ class DatasetService:
         declared = None if fmt in ("auto", "dice") else fmt
         # a malformed dataset is refused before anything is stored
         stats = inspect(archive, declared)
-        d = self._new(actor, name, description, fmt, visibility, project_id, "processing")
-        self.datasets.create(d)
-        archive.seek(0)
-        self.uploads.put(d.key, archive.read(), content_type="application/zip")
-        return (
-            self.datasets.finish(
-                d.id, {"status": "ready", "archive_bytes": size, **self._fields(stats)}
-            )
-            or d
-        )
+        folder = stored_folder(d.owner_id, d.id)
+        self.datasets.create(d.model_copy(update={"key": folder + "archive.zip"}))
+        try:
+            archive.seek(0)
+            self.uploads.put(folder + "archive.zip", archive.read(), content_type="application/zip")
+            done = self.datasets.finish(d.id, self._ready(folder, stats, size))
+        except Exception:
+            log.exception("storing dataset %s failed", d.id)
+            self._fail(d.id, INTERNAL_FAILURE, folder)
+            raise
+        return done or d
 
     def presign(
         self,
@@ -164,33 +203,104 @@ class DatasetService:
         }
 
     def ingest(self, key: str, size: int) -> Dataset | None:
-        """Inspect an archive that arrived by S3 (once: a ready or failed dataset is left alone)."""
+        """Inspect an archive that arrived by S3, once: the bytes inspected are the bytes
+        kept. An arrival for a dataset already ready or failed changes nothing (and is
+        deleted); one nobody asked for is deleted."""
         parts = key.split("/")
         if len(parts) != 4 or parts[0] != "datasets" or parts[3] != "archive.zip":
-            return None
+            return None  # not an arrival (the platform's own copies live deeper)
         d = self.datasets.get(parts[2])
-        if d is None or d.key != key or d.status not in ("uploading", "processing"):
+        if d is None or dataset_key(d.owner_id, d.id) != key:
+            log.warning("object %s belongs to no dataset; deleting it", key)
+            self.uploads.delete(key)
+            return None
+        if d.status not in ("uploading", "processing"):
+            log.info("dataset %s is %s already; dropping another arrival", d.id, d.status)
+            self.uploads.delete(key)
             return d
         declared = None if d.format in ("auto", "dice") else d.format
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "archive.zip"
-            self.uploads.download(key, str(path))
-            try:
-                fields = {"status": "ready", **self._fields(inspect(str(path), declared))}
-            except InvalidDataset as exc:
-                fields = {"status": "failed", "error": exc.detail}
-        return self.datasets.finish(d.id, {**fields, "archive_bytes": size})
+        folder = stored_folder(d.owner_id, d.id)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "archive.zip"
+                self.uploads.download(key, str(path))
+                try:
+                    stats = inspect(str(path), declared)
+                except InvalidDataset as exc:
+                    fields: dict[str, Any] = {"status": "failed", "error": exc.detail}
+                else:  # exactly these bytes: a later arrival cannot replace them
+                    self.uploads.upload(folder + "archive.zip", str(path))
+                    fields = self._ready(folder, stats, path.stat().st_size)
+            done = self.datasets.finish(d.id, {"archive_bytes": size, **fields})
+        except Exception:
+            log.exception("ingesting %s failed", key)
+            done = self._fail(d.id, INTERNAL_FAILURE, None)
+        if done is None or done.key != folder + "archive.zip":
+            self.uploads.delete_prefix(folder)  # failed, or another arrival's ingestion won
+        self.uploads.delete(key)  # the arrival is never read again
+        return done or self.datasets.get(d.id)
 
-    @staticmethod
-    def _fields(stats: DatasetStats) -> dict[str, Any]:
-        s = stats.as_dict()
-        return {k: s[k] for k in _STATS_FIELDS} | {"format": stats.format}
+    def _ready(self, folder: str, stats: DatasetStats, size: int) -> dict[str, Any]:
+        """The fields of a ready dataset, its full statistics stored beside its archive."""
+        self.uploads.put(
+            folder + STATISTICS,
+            json.dumps(stats.as_dict(), ensure_ascii=False).encode(),
+            content_type="application/json",
+        )
+        summary = dict(itertools.islice(stats.class_distribution.items(), SUMMARY_CLASSES))
+        return {
+            "status": "ready",
+            "key": folder + "archive.zip",
+            "archive_bytes": size,
+            "format": stats.format,
+            "file_count": stats.file_count,
+            "total_size_bytes": stats.total_size_bytes,
+            "num_classes": stats.num_classes,
+            "class_distribution": summary,
+            "splits": stats.splits,
+            "extra": stats.extra,
+        }
+
+    def _fail(self, dataset_id: str, reason: str, folder: str | None) -> Dataset | None:
+        """Record a failure (best effort: this runs when something already went wrong)."""
+        try:
+            if folder:
+                self.uploads.delete_prefix(folder)
+            return self.datasets.finish(dataset_id, {"status": "failed", "error": reason})
+        except Exception:
+            log.exception("could not record the failure of dataset %s", dataset_id)
+            return None
+
+    def statistics(self, d: Dataset) -> DatasetStats:
+        """The dataset's full statistics (the item holds a summary when there are many classes)."""
+        stats = DatasetStats(
+            d.format,
+            d.file_count,
+            d.total_size_bytes,
+            d.num_classes,
+            d.class_distribution,
+            d.splits,
+            d.extra,
+        )
+        if d.status == "ready" and len(d.class_distribution) < d.num_classes:
+            try:
+                full = json.loads(self.uploads.get(d.key.rsplit("/", 1)[0] + "/" + STATISTICS))
+                stats.class_distribution = full["class_distribution"]
+            except Exception:  # stored before statistics were kept apart: the item is whole
+                log.warning("no stored statistics for dataset %s", d.id, exc_info=True)
+        return stats
 
     def get(self, actor: Principal, dataset_id: str) -> Dataset:
         d = self.datasets.get(dataset_id)
         if d is None or not (d.visibility == "public" or actor.can_read(d.owner_id)):
             raise NotFound("Dataset not found", code="DATASET_NOT_FOUND")
         return d
+
+    def detail(self, actor: Principal, dataset_id: str) -> Dataset:
+        """A dataset with its whole class distribution."""
+        d = self.get(actor, dataset_id)
+        stats = self.statistics(d)
+        return d.model_copy(update={"class_distribution": stats.class_distribution})
 
     def list(
         self, actor: Principal, *, project_id: int | None = None, fmt: str | None = None
@@ -224,13 +334,5 @@ class DatasetService:
                     }
                 ],
             }
-        stats = DatasetStats(
-            d.format,
-            d.file_count,
-            d.total_size_bytes,
-            d.num_classes,
-            d.class_distribution,
-            d.splits,
-            d.extra,
-        )
+        stats = self.statistics(d)
         return {"dataset_id": d.id, **validate(stats, expected_format, expected_classes)}

@@ -6,10 +6,16 @@ stop is asked for; the statuses themselves are ``JobStatus`` in shared/models.py
 Statuses only move forward: each transition is one conditional write from the states
 allowed to reach it, so a replayed or late event (a RUNNING after SUCCEEDED) changes
 nothing.
+
+Caps on active jobs (``JobLimits``) ride on the same writes: the move to ``queued``
+takes a slot in the owner's counters, only while each is below its cap, and the move
+into a terminal state gives the slots back; both in one transaction with the status
+change, so a slot is taken once and given back once, whatever is replayed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shared.events import ProgressEvent, event_id_for
@@ -44,15 +50,48 @@ OUTCOME_MESSAGES: dict[JobStatus, str] = {
 }
 
 
+# The counters of a user's active jobs: every job takes a slot in ``jobs``; speech
+# recognition runs also one in ``asr`` (seed 000 allows one run at a time).
+ALL_JOBS, ASR_RUNS = "jobs", "asr"
+
+
+class JobLimits:
+    """How many training jobs a user may have active (queued, running or stopping) at
+    once. One number for everyone today (``CRUCIBLE_MAX_ACTIVE_JOBS``); once plans
+    exist, a subclass reads the user's plan here."""
+
+    def __init__(self, max_active_jobs: int = 3) -> None:
+        self.max_active_jobs = max_active_jobs
+
+    def active_jobs(self, user_id: int) -> int:
+        return self.max_active_jobs
+
+
 class JobStates:
     def __init__(self, jobs: JobRepository) -> None:
         self.jobs = jobs
 
-    def advance(self, job_id: int, to: JobStatus, **fields: Any) -> TrainingJob | None:
-        """Move a job to ``to`` if its current status allows it; None when it does not."""
+    def advance(
+        self,
+        job_id: int,
+        to: JobStatus,
+        *,
+        acquire: Mapping[str, int | None] | None = None,
+        **fields: Any,
+    ) -> TrainingJob | None:
+        """Move a job to ``to`` if its current status allows it; None when it does not,
+        or when ``acquire`` (counter -> cap, None: counted without a cap) finds a counter
+        of the owner's at its cap. A terminal state gives back the slots the job holds."""
         if to in TERMINAL_STATUSES:
             fields.setdefault("completed_at", utcnow())
-        return self.jobs.transition(job_id, to, ALLOWED_FROM[to], fields)
+        return self.jobs.transition(
+            job_id,
+            to,
+            ALLOWED_FROM[to],
+            fields,
+            acquire=acquire,
+            release=to in TERMINAL_STATUSES,
+        )
 
     def on_batch_state(
         self, job_id: str, batch_job_id: str, batch_status: str, reason: str | None = None
@@ -77,6 +116,8 @@ class JobStates:
                 data["job_status"] = job.status
                 if job.status == "stopped":  # a stop was asked for: that is how it ended
                     data.update(status="stopped", message=OUTCOME_MESSAGES["stopped"])
+                elif job.status == "failed" and job.error:  # the trainer's reason, if it gave one
+                    data["message"] = job.error
         return ProgressEvent(
             topic=f"job:{job_id}",
             kind="error" if data.get("status") == "failed" else "status",
@@ -99,5 +140,5 @@ class JobStates:
         if target == "running":
             fields["started_at"] = utcnow()
         if target == "failed":
-            fields["error"] = reason or "The job failed"
+            fields["error"] = job.error or reason or "The job failed"  # the trainer's own first
         return job, self.advance(job_id, target, **fields)

@@ -3,6 +3,11 @@
 The same service runs behind API Gateway's WebSocket API (functions/events/
 websocket.py) and behind the local dev server's ``/ws`` endpoints; only the
 notifier differs.
+
+A connection may follow a topic only while its user may read what the topic names, as
+the user is stored now: every delivery re-checks each follower (a role taken away, an
+account deleted), and a follower that lost the right has its socket closed instead of
+getting the message.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 from shared.errors import InvalidInput, NotFound
 from shared.events import FORMATS, TOPIC_RE, ProgressEvent, render
 from shared.models import Connection, Principal, Subscription
-from shared.ports import ConnectionRegistry, EventLog, Notifier, OwnerLookup
+from shared.ports import ConnectionRegistry, EventLog, Notifier, OwnerLookup, UserRepository
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +33,15 @@ class PushService:
         events: EventLog,
         notifier: Notifier,
         owners: OwnerLookup,
+        users: UserRepository | None = None,
     ) -> None:
         self.registry = registry
         self.events = events
         self.notifier = notifier
         self.owners = owners
+        # Where followers' current roles are read; without it, the role each connection
+        # was opened with.
+        self.users = users
 
     def connect(
         self,
@@ -63,9 +72,10 @@ class PushService:
 
     def subscribe(self, connection_id: str, topic: str, fmt: str = "crucible") -> Subscription:
         conn = self.registry.get(connection_id)
-        if conn is None:
+        principal = self._current(conn) if conn else None
+        if principal is None:
             raise NotFound("Unknown connection", code="CONNECTION_NOT_FOUND")
-        self.authorize(Principal(user_id=conn.user_id, role=conn.role), topic)
+        self.authorize(principal, topic)
         sub = Subscription(
             connection_id=connection_id, topic=topic, user_id=conn.user_id, format=self._format(fmt)
         )
@@ -79,28 +89,44 @@ class PushService:
         """Only what a user may read can be followed; unknown and foreign look the same."""
         if not TOPIC_RE.match(topic):
             raise InvalidInput("topic must look like 'job:<id>' or 'file:<id>'", field="topic")
+        owner = self._owner(topic)
+        if owner is None or not self._may_read(principal, topic, owner):
+            raise NotFound(f"Nothing to follow at '{topic}'", field="topic", code="TOPIC_NOT_FOUND")
+
+    def _owner(self, topic: str) -> int | None:
         kind, rid = topic.split(":", 1)
         if kind == "user":
-            owner = int(rid) if rid.isdigit() else None
-        else:
-            owner = self.owners.owner_of(kind, rid)
-        privileged = _PRIVILEGED_READERS.get(kind, "admin")
-        if owner is None or not principal.can_read(owner, privileged=privileged):
-            raise NotFound(f"Nothing to follow at '{topic}'", field="topic", code="TOPIC_NOT_FOUND")
+            return int(rid) if rid.isdigit() else None
+        return self.owners.owner_of(kind, rid)
+
+    @staticmethod
+    def _may_read(principal: Principal, topic: str, owner: int) -> bool:
+        privileged = _PRIVILEGED_READERS.get(topic.split(":", 1)[0], "admin")
+        return principal.can_read(owner, privileged=privileged)
+
+    def _current(self, conn: Connection) -> Principal | None:
+        """The connection's user as stored now (None: the account is gone)."""
+        if self.users is None:
+            return Principal(user_id=conn.user_id, role=conn.role)
+        user = self.users.current(conn.user_id)
+        return Principal(user_id=user.id, role=user.role) if user else None
 
     def publish(self, event: ProgressEvent) -> bool:
         """Store an event (the stream delivers it); False when it was already published."""
         return self.events.append(event)
 
     def deliver(self, event: ProgressEvent) -> int:
-        """Send an event to every follower of its topics (once per connection); drop
-        connections that are gone."""
+        """Send an event to every follower of its topics (once per connection) that may
+        still read it; close the connections of those that may not, drop those gone."""
         sent, seen = 0, set()
         for topic in dict.fromkeys([event.topic, *event.also]):
-            for sub in self.registry.subscribers(topic):
-                if sub.connection_id in seen:
-                    continue
+            subs = [s for s in self.registry.subscribers(topic) if s.connection_id not in seen]
+            owner = self._owner(topic) if subs else None
+            for sub in subs:
                 seen.add(sub.connection_id)
+                if owner is not None and not self._still_allowed(sub, topic, owner):
+                    self._revoke(sub.connection_id)
+                    continue
                 try:
                     ok = self.notifier.post(sub.connection_id, render(event, sub.format))
                 except Exception:  # one broken connection must not starve the others
@@ -111,6 +137,26 @@ class PushService:
                 else:
                     self.registry.remove(sub.connection_id)
         return sent
+
+    def _still_allowed(self, sub: Subscription, topic: str, owner: int) -> bool:
+        if self.users is None:
+            return True  # only the role at connect time is known, and it was checked then
+        user = self.users.current(sub.user_id)
+        return user is not None and self._may_read(
+            Principal(user_id=user.id, role=user.role), topic, owner
+        )
+
+    def _revoke(self, connection_id: str) -> None:
+        """Close a socket whose user lost the right to what it follows; it may reconnect
+        and follow what its user may read now."""
+        log.info(
+            "closing connection %s: its user may no longer read what it follows", connection_id
+        )
+        try:
+            self.notifier.close(connection_id)
+        except Exception:  # the registry entry goes anyway: nothing more is sent to it
+            log.exception("closing %s failed", connection_id)
+        self.registry.remove(connection_id)
 
     @staticmethod
     def _format(fmt: str) -> str:

@@ -5,19 +5,41 @@ A job's status moves only through shared/services/jobs.py. Starting queues it an
 submits the trainer to the job runner (AWS Batch, or a local subprocess); the runner's
 "Batch Job State Change" events move it on from there; stopping asks the runner to
 SIGTERM it, and the trainer saves a last checkpoint before it exits.
+
+Every id a request names is checked against the caller as GET checks the job: the
+dataset and project of a new job, and the job a checkpoint to resume from belongs to.
+A user has at most ``JobLimits.active_jobs`` jobs active, and one seed 000 run; both
+are taken atomically with the move to ``queued``. A refused request stores nothing:
+everything is checked before the one conditional write that starts a job.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS
+from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS, check_model
 from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.models import ACTIVE_STATUSES, Dataset, Principal, TrainingJob, utcnow
 from shared.ports import JobRecordRepository, JobRepository, JobRunner, ObjectStore, Predictor
+from shared.services.catalog import ProjectService
 from shared.services.datasets import DatasetService
-from shared.services.jobs import OUTCOME_MESSAGES, JobStates
+from shared.services.jobs import ALL_JOBS, ASR_RUNS, OUTCOME_MESSAGES, JobLimits, JobStates
 from shared.services.push import PushService
+
+# What a job can resume from: a checkpoint its trainer saved (shared/services/reporting's
+# layout), named by its artifacts key.
+CHECKPOINT_KEY = re.compile(r"jobs/([1-9][0-9]{0,17})/checkpoints/(last|best)\.pt")
+CHECKPOINT_NOT_FOUND = (
+    "Checkpoint not found: checkpoint_path must be jobs/<job id>/checkpoints/last.pt "
+    "(or best.pt) of a job of yours that saved one"
+)
+# advanced_config keys the platform writes itself, and what a client does instead.
+INTERNAL_OPTIONS = {
+    "resume_from": "to continue from a checkpoint, start the job with checkpoint_path or resume",
+}
+MAX_ADVANCED_CONFIG_BYTES = 16 * 1024
 
 
 class TrainingService:
@@ -32,7 +54,9 @@ class TrainingService:
         push: PushService,
         predictor: Predictor,
         *,
-        max_inference_bytes: int = 4 * 1024 * 1024,
+        projects: ProjectService,
+        limits: JobLimits,
+        max_inference_bytes: int,
     ) -> None:
         self.states = states
         self.jobs = jobs
@@ -42,6 +66,8 @@ class TrainingService:
         self.runner = runner
         self.push = push
         self.predictor = predictor
+        self.projects = projects
+        self.limits = limits
         self.max_inference_bytes = max_inference_bytes
 
     def get(self, actor: Principal, job_id: int) -> TrainingJob:
@@ -51,25 +77,28 @@ class TrainingService:
         return job
 
     def create(self, actor: Principal, cfg: dict[str, Any], meta: dict[str, Any]) -> TrainingJob:
-        framework = cfg.get("framework")
-        spec = FRAMEWORKS.get(framework or "")
-        if spec is None:
-            raise InvalidInput(
-                f"framework must be one of {', '.join(FRAMEWORKS)}", field="config.framework"
-            )
-        task = cfg.get("task_type") or next(iter(spec["tasks"]))
-        if task not in spec["tasks"]:
-            raise InvalidInput(
-                f"{framework} trains {', '.join(spec['tasks'])} here", field="config.task_type"
-            )
-        models = spec.get("models")
+        return self.jobs.create(self._new(actor, cfg, meta))  # nothing to acquire: stored
+
+    def _new(self, actor: Principal, cfg: dict[str, Any], meta: dict[str, Any]) -> TrainingJob:
+        """A new pending job of ``actor``'s from a seed 002 config, every part checked."""
+        framework = str(cfg.get("framework") or "")
+        tasks = FRAMEWORKS.get(framework, {}).get("tasks", {})
+        task = str(cfg.get("task_type") or next(iter(tasks), ""))
         model_name = str(cfg.get("model_name") or "")
-        local_weights = framework == "ultralytics" and model_name.endswith(".pt")
-        if models and model_name not in models and not local_weights:
+        advanced = dict(cfg.get("advanced_config") or {})
+        # Model names and starting weights come only from the catalogue (never a path/URL).
+        check_model(framework, task, model_name, advanced)
+        spec = FRAMEWORKS[framework]
+        for key, instead in INTERNAL_OPTIONS.items():
+            if key in advanced:
+                raise InvalidInput(
+                    f"advanced_config.{key} is set by the platform, not by requests: {instead}",
+                    field=f"config.advanced_config.{key}",
+                )
+        if len(json.dumps(advanced, default=str)) > MAX_ADVANCED_CONFIG_BYTES:
             raise InvalidInput(
-                f"Model '{model_name}' is not available: {framework} trains "
-                f"{', '.join(models)} here",
-                field="config.model_name",
+                f"advanced_config must be at most {MAX_ADVANCED_CONFIG_BYTES} bytes of JSON",
+                field="config.advanced_config",
             )
         try:
             dataset = self.datasets.get(actor, str(cfg.get("dataset_id")))
@@ -85,24 +114,87 @@ class TrainingService:
                 f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
                 field="config.dataset_id",
             )
+        if meta.get("project_id") is not None:
+            self._project(actor, int(meta["project_id"]))
         epochs = int(cfg.get("epochs", 10))
-        return self.jobs.create(
-            TrainingJob(
-                id=0,
-                owner_id=actor.user_id,
-                framework=framework,
-                model_name=str(cfg["model_name"]),
-                task_type=task,
-                dataset_id=dataset.id,
-                epochs=epochs,
-                total_epochs=epochs,
-                batch_size=int(cfg.get("batch_size", 16)),
-                learning_rate=float(cfg.get("learning_rate", 1e-3)),
-                advanced_config=dict(cfg.get("advanced_config") or {}),
-                primary_metric=metric,
-                primary_metric_mode=mode,
-                **meta,
+        return TrainingJob(
+            id=0,
+            owner_id=actor.user_id,
+            framework=framework,
+            model_name=model_name,
+            task_type=task,
+            dataset_id=dataset.id,
+            epochs=epochs,
+            total_epochs=epochs,
+            batch_size=int(cfg.get("batch_size", 16)),
+            learning_rate=float(cfg.get("learning_rate", 1e-3)),
+            advanced_config=advanced,
+            primary_metric=metric,
+            primary_metric_mode=mode,
+            **meta,
+        )
+
+    def _project(self, actor: Principal, project_id: int) -> None:
+        """A job may name only a project its creator can read."""
+        try:
+            self.projects.get(actor, project_id)
+        except NotFound:
+            raise NotFound(
+                "Project not found", field="project_id", code="PROJECT_NOT_FOUND"
+            ) from None
+
+    def _checkpoint(self, actor: Principal, job: TrainingJob, key: str) -> str:
+        """``key`` if it names a saved checkpoint of a job ``actor`` may read, of the same
+        model as ``job``; any other key gets the same answer, whether or not an object
+        exists there."""
+        found = CHECKPOINT_KEY.fullmatch(key)
+        try:
+            if found is None:
+                raise NotFound(CHECKPOINT_NOT_FOUND)
+            source = self.get(actor, int(found.group(1)))
+            if not self.artifacts.exists(key):
+                raise NotFound(CHECKPOINT_NOT_FOUND)
+        except NotFound:
+            raise NotFound(
+                CHECKPOINT_NOT_FOUND, field="checkpoint_path", code="CHECKPOINT_NOT_FOUND"
+            ) from None
+        if (source.framework, source.task_type, source.model_name) != (
+            job.framework,
+            job.task_type,
+            job.model_name,
+        ):
+            raise InvalidInput(
+                f"The checkpoint is of a {source.framework} {source.model_name} "
+                f"{source.task_type} job; this job trains {job.framework} {job.model_name} "
+                f"{job.task_type}",
+                field="checkpoint_path",
             )
+        return key
+
+    def _slots(self, job: TrainingJob, *, one_run: bool = False) -> dict[str, int | None]:
+        """The counters a job takes a slot in when it starts, with their caps: every job
+        counts against its owner's cap; a speech run also counts as an ASR run, capped
+        at one for seed 000's /train/start (``one_run``)."""
+        slots: dict[str, int | None] = {ALL_JOBS: self.limits.active_jobs(job.owner_id)}
+        if job.framework == "torchaudio":
+            slots[ASR_RUNS] = 1 if one_run else None
+        return slots
+
+    def _refused(self, job: TrainingJob, *, one_run: bool = False) -> Exception:
+        """Why a stored job (or, for ``one_run``, a new run) could not start: its status,
+        or a cap. Read after the refusal, for the message; the refusal itself was the
+        conditional write's."""
+        now = job if one_run else self.jobs.get(job.id)
+        if now is None or (not one_run and now.status != "pending"):
+            status = now.status if now else "deleted"
+            return InvalidState(f"A {status} job cannot be started", code="INVALID_STATUS")
+        if one_run and self.jobs.active(job.owner_id).get(ASR_RUNS, 0) >= 1:
+            return Conflict("Training is already in progress.", code="TRAINING_IN_PROGRESS")
+        cap = self.limits.active_jobs(job.owner_id)
+        return Conflict(
+            f"Too many active training jobs: at most {cap} may be queued or running at once "
+            f"(max_active_jobs = {cap}); stop one or wait for one to finish",
+            code="ACTIVE_JOB_LIMIT",
         )
 
     def start(
@@ -114,20 +206,29 @@ class TrainingService:
         resume: bool = False,
     ) -> TrainingJob:
         job = self.get(actor, job_id)
+        fields: dict[str, Any] = {"started_at": utcnow()}
         if checkpoint_path or resume:
             key = checkpoint_path or f"jobs/{job.id}/checkpoints/last.pt"
-            if not self.artifacts.exists(key):
-                raise NotFound(
-                    f"No checkpoint at {key}", field="checkpoint_path", code="CHECKPOINT_NOT_FOUND"
-                )
-            self.jobs.update(
-                job.id, {"advanced_config": {**job.advanced_config, "resume_from": key}}
-            )
-        queued = self.states.advance(job.id, "queued", started_at=utcnow())
+            key = self._checkpoint(actor, job, key)
+            fields["advanced_config"] = {**job.advanced_config, "resume_from": key}
+        # One conditional write: the status, the resume point and the slot, or nothing.
+        queued = self.states.advance(job.id, "queued", acquire=self._slots(job), **fields)
         if queued is None:
-            raise InvalidState(f"A {job.status} job cannot be started", code="INVALID_STATUS")
-        runner_id = self.runner.submit(str(job.id), job_type="trainer", queue="gpu")
-        return self.jobs.update(job.id, {"runner_job_id": runner_id}) or queued
+            raise self._refused(job)
+        return self._submit(queued)
+
+    def _submit(self, job: TrainingJob) -> TrainingJob:
+        """Hand a queued job to the runner; a job that cannot be submitted fails (and
+        gives its slot back) rather than stay queued."""
+        try:
+            runner_id = self.runner.submit(str(job.id), job_type="trainer", queue="gpu")
+        except Exception:
+            self.states.advance(job.id, "failed", error="The job could not be submitted")
+            raise
+        now = self.jobs.update(job.id, {"runner_job_id": runner_id}) or job
+        if now.status in ("stopping", "stopped"):  # stopped while it was being submitted
+            self.runner.terminate(runner_id, "Stopped by user")
+        return now
 
     def stop(self, actor: Principal, job_id: int) -> TrainingJob:
         job = self.get(actor, job_id)
@@ -137,8 +238,8 @@ class TrainingService:
                 f"The job is {job.status}; only queued or running jobs can be stopped",
                 code="INVALID_STATUS",
             )
-        if job.runner_job_id:
-            self.runner.terminate(job.runner_job_id, "Stopped by user")
+        if stopping.runner_job_id:  # as written with the move: a submit racing it sees it
+            self.runner.terminate(stopping.runner_job_id, "Stopped by user")
         else:  # never submitted: nothing runs, so it is stopped now
             stopping = self.states.advance(job.id, "stopped") or stopping
         return stopping
@@ -171,8 +272,13 @@ class TrainingService:
             "dataset_id": dataset.id,
             **{k: v for k, v in ASR_DEFAULTS.items() if k != "optimizer"},
         }
-        job = self.create(actor, cfg, {"experiment_name": f"{model_name}-{dataset_name}"})
-        return self.start(actor, job.id)
+        new = self._new(actor, cfg, {"experiment_name": f"{model_name}-{dataset_name}"})
+        # Stored already queued, holding its slots, in one transaction; or not at all.
+        new = new.model_copy(update={"status": "queued", "started_at": utcnow()})
+        job = self.jobs.create(new, acquire=self._slots(new, one_run=True))
+        if job is None:
+            raise self._refused(new, one_run=True)
+        return self._submit(job)
 
     def stop_asr(self, actor: Principal) -> TrainingJob:
         job = self.active_asr(actor)
@@ -209,7 +315,10 @@ class TrainingService:
             }
         )
         if "error" in answer:
-            raise InvalidInput(answer["error"]["detail"], field="file")
+            error = answer["error"]
+            if error.get("status") == 409:  # the checkpoint itself cannot be used
+                raise Conflict(error["detail"], code=error.get("code", "CHECKPOINT_UNUSABLE"))
+            raise InvalidInput(error["detail"], field="file")
         return answer
 
     def test_inference(

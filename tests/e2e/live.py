@@ -17,7 +17,10 @@ def watch(stack, client, job_id: int, start: Callable[[], None], timeout: float 
 
     async def scenario():
         wf = await websockets.connect(f"{stack.ws}/ws/workflows/{job_id}?token={client.token}")
-        legacy = await websockets.connect(f"{stack.ws}/ws?token={client.token}&topic=job:{job_id}")
+        # read only at the end: an unbounded queue keeps its pings and pongs flowing meanwhile
+        legacy = await websockets.connect(
+            f"{stack.ws}/ws?token={client.token}&topic=job:{job_id}", max_queue=None
+        )
         start()
         seen, legacy_types = [], set()
         while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):

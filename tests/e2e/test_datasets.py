@@ -46,11 +46,12 @@ def test_loose_files_list_and_validate(alice, bob):
         for i in range(3)
     ]
     files.append(("files", ("circle/extra.png", make.png("circle", seed=9), "image/png")))
-    r = alice.http.post("/datasets", data={"name": "loose", "project_id": "7"}, files=files)
+    project = alice.http.post("/projects", json={"name": "shapes"}).json()["id"]
+    r = alice.http.post("/datasets", data={"name": "loose", "project_id": project}, files=files)
     assert r.status_code == 201, r.text
     d = r.json()
-    assert d["class_distribution"] == {"circle": 4, "square": 3} and d["project_id"] == 7
-    listed = alice.http.get("/datasets", params={"project_id": 7}).json()
+    assert d["class_distribution"] == {"circle": 4, "square": 3} and d["project_id"] == project
+    listed = alice.http.get("/datasets", params={"project_id": project}).json()
     assert listed["total"] == 1 and listed["datasets"][0]["id"] == d["id"]
     report = alice.http.post(
         f"/datasets/{d['id']}/validate",

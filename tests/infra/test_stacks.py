@@ -256,7 +256,7 @@ def test_event_routes_and_stream(synth, env):
     by_name = {r["Properties"]["Name"]: r["Properties"] for r in rules.values()}
     for route in ROUTES:
         rule = by_name[f"crucible-{env}-{route.name}"]
-        assert rule["EventPattern"] == route.pattern(names)
+        assert rule["EventPattern"] == route.pattern(names, cloud=True)
         (target,) = rule["Targets"]
         assert target["DeadLetterConfig"] and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
         fn = target["Arn"]["Fn::GetAtt"][0]
@@ -344,3 +344,266 @@ def test_trainer_job_definition(synth, env):
             ),
         },
     )
+
+
+# --- least privilege, role by role (README, Security model) ------------------------------
+
+
+def _statements(t, role: str) -> list[dict]:
+    """Every statement of the policies attached to the role whose logical id starts with
+    ``role`` (e.g. ``FunctionsApiRole``)."""
+    out = []
+    for policy in t.find_resources("AWS::IAM::Policy").values():
+        if any(r["Ref"].startswith(role) for r in policy["Properties"].get("Roles", [])):
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    assert out, f"no policy for {role}"
+    return out
+
+
+def _actions(statements: list[dict], service: str = "") -> set[str]:
+    found = set()
+    for st in statements:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        found |= {a for a in actions if a.startswith(service)}
+    return found
+
+
+def _table_grants(statements: list[dict]) -> dict[str, list[str] | None]:
+    """DynamoDB action -> the partition-key patterns it is limited to (None: any item)."""
+    grants: dict[str, list[str] | None] = {}
+    for st in statements:
+        keys = (
+            st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        )
+        for action in _actions([st], "dynamodb:"):
+            if action in ("dynamodb:ListStreams", "dynamodb:DescribeStream"):
+                continue
+            if action in ("dynamodb:GetRecords", "dynamodb:GetShardIterator"):
+                continue
+            grants[action] = None if keys is None else sorted(keys)
+    return grants
+
+
+def _objects(statements: list[dict], action: str) -> set[str]:
+    """The object ARNs' key patterns (after ``bucket/``) an S3 action is granted on."""
+    keys = set()
+    for st in statements:
+        if action not in _actions([st], "s3:"):
+            continue
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for r in resources:
+            text = "".join(p for p in r["Fn::Join"][1] if isinstance(p, str))
+            if text.count("/"):
+                bucket, _, key = text.split(":::", 1)[1].partition("/")
+                keys.add(f"{bucket.rsplit('-', 1)[1]}/{key}")
+    return keys
+
+
+def _secrets(statements: list[dict]) -> set[str]:
+    """Which of the data stack's secrets the statements read: ``jwt``, ``internal``."""
+    read = set()
+    for st in statements:
+        if "secretsmanager:GetSecretValue" in _actions([st]):
+            text = json.dumps(st["Resource"])
+            read |= {n for n in ("Jwt", "Internal") if f"Storage{n}Secret" in text}
+    return {n.lower() for n in read}
+
+
+def test_only_the_api_and_connect_read_the_jwt_secret(synth):
+    readers: dict[str, set[str]] = {}
+    for policy in app_(synth, "dev").find_resources("AWS::IAM::Policy").values():
+        read = _secrets(policy["Properties"]["PolicyDocument"]["Statement"])
+        for role in policy["Properties"].get("Roles", []):
+            if read:
+                readers.setdefault(role["Ref"][:-8], set()).update(read)  # id less its hash
+    assert readers == {"FunctionsApiRole": {"jwt", "internal"}, "FunctionsWebSocketRole": {"jwt"}}
+
+
+def test_api_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsApiRole")
+    grants = _table_grants(st)
+    assert set(grants) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    }
+    assert all(keys is None for keys in grants.values())  # the application: any item
+    assert _objects(st, "s3:PutObject") == {"uploads/*"}
+    assert _objects(st, "s3:GetObject*") == {"uploads/*", "artifacts/*"}
+    assert {"batch:SubmitJob", "batch:TerminateJob", "lambda:InvokeFunction"} <= _actions(st)
+    assert "events:PutEvents" in _actions(st)
+
+
+def test_websocket_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsWebSocketRole")
+    push = ["CONN#*", "TOPIC#*"]
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": None,
+        "dynamodb:Query": None,
+        "dynamodb:PutItem": push,
+        "dynamodb:DeleteItem": push,
+    }
+    assert _actions(st, "s3:") == set() and _secrets(st) == {"jwt"}
+
+
+def test_stream_push_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsStreamPushRole")
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": None,
+        "dynamodb:Query": None,
+        "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
+    }
+    assert "execute-api:ManageConnections" in _actions(st)
+    assert _actions(st, "s3:") == set() and _secrets(st) == set()
+
+
+def test_object_created_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsObjectCreatedRole")
+    assert _table_grants(st) == {"dynamodb:PutItem": ["EVENT#*", "EVENTS#*"]}
+    assert _actions(st, "s3:") == set() and _secrets(st) == set()
+
+
+def test_batch_state_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsBatchStateRole")
+    keys = ["EVENT#*", "EVENTS#*", "JOB#*", "USER#*"]
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": keys,
+        "dynamodb:PutItem": keys,
+        "dynamodb:UpdateItem": keys,
+    }
+    assert _actions(st, "s3:") == set() and _secrets(st) == set()
+
+
+@pytest.mark.parametrize(
+    ("role", "uploads", "artifacts"),
+    [
+        ("FunctionsAnalysisRole", "audio/*", "analysis/*"),
+        ("FunctionsDatasetsRole", "datasets/*", None),
+    ],
+)
+def test_ingestion_roles(synth, role, uploads, artifacts):
+    st = _statements(app_(synth, "dev"), role)
+    assert set(_table_grants(st)) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    writes = {f"uploads/{uploads}"} | ({f"artifacts/{artifacts}"} if artifacts else set())
+    assert _objects(st, "s3:PutObject") == writes
+    assert _objects(st, "s3:DeleteObject*") == writes
+    assert _objects(st, "s3:GetObject*") == writes
+    assert _secrets(st) == set()
+
+
+def test_inference_role_reads_checkpoints_only(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsInferenceRole")
+    assert _table_grants(st) == {} and _secrets(st) == set()
+    assert _objects(st, "s3:GetObject*") == {"artifacts/jobs/*/checkpoints/*"}
+    assert not _actions(st, "s3:Put") and not _actions(st, "s3:Delete")
+
+
+def test_trainer_job_role(synth):
+    st = _statements(app_(synth, "dev"), "BatchTrainerJobRole")
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": ["DATASET#*", "JOB#*"],
+        "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*", "JOB#*"],
+        "dynamodb:UpdateItem": ["EVENT#*", "EVENTS#job:*", "JOB#*"],
+    }
+    assert _secrets(st) == set() and not _actions(st, "secretsmanager:")
+    assert _objects(st, "s3:GetObject*") == {
+        "uploads/datasets/*",
+        "artifacts/jobs/*",
+        "artifacts/mlflow/*",
+    }
+    assert _objects(st, "s3:PutObject") == {"artifacts/jobs/*", "artifacts/mlflow/*"}
+    assert _objects(st, "s3:DeleteObject*") == {"artifacts/mlflow/*"}
+    definition = app_(synth, "dev").find_resources("AWS::Batch::JobDefinition")
+    (job,) = definition.values()
+    role = job["Properties"]["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
+    assert role.startswith("BatchTrainerJobRole")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_batch_jobs_have_no_internet(synth, env):
+    t = app_(synth, env)
+    for kind in ("NatGateway", "InternetGateway", "EIP", "EgressOnlyInternetGateway"):
+        t.resource_count_is(f"AWS::EC2::{kind}", 0)
+    for route in t.find_resources("AWS::EC2::Route").values():
+        assert "DestinationCidrBlock" not in route["Properties"], route
+    subnets = t.find_resources("AWS::EC2::Subnet")
+    assert subnets and not any(s["Properties"].get("MapPublicIpOnLaunch") for s in subnets.values())
+    for ce in t.find_resources("AWS::Batch::ComputeEnvironment").values():
+        assert {s["Ref"] for s in ce["Properties"]["ComputeResources"]["Subnets"]} <= set(subnets)
+    endpoints = t.find_resources("AWS::EC2::VPCEndpoint")
+    services = {
+        json.dumps(e["Properties"]["ServiceName"]).split(".")[-1].strip('"]}'): e["Properties"]
+        for e in endpoints.values()
+    }
+    assert set(services) == {
+        "s3",
+        "dynamodb",
+        "api",  # ecr.api
+        "dkr",  # ecr.dkr
+        "logs",
+        "ecs",
+        "ecs-agent",
+        "ecs-telemetry",
+        "experiments",  # SageMaker managed MLflow
+    }
+    names = ResourceNames.for_stage(env)
+    s3_policy = json.dumps(services["s3"]["PolicyDocument"])
+    assert names.uploads_bucket in s3_policy and names.artifacts_bucket in s3_policy
+    assert '"Resource": "*"' not in s3_policy
+    assert names.table in json.dumps(services["dynamodb"]["PolicyDocument"])
+    for name in ("logs", "ecs", "experiments"):
+        assert "aws:PrincipalAccount" in json.dumps(services[name]["PolicyDocument"])
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_waf_limits_the_rest_api_and_the_websocket_stage_is_throttled(synth, env):
+    t = app_(synth, env)
+    (acl_id, acl), *_ = t.find_resources("AWS::WAFv2::WebACL").items()
+    assert acl["Properties"]["Scope"] == "REGIONAL"
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    assert set(rules) == {"SignInPerClient", "PerClient"}
+    for rule in rules.values():
+        rate = rule["Statement"]["RateBasedStatement"]
+        assert rate["AggregateKeyType"] == "IP" and rule["Action"] == {"Block": {}}
+    scoped = json.dumps(rules["SignInPerClient"]["Statement"])
+    assert "/api/v1/auth/" in scoped and "/api/v1/internal/" in scoped
+    (assoc,) = t.find_resources("AWS::WAFv2::WebACLAssociation").values()
+    assert assoc["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    stage_arn = json.dumps(assoc["Properties"]["ResourceArn"])
+    assert "/restapis/" in stage_arn and "/stages/" in stage_arn
+    # AWS WAF does not attach to WebSocket APIs: the stage's own throttling bounds it.
+    t.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "DefaultRouteSettings": Match.object_like(
+                {
+                    "ThrottlingRateLimit": Match.any_value(),
+                    "ThrottlingBurstLimit": Match.any_value(),
+                }
+            )
+        },
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_cloud_batch_rule_takes_aws_batch_only(synth, env):
+    rules = app_(synth, env).find_resources("AWS::Events::Rule")
+    (rule,) = [
+        r["Properties"]
+        for r in rules.values()
+        if r["Properties"]["Name"] == f"crucible-{env}-batch-job-state-change"
+    ]
+    assert rule["EventPattern"]["source"] == ["aws.batch"]
+    # The local stack keeps its job runner's source (it has no forgers to fear).
+    (route,) = [r for r in ROUTES if r.name == "batch-job-state-change"]
+    local = route.pattern(ResourceNames.for_stage("local"), cloud=False)
+    assert local["source"] == ["aws.batch", "crucible.local-batch"]

@@ -28,6 +28,12 @@ def listen(container, topic_user: int | None = None, topic: str | None = None, f
     return cid, inbox
 
 
+def a_user(container) -> int:
+    """A real account: deliveries re-check that each follower's user still exists."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    return container.auth.register(email=email, password="password123").id
+
+
 def drain(inbox: queue.Queue, wait: float) -> list[dict]:
     out, deadline = [], time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -37,7 +43,7 @@ def drain(inbox: queue.Queue, wait: float) -> list[dict]:
 
 
 def test_real_upload_reaches_the_owner_over_the_push_path(container, dispatcher):
-    user_id = 900_000 + time.time_ns() % 1000
+    user_id = a_user(container)
     _, inbox = listen(container, topic_user=user_id)
     key = f"scratch/{user_id}/{uuid.uuid4().hex}/notes.txt"
     container.client("s3").put_object(
@@ -52,7 +58,7 @@ def test_real_upload_reaches_the_owner_over_the_push_path(container, dispatcher)
 def test_duplicate_and_foreign_objects(container, dispatcher):
     from functions.events import s3_object
 
-    user_id = 800_000 + time.time_ns() % 1000
+    user_id = a_user(container)
     _, inbox = listen(container, topic_user=user_id)
     event = {
         "version": "0",
@@ -114,7 +120,7 @@ def test_batch_state_changes_reach_job_followers_once(container, dispatcher):
 
 
 def test_gone_connections_are_dropped_on_delivery(container, dispatcher):
-    user_id = 700_000 + time.time_ns() % 1000
+    user_id = a_user(container)
     cid, _ = listen(container, topic_user=user_id)
     container.hub.unregister(cid)  # the socket went away without $disconnect
     from shared.events import ProgressEvent

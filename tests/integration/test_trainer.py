@@ -1,9 +1,13 @@
 """The trainer container's entrypoint on tiny real data, run as the local job runner
 runs it (a subprocess reporting Batch state changes): it trains, its loss falls,
 metrics, checkpoints, events and an MLflow run exist; SIGTERM stops it with a
-checkpoint; a new job resumes from that checkpoint."""
+checkpoint; a new job resumes from that checkpoint. A SIGTERM the user asked for (the
+job is ``stopping``) exits 0; any other (a spot reclaim, a timeout) exits non-zero, so
+Batch records the job FAILED, with its checkpoint saved, and Batch's retry resumes."""
 
 import io
+import os
+import subprocess
 import sys
 import time
 
@@ -65,6 +69,26 @@ def new_job(container, dataset, epochs, **cfg) -> TrainingJob:
     )
 
 
+def wait_for_metrics(container, job_id: int) -> None:
+    records = DynamoJobRecords(container.table)
+    deadline = time.monotonic() + 120
+    while not records.metrics(job_id):
+        assert time.monotonic() < deadline, "no epoch finished"
+        time.sleep(0.2)
+
+
+def batch_outcome(container, job_id: int) -> tuple[str, str]:
+    """How the job's runner said it ended: SUCCEEDED (exit 0) or FAILED, and why (the
+    event follows the status change, so it may take a moment)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for e in reversed(container.push.events.recent(f"job:{job_id}", limit=200)):
+            if e.data.get("batch_status") in ("SUCCEEDED", "FAILED"):
+                return e.data["batch_status"], e.data.get("message", "")
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} has no final Batch state")
+
+
 def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, tmp_path):
     job = new_job(container, dataset, epochs=4)
     rid = runner.submit(str(job.id), job_type="trainer", queue="gpu")
@@ -114,13 +138,12 @@ def test_sigterm_stops_with_a_checkpoint_and_a_new_job_resumes(
     rid = runner.submit(str(job.id), job_type="trainer", queue="gpu")
     wait_for_job(container, job.id, {"running"})
     records = DynamoJobRecords(container.table)
-    deadline = time.monotonic() + 120
-    while not records.metrics(job.id) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_metrics(container, job.id)
     container.jobs.advance(job.id, "stopping")
     runner.terminate(rid, "Stopped by user")
     stopped = wait_for_job(container, job.id, {"stopped", "failed"})
     assert stopped.status == "stopped"
+    assert batch_outcome(container, job.id)[0] == "SUCCEEDED"  # a stop asked for: exit 0
     key = f"jobs/{job.id}/checkpoints/last.pt"
     assert container.artifacts.exists(key)
     last_epoch = max(r["epoch"] for r in records.metrics(job.id))
@@ -129,3 +152,40 @@ def test_sigterm_stops_with_a_checkpoint_and_a_new_job_resumes(
     runner.submit(str(resumed.id), job_type="trainer", queue="gpu")
     assert wait_for_job(container, resumed.id, {"completed", "failed"}).status == "completed"
     assert [r["epoch"] for r in records.metrics(resumed.id)] == [last_epoch + 1]
+
+
+def test_sigterm_without_a_stop_request_fails_the_job_with_its_checkpoint(
+    container, dispatcher, dataset, runner
+):
+    job = new_job(container, dataset, epochs=200)
+    rid = runner.submit(str(job.id), job_type="trainer", queue="gpu")
+    wait_for_job(container, job.id, {"running"})
+    wait_for_metrics(container, job.id)
+    runner.terminate(rid, "Host EC2 (instance i-0123) terminated.")  # a spot reclaim: no stop
+    ended = wait_for_job(container, job.id, {"completed", "failed", "stopped"})
+    assert ended.status == "failed"
+    status, reason = batch_outcome(container, job.id)
+    assert status == "FAILED" and "exit code 143" in reason
+    assert container.artifacts.exists(f"jobs/{job.id}/checkpoints/last.pt")
+    errors = [
+        e.data["message"]
+        for e in container.push.events.recent(f"job:{job.id}", limit=200)
+        if e.kind == "error"
+    ]
+    assert any(m.startswith("Interrupted without a stop request") for m in errors), errors
+
+    # Batch's retry of the job (its next attempt) goes on from that checkpoint.
+    records = DynamoJobRecords(container.table)
+    done = max(r["epoch"] for r in records.metrics(job.id))
+    DynamoJobs(container.table).update(job.id, {"total_epochs": done + 1})
+    retry = subprocess.run(
+        [sys.executable, "-m", "crucible_trainer", "--job-id", str(job.id)],
+        env={**os.environ, **runner.env, "AWS_BATCH_JOB_ATTEMPT": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    logs = [r["message"] for r in records.logs(job.id)]
+    assert f"Attempt 2: resuming from jobs/{job.id}/checkpoints/last.pt" in logs
+    assert [r["epoch"] for r in records.metrics(job.id)] == list(range(1, done + 2))

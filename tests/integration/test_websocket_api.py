@@ -115,3 +115,70 @@ def test_connect_push_and_gone(container, ws_api):
     stale = ProgressEvent(topic=topic, kind="log", event_id="p2", data={})
     assert aws.push.deliver(stale) == 0
     assert container.push.registry.subscribers(topic) == []
+
+
+def test_token_as_subprotocol(container, ws_api):
+    """Browsers cannot set headers on a WebSocket: the token travels as the subprotocol
+    pair ["bearer", <token>] (out of the URL), and the $connect answer names "bearer"."""
+    from functions.events import websocket as ws_handler
+
+    user = container.auth.register(email="ws-protocol@example.com", password="password123")
+    token = container.auth.issue(user).access_token
+
+    async def scenario():
+        async with websockets.connect(ws_api["url"], subprotocols=["bearer", token]) as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+            assert len(container.push.registry.subscribers(f"user:{user.id}")) == 1
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_api["url"], subprotocols=["bearer", "forged"]):
+                pass
+        assert refused.value.response.status_code == 403
+
+    asyncio.run(scenario())
+
+    # The answer API Gateway turns into the handshake response: it must name the protocol.
+    event = {
+        "requestContext": {"routeKey": "$connect", "connectionId": "proto-1", "stage": STAGE},
+        "headers": {"Host": "x", "Sec-WebSocket-Protocol": f"bearer, {token}"},
+        "queryStringParameters": None,
+    }
+    answer = ws_handler.handle(event, container)
+    assert answer["statusCode"] == 200
+    assert answer["headers"] == {"Sec-WebSocket-Protocol": "bearer"}
+    container.push.disconnect("proto-1")
+    no_token = {**event, "headers": {"Sec-WebSocket-Protocol": "bearer"}}
+    assert ws_handler.handle(no_token, container)["statusCode"] == 401
+
+
+def test_a_follower_who_lost_the_right_is_closed_not_served(container, ws_api):
+    """An admin follows another user's topic; once demoted, the next event closes the
+    socket (API Gateway DeleteConnection) instead of reaching it."""
+    from shared.adapters.dynamodb.identity import DynamoUsers
+    from shared.services.push import PushService
+
+    owner = container.auth.register(email="ws-owner@example.com", password="password123")
+    admin = container.auth.register(email="ws-admin@example.com", password="password123")
+    container.auth.users.set_role(admin.id, "admin")
+    token = container.auth.issue(container.auth.users.get(admin.id)).access_token
+    aws = build(
+        container.settings.model_copy(update={"ws_management_endpoint": ws_api["management"]})
+    )
+    push = PushService(
+        aws.push.registry, aws.push.events, aws.notifier, aws.push.owners, DynamoUsers(aws.table)
+    )
+    topic = f"user:{owner.id}"
+
+    async def scenario():
+        async with websockets.connect(f"{ws_api['url']}?token={token}&topic={topic}") as ws:
+            first = ProgressEvent(topic=topic, kind="log", event_id="d1", data={"n": 1})
+            assert await asyncio.to_thread(push.deliver, first) == 1
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["data"] == {"n": 1}
+            container.auth.users.set_role(admin.id, "user")  # demoted
+            second = ProgressEvent(topic=topic, kind="log", event_id="d2", data={"n": 2})
+            assert await asyncio.to_thread(push.deliver, second) == 0
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+
+    asyncio.run(scenario())
+    assert push.registry.subscribers(topic) == []

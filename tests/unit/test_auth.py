@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from shared.errors import Conflict, Forbidden, NotFound, Unauthorized
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.models import Page, Principal, User
 from shared.services.auth import AuthService
 from shared.settings import load_settings
@@ -16,12 +16,14 @@ SECRET = "s" * 40
 
 
 class MemoryUsers:
+    """The UserRepository port in memory: users named by an e-mail lock or a token lock."""
+
     def __init__(self):
         self.rows: dict[int, User] = {}
+        self.emails: dict[str, int] = {}
+        self.tokens: dict[str, int] = {}
 
-    def create(self, *, email, password_hash, role, full_name):
-        if self.get_by_email(email):
-            raise Conflict("taken", field="email")
+    def _add(self, email, password_hash, role, full_name):
         user = User(
             id=len(self.rows) + 1,
             email=email,
@@ -32,11 +34,33 @@ class MemoryUsers:
         self.rows[user.id] = user
         return user
 
+    def create(self, *, email, password_hash, role, full_name):
+        if email.lower() in self.emails:
+            raise Conflict("taken", field="email")
+        user = self._add(email, password_hash, role, full_name)
+        self.emails[email.lower()] = user.id
+        return user
+
+    def create_token_user(self, name, *, email, password_hash, role, full_name):
+        if name in self.tokens:
+            return None
+        user = self._add(email, password_hash, role, full_name)
+        self.tokens[name] = user.id
+        return user
+
+    def bind_token_user(self, name, user_id):
+        return self.tokens.setdefault(name, user_id) == user_id
+
+    def get_by_token_name(self, name):
+        return self.rows.get(self.tokens.get(name))
+
     def get(self, user_id):
         return self.rows.get(user_id)
 
+    current = get
+
     def get_by_email(self, email):
-        return next((u for u in self.rows.values() if u.email.lower() == email.lower()), None)
+        return self.rows.get(self.emails.get(email.lower()))
 
     def list(self, *, skip, limit):
         users = sorted(self.rows.values(), key=lambda u: u.id)
@@ -70,13 +94,19 @@ def test_wrong_password_and_unknown_user_read_the_same(auth):
             auth.authenticate_password(email, pw)
 
 
-def test_admin_cannot_be_self_registered(auth):
-    with pytest.raises(Forbidden):
-        auth.register(email="a@example.com", password="password123", role="admin")
-    assert (
-        auth.register(email="r@example.com", password="password123", role="researcher").role
-        == "researcher"
+def test_self_registration_gives_user_and_an_admin_grants_more(auth):
+    for role in ("researcher", "admin"):
+        with pytest.raises(Forbidden, match="an administrator grants") as refused:
+            auth.register(email=f"{role}@example.com", password="password123", role=role)
+        assert refused.value.field == "role"
+    assert auth.users.rows == {}  # a refused registration stores nothing
+    # The seed's open behaviour, by configuration; admin never.
+    open_auth = AuthService(
+        MemoryUsers(), load_settings(self_register_roles=["user", "researcher", "admin"]), SECRET
     )
+    assert open_auth.register(email="r@example.com", password="password123", role="researcher")
+    with pytest.raises(Forbidden):
+        open_auth.register(email="a@example.com", password="password123", role="admin")
 
 
 def _b64(d):
@@ -115,10 +145,56 @@ def test_api_token_acts_as_its_own_service_user(auth):
         auth.authenticate_password("ci@api-tokens.crucible", "!")
 
 
+def test_no_registration_claims_an_api_tokens_identity(auth):
+    with pytest.raises(InvalidInput, match="reserved") as refused:
+        auth.register(email="ci@API-Tokens.crucible", password="password123")
+    assert refused.value.field == "email" and auth.users.rows == {}
+    # Even an account holding the address (made before registration refused it) is not
+    # the token's: token principals are found by the token's name, never by e-mail.
+    squatter = auth.users.create(
+        email="ci@api-tokens.crucible", password_hash="$argon2id$x", role="user", full_name=None
+    )
+    p = auth.authenticate("ci-token-123456")
+    assert p.user_id != squatter.id and auth.users.tokens == {"ci": p.user_id}
+
+
+def test_a_service_user_made_by_earlier_versions_is_kept():
+    users = MemoryUsers()
+    legacy = users.create(
+        email="ci@api-tokens.crucible", password_hash="!", role="user", full_name="ci"
+    )
+    auth = AuthService(users, load_settings(api_tokens=["ci=ci-token-123456"]), SECRET)
+    assert auth.authenticate("ci-token-123456").user_id == legacy.id
+
+
+def test_api_token_containing_equals_signs():
+    auth = AuthService(MemoryUsers(), load_settings(api_tokens=["ci=abc=def==123"]), SECRET)
+    p = auth.authenticate("abc=def==123")
+    assert p.via == "api_token" and auth.users.get(p.user_id).full_name == "ci"
+    for wrong in ("def==123", "ci=abc=def==123"):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(wrong)
+
+
+def test_tokens_follow_the_users_current_role_and_existence(auth):
+    user = auth.register(email="r@example.com", password="password123")
+    auth.set_role(Principal(user_id=99, role="admin"), user.id, "researcher")
+    token = auth.issue(auth.users.get(user.id)).access_token
+    assert auth.authenticate(token).role == "researcher"
+    auth.set_role(Principal(user_id=99, role="admin"), user.id, "user")  # demoted
+    assert auth.authenticate(token).role == "user"
+    with pytest.raises(Forbidden):
+        auth.list_users(auth.authenticate(token), skip=0, limit=10)
+    del auth.users.rows[user.id]  # deleted
+    with pytest.raises(Unauthorized, match="no longer exists"):
+        auth.authenticate(token)
+
+
 def test_reading_other_users(auth):
     a = auth.register(email="a@example.com", password="password123")
     b = auth.register(email="b@example.com", password="password123")
-    r = auth.register(email="r@example.com", password="password123", role="researcher")
+    r = auth.register(email="r@example.com", password="password123")
+    r = auth.set_role(Principal(user_id=99, role="admin"), r.id, "researcher")
     as_a = Principal(user_id=a.id, role="user")
     with pytest.raises(NotFound):
         auth.get_user(as_a, b.id)

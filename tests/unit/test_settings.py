@@ -42,3 +42,24 @@ def test_resource_names_follow_the_stage():
 def test_stage_must_be_a_name():
     with pytest.raises(SettingsError, match="CRUCIBLE_STAGE"):
         load_settings(stage="Prod Stage!")
+
+
+def test_api_tokens_are_validated_and_read_by_one_parsing(monkeypatch):
+    # 'name=token' splits at the first '=': the token keeps its own '=' (base64 padding).
+    monkeypatch.setenv("API_TOKENS", "ci=abc=def==123, devtoken1")
+    names = load_settings().api_token_names
+    assert names["abc=def==123"] == "ci"
+    assert names["devtoken1"].startswith("api-token-")  # named after a digest of itself
+    # ...so a bare token keeps its principal whatever the order of the list.
+    monkeypatch.setenv("API_TOKENS", "devtoken1,ci=abc=def==123")
+    assert load_settings().api_token_names == names
+    for bad, why in (
+        ("ci=short", "at least 8"),  # the token part is what is measured
+        ("dGVzdA==", "at least 8"),  # a bare token with '=' needs a name in front
+        ("bad name=long-enough-token", "name=token"),
+        ("a=same-token-1,b=same-token-1", "two names"),
+    ):
+        monkeypatch.setenv("API_TOKENS", bad)
+        with pytest.raises(SettingsError, match="API_TOKENS") as refused:
+            load_settings()
+        assert why in str(refused.value)

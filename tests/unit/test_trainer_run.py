@@ -1,13 +1,16 @@
-"""The trainer's pure pieces: the typed job spec, validation metrics, and the checkpoint
-policy every state-dict trainer shares (resume, best, interval saves, save on stop)."""
+"""The trainer's pure pieces: the typed job spec (checked against the catalogue, its
+starting weights resolved only in the operator's directory), validation metrics, and the
+checkpoint policy every state-dict trainer shares (resume, best, interval saves, save on
+stop)."""
 
 import threading
 
 import pytest
 from crucible_trainer.metrics import classification_metrics, error_rates
 from crucible_trainer.run import Run
-from crucible_trainer.spec import JobSpec
+from crucible_trainer.spec import JobSpec, Refused
 
+from shared.errors import InvalidInput
 from shared.models import TrainingJob
 
 
@@ -29,6 +32,34 @@ def test_spec_types_the_shared_options_and_keeps_the_rest():
     assert spec.resume_from is None and spec.checkpoint_interval_s == 60.0
     assert dict(spec.extras) == {"weight_decay": 0.1}
     assert JobSpec.from_job(job()).image_size is None  # the framework's default
+
+
+def test_spec_refuses_what_the_catalogue_does_not_offer():
+    bad = job().model_copy(update={"framework": "ultralytics", "model_name": "https://x/y.pt"})
+    with pytest.raises(InvalidInput) as err:
+        JobSpec.from_job(bad.model_copy(update={"task_type": "object_detection"}))
+    assert err.value.field == "config.model_name"
+    with pytest.raises(InvalidInput) as err:
+        JobSpec.from_job(job(weights="/etc/x.pth"))
+    assert err.value.field == "config.advanced_config.weights"
+
+
+def test_weights_resolve_only_to_a_file_in_the_operators_directory(tmp_path):
+    weights, outside = tmp_path / "weights", tmp_path / "outside"
+    weights.mkdir()
+    outside.mkdir()
+    (weights / "r18.pth").write_bytes(b"w")
+    (outside / "x.pth").write_bytes(b"x")
+    (weights / "out.pth").symlink_to(outside / "x.pth")
+    (weights / "dir.pth").mkdir()
+    spec = JobSpec.from_job(job(weights="r18.pth"), weights_dir=str(weights))
+    assert spec.weights == (weights / "r18.pth").resolve() and "weights" not in spec.extras
+    assert JobSpec.from_job(job(), weights_dir=str(weights)).weights is None
+    for name in ("out.pth", "dir.pth", "missing.pth"):
+        with pytest.raises(Refused, match="not a file in the operator's weights directory"):
+            JobSpec.from_job(job(weights=name), weights_dir=str(weights))
+    with pytest.raises(Refused, match="CRUCIBLE_WEIGHTS_DIR"):
+        JobSpec.from_job(job(weights="r18.pth"))
 
 
 def test_metrics():
@@ -111,3 +142,17 @@ def test_resume_goes_on_from_the_checkpoint():
     run.on_epoch_end(3, 1.0, {"accuracy": 0.6}, 1e-3)  # not better than the resumed best
     run.on_epoch_end(4, 1.0, {"accuracy": 0.8}, 1e-3)
     assert [(e, b["epoch"] if b else None) for e, _, b in saved.saves] == [(4, 4)]
+
+
+def test_an_upload_that_is_not_an_image_stays_bad_input_once_ultralytics_is_loaded(tmp_path):
+    """ultralytics replaces PIL's Image.open with one that answers an unidentified file by
+    installing a HEIF plugin; predictions of any framework run in the same process."""
+    pytest.importorskip("ultralytics")
+    from crucible_trainer.frameworks.ultralytics_yolo import offline
+    from crucible_trainer.inputs import BadInput, image
+
+    offline(tmp_path)  # no installs, whatever happens
+    import ultralytics.utils.patches  # noqa: F401  (the replacement happens on import)
+
+    with pytest.raises(BadInput, match="Not an image file"):
+        image(b"not an image")

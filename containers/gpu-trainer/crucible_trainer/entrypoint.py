@@ -1,11 +1,16 @@
-"""``main(--job-id)``: load the job, fetch its dataset, train it with its framework,
-report into the table and MLflow. SIGTERM (a stop, or a spot reclaim) saves a last
-checkpoint and exits cleanly."""
+"""``main(--job-id)``: load the job, check it against the catalogue, fetch its dataset,
+train it with its framework, report into the table and MLflow.
+
+SIGTERM saves a last checkpoint, then exits 0 if the job was asked to stop (its status
+is ``stopping``: the user's stop) and 143 otherwise (a spot reclaim, a timeout), so that
+AWS Batch records FAILED, never a job that finished; a retry by Batch
+(``AWS_BATCH_JOB_ATTEMPT`` > 1) resumes from the interrupted attempt's last checkpoint."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -16,14 +21,16 @@ from typing import Any
 
 from crucible_trainer.frameworks import trainer
 from crucible_trainer.run import Checkpoints, Run
-from crucible_trainer.spec import JobSpec
+from crucible_trainer.spec import JobSpec, Refused
 from shared.datasets import extract
+from shared.errors import CrucibleError
 from shared.models import TrainingJob
 from shared.services.reporting import Reporter
 from shared.settings import Settings, load_settings
 from shared.wiring import build
 
 log = logging.getLogger("crucible.trainer")
+INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
 
 
 def _mlflow(settings: Settings, work: Path, job: TrainingJob) -> tuple[Any, Any]:
@@ -45,7 +52,7 @@ def _mlflow(settings: Settings, work: Path, job: TrainingJob) -> tuple[Any, Any]
     mlflow.log_params(
         {
             "framework": job.framework,
-            "model_name": job.model_name,
+            "model_name": job.model_name[:250],
             "epochs": job.total_epochs,
             "batch_size": job.batch_size,
             "learning_rate": job.learning_rate,
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     stop = threading.Event()
-    # A stop or a spot reclaim: checkpoint, then exit 0.
+    # A user's stop, a spot reclaim or a timeout: checkpoint, then exit (_stop_requested).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     settings = load_settings()
@@ -79,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
             c.push, c.job_repository, job, c.job_records, mlflow, artifacts=c.artifacts
         )
         try:
+            # The catalogue's check, again: the job item may predate the API's, or not have
+            # come through the API; starting weights resolve only in the operator's folder.
+            spec = JobSpec.from_job(job, weights_dir=settings.weights_dir)
+        except (CrucibleError, Refused) as exc:
+            reason = f"The job cannot run: {exc}"
+            log.error(reason)
+            reporter.on_error(reason)
+            c.job_repository.update(job.id, {"error": reason})
+            mlflow.end_run(status="FAILED")
+            return 1
+        try:
             dataset = c.dataset_repository.get(job.dataset_id) if job.dataset_id else None
             if dataset is None or dataset.status != "ready":
                 raise ValueError(f"dataset {job.dataset_id} is not ready to train on")
@@ -89,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"Starting {job.framework} {job.model_name} on {dataset.name} ({dataset.file_count} files)"
             )
             train = trainer(job.framework)
-            spec = JobSpec.from_job(job)
             checkpoints = Checkpoints(c.artifacts, job.id, work, reporter)
+            attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
+            if attempt > 1 and not spec.resume_from and c.artifacts.exists(checkpoints.last):
+                # Batch retrying an interrupted attempt: go on from its last checkpoint.
+                spec = dataclasses.replace(spec, resume_from=checkpoints.last)
+                reporter.log(f"Attempt {attempt}: resuming from {checkpoints.last}")
             outcome = train(spec, data, Run(spec, reporter, checkpoints, stop))
             checkpoints.flush()
             reporter.log(f"Training {outcome}")
@@ -99,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             reporter.on_error(f"{type(exc).__name__}: {exc}")
             mlflow.end_run(status="FAILED")
             return 1
+        if outcome == "stopped" and not _stop_requested(c.job_repository, job.id):
+            reason = (
+                "Interrupted without a stop request (SIGTERM: a spot reclaim or a timeout); "
+                f"the last checkpoint is {checkpoints.last}, a retry or a new job can resume from it"
+            )
+            log.error(reason)
+            reporter.on_error(reason)
+            c.job_repository.update(job.id, {"error": reason})
+            mlflow.end_run(status="FAILED")
+            return INTERRUPTED
         bucket = settings.names.artifacts_bucket
         mlflow.log_dict(
             {n: f"s3://{bucket}/{checkpoints.prefix}{n}.pt" for n in ("last", "best")},
@@ -108,3 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             mlflow.log_dict(reporter.last_validation, "validation.json")
         mlflow.end_run(status="KILLED" if outcome == "stopped" else "FINISHED")
     return 0
+
+
+def _stop_requested(jobs: Any, job_id: int) -> bool:
+    """Whether the job was asked to stop (the API moves it to ``stopping`` before the
+    runner's SIGTERM); any other SIGTERM is an interruption, not an ending."""
+    try:
+        job = jobs.get(job_id)
+    except Exception:
+        log.exception("could not read job %s's status", job_id)
+        return False
+    return job is not None and job.status == "stopping"

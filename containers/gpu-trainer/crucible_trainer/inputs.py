@@ -5,6 +5,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
+
+# Pillow's own opener, kept before ultralytics replaces Image.open (on import) with one that
+# answers an unidentified file by installing and importing a HEIF plugin: an upload that
+# is not an image must be a 400, never a package install or a 500.
+_open = Image.open if Image.open.__module__ == "PIL.Image" else None  # None: replaced already
+
 
 class BadInput(ValueError):
     """The input cannot be predicted on (answered as 400)."""
@@ -12,13 +19,11 @@ class BadInput(ValueError):
 
 def image(data: bytes) -> Any:
     """An uploaded image as RGB (PIL), or :class:`BadInput`."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        img = Image.open(io.BytesIO(data))
+        img = (_open or Image.open)(io.BytesIO(data))
         img.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise BadInput(f"Not an image file: {exc}") from None
+    except (UnidentifiedImageError, OSError, ImportError):
+        raise BadInput("Not an image file that can be read (PNG, JPEG, BMP, WebP, ...)") from None
     return img.convert("RGB")
 
 

@@ -2,18 +2,20 @@
 :class:`Run` carries the spec, progress reporting, the stop flag and the checkpoint
 policy; :class:`Checkpoints` stores checkpoints without making training wait.
 
-The policy, for trainers that save their own state dicts (timm, torchaudio): resume
+Checkpoints are state dicts and plain data (str, int, float, list, dict), so that they
+load with ``torch.load(weights_only=True)``: a file that pickles anything else is
+refused, never unpickled. The policy, for trainers that save their own state dicts: resume
 from ``spec.resume_from``; keep the best weights (by one validation metric) in memory;
 write "last" (with those best weights as "best") at most every
-``spec.checkpoint_interval_s``, at the final epoch and when stopped. A framework
-that writes its own checkpoint files (ultralytics) hands them over as it writes them.
+``spec.checkpoint_interval_s``, at the final epoch and when stopped. A framework with
+its own loop and checkpoint files (ultralytics) saves plain state dicts of them through
+:meth:`Checkpoints.save` as it writes them.
 """
 
 from __future__ import annotations
 
 import math
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +37,7 @@ class Checkpoints:
     def __init__(self, artifacts: ObjectStore, job_id: int, work: Path, reporter: Reporter) -> None:
         self.artifacts, self.work, self.reporter = artifacts, work, reporter
         self.prefix = f"jobs/{job_id}/checkpoints/"
+        self.last = self.prefix + "last.pt"
         self._queue: queue.Queue = queue.Queue()
         self._errors: list[BaseException] = []
         threading.Thread(target=self._upload, daemon=True).start()
@@ -49,14 +52,6 @@ class Checkpoints:
             None if best is None else lambda p: torch.save(best, p),
         )
 
-    def save_file(self, path: Any, epoch: int, *, best: Any = None) -> str:
-        """The same for checkpoints a framework wrote itself (copied now: it may rewrite them)."""
-        return self._enqueue(
-            epoch,
-            lambda p: shutil.copyfile(path, p),
-            None if best is None else lambda p: shutil.copyfile(best, p),
-        )
-
     def _enqueue(
         self, epoch: int, write: Callable[[Path], Any], write_best: Callable[[Path], Any] | None
     ) -> str:
@@ -67,7 +62,7 @@ class Checkpoints:
             best_local = self.work / f"best-{epoch}.pt"
             write_best(best_local)
         self._queue.put((local, epoch, best_local))
-        return self.prefix + "last.pt"
+        return self.last
 
     def _upload(self) -> None:
         while True:
@@ -75,10 +70,10 @@ class Checkpoints:
             try:
                 # A newer "last" already waiting makes this one moot (a best one never is).
                 if self._queue.qsize() == 0 or best:
-                    self.artifacts.upload(self.prefix + "last.pt", str(local))
+                    self.artifacts.upload(self.last, str(local))
                     if best:
                         self.artifacts.upload(self.prefix + "best.pt", str(best))
-                    self.reporter.on_checkpoint(self.prefix + "last.pt", epoch, best is not None)
+                    self.reporter.on_checkpoint(self.last, epoch, best is not None)
             except Exception as exc:
                 self._errors.append(exc)  # raised by flush(): a run whose checkpoints fail fails
             finally:
@@ -92,15 +87,27 @@ class Checkpoints:
         if self._errors:
             raise RuntimeError(f"checkpoint upload failed: {self._errors[0]}")
 
-    def fetch(self, key: str, path: Path) -> Path:
-        self.artifacts.download(key, str(path))
-        return path
-
     def load(self, key: str) -> dict:
+        """A checkpoint to resume from: tensors and plain data only (``weights_only``), so a
+        file that pickles anything else is refused, never run."""
+        import pickle
+
         import torch
 
-        local = self.fetch(key, self.work / "resume.pt")
-        return torch.load(local, map_location="cpu", weights_only=False)
+        local = self.work / "resume.pt"
+        self.artifacts.download(key, str(local))
+        try:
+            state = torch.load(local, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ValueError(
+                f"{key} is not a checkpoint this platform wrote (tensors and plain data "
+                f"only), so it cannot be resumed from: {type(exc).__name__}"
+            ) from None
+        finally:
+            local.unlink(missing_ok=True)
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+            raise ValueError(f"{key} is not a training checkpoint, so it cannot be resumed from")
+        return state
 
 
 class Run:

@@ -26,6 +26,7 @@ from functions.api.routers.audio_schemas import (
 )
 from functions.api.routers.common import ErrorOut, Limit, Skip
 from functions.api.routers.tags_schemas import TagOut
+from shared.audio import content_disposition
 from shared.errors import CrucibleError, InvalidInput
 from shared.models import AudioFile, Principal
 from shared.services.audio import MAX_BATCH
@@ -107,8 +108,10 @@ def presign(body: DirectUploadIn, principal: CurrentUser, c: Services) -> Presig
 
 @files.post("/multipart", status_code=201, response_model=MultipartOut, responses=_errors)
 def multipart(body: DirectUploadIn, principal: CurrentUser, c: Services) -> MultipartOut:
-    """A presigned multipart upload for large files: PUT each ``part_size`` chunk to its
-    URL, then complete it with the parts' ETags."""
+    """A presigned multipart upload for large files: PUT each part (exactly its ``size``
+    bytes: ``part_size`` each, the rest in the last) to its URL, then complete it with
+    the parts' ETags. ``size`` is the file's exact size: a completed upload of any other
+    size is deleted and the file refused."""
     return MultipartOut(
         **c.audio.start_multipart(
             principal, body.filename, body.size, body.content_type, body.recording_start_time
@@ -120,6 +123,8 @@ def multipart(body: DirectUploadIn, principal: CurrentUser, c: Services) -> Mult
 def multipart_complete(
     file_id: int, body: MultipartCompleteIn, principal: CurrentUser, c: Services
 ) -> dict:
+    """400 (or 413) when the completed object is not the size declared: it is deleted
+    and the file ends ``failed`` with the reason."""
     return c.audio.complete_multipart(
         principal, file_id, body.upload_id, [p.model_dump() for p in body.parts]
     )
@@ -157,15 +162,17 @@ def delete_file(file_id: int, principal: CurrentUser, c: Services) -> Response:
     "/{file_id}/stream", responses={**_errors, 307: {"description": "large file: fetch from S3"}}
 )
 def stream(file_id: int, principal: CurrentUser, c: Services):
-    f = c.audio.get(principal, file_id)
-    name = f.original_filename.replace('"', "")
+    """The recording as it was uploaded, named as it was (RFC 5987 ``filename*`` for
+    names beyond ASCII)."""
+    f = c.audio.media(principal, file_id)
+    name = f.original_filename
     if f.file_size > INLINE_LIMIT:
         return RedirectResponse(c.uploads.presign_get(f.key, filename=name), status_code=307)
     return StreamingResponse(
         c.uploads.stream(f.key),
         media_type=f.content_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Disposition": content_disposition(name),
             "Content-Length": str(f.file_size),
         },
     )

@@ -72,7 +72,11 @@ class AudioFilePatch(BaseModel):
 
 class DirectUploadIn(BaseModel):
     filename: str = Field(min_length=1, max_length=200)
-    size: int = Field(gt=0, description="bytes; the upload may not exceed it")
+    size: int = Field(
+        gt=0,
+        description="bytes: a presigned POST may not exceed it; "
+        "a multipart upload must hold exactly it",
+    )
     content_type: str | None = Field(default=None, max_length=100)
     recording_start_time: datetime | None = None
 
@@ -88,6 +92,7 @@ class PresignedPostOut(BaseModel):
 
 class PartUrl(BaseModel):
     part_number: int
+    size: int = Field(description="bytes this part must hold: its URL is signed for them")
     url: str
 
 

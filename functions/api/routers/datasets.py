@@ -29,10 +29,10 @@ def create(
         list[UploadFile], File(description="one zip, or the files with relative paths")
     ],
     name: Annotated[str, Form(min_length=1, max_length=200)],
-    description: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form(max_length=2000)] = None,
     format: Annotated[str, Form(description=FORMAT_HELP)] = "auto",
     visibility: Annotated[Literal["private", "public"], Form()] = "private",
-    project_id: Annotated[int | None, Form()] = None,
+    project_id: Annotated[int | None, Form(description="a project of yours")] = None,
 ) -> DatasetOut:
     d = c.datasets.upload(
         principal,
@@ -53,7 +53,7 @@ def upload(
     file: Annotated[UploadFile, File(description="the dataset zip")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     format: Annotated[str, Form(description=FORMAT_HELP)] = "auto",
-    description: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> DatasetOut:
     """Seed 003's single-file upload."""
     d = c.datasets.upload(
@@ -86,7 +86,8 @@ def list_datasets(
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=_errors)
 def get(dataset_id: str, principal: CurrentUser, c: Services) -> DatasetOut:
-    return DatasetOut.of(c.datasets.get(principal, dataset_id))
+    """The dataset with its whole class distribution (listings carry a summary)."""
+    return DatasetOut.of(c.datasets.detail(principal, dataset_id))
 
 
 @router.post("/{dataset_id}/validate", responses=_errors)

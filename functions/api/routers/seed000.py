@@ -19,6 +19,8 @@ router = APIRouter(tags=["seed 000: ASR"])
     "/train/start", status_code=202, responses={400: {"model": ErrorOut}, 409: {"model": ErrorOut}}
 )
 def train_start(body: TrainStart, principal: CurrentUser, c: Services) -> dict:
+    """Start a run: one at a time per user, taken atomically (409 "Training is already in
+    progress."); it also counts against the cap on active jobs (409 ACTIVE_JOB_LIMIT)."""
     c.training.start_asr(principal, body.model_name, body.dataset_name)
     return {"status": "Training started in background."}
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from functions.api.deps import CurrentUser, Services
+from functions.api.deps import CurrentUser, InternalCaller, Services
 from functions.api.routers.common import ErrorOut
 from functions.api.routers.training_schemas import CallbackIn, TrainingJobIn, TrainingJobOut
-from shared.errors import Unauthorized
 
 router = APIRouter(prefix="/training", tags=["training"])
 _errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
@@ -31,7 +29,9 @@ def start_job(
     resume: bool = False,
 ) -> dict:
     """Queue the job and submit its trainer; ``resume`` continues from its last
-    checkpoint, ``checkpoint_path`` from another one (an artifacts key)."""
+    checkpoint, ``checkpoint_path`` from a checkpoint of another job of yours of the same
+    model (``jobs/<id>/checkpoints/last.pt`` or ``best.pt``). At most
+    ``CRUCIBLE_MAX_ACTIVE_JOBS`` of your jobs may be active at once (409 ACTIVE_JOB_LIMIT)."""
     job = c.training.start(principal, job_id, checkpoint_path=checkpoint_path, resume=resume)
     return {"id": job.id, "status": job.status, "started_at": job.started_at}
 
@@ -161,18 +161,12 @@ def predict_image(
 internal = APIRouter(prefix="/internal", tags=["internal"])
 
 
-@internal.post("/training/callback", responses={401: {"model": ErrorOut}, **_errors})
-def training_callback(
-    body: CallbackIn, c: Services, x_internal_auth: Annotated[str | None, Header()] = None
-) -> dict:
+@internal.post(
+    "/training/callback",
+    responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}, **_errors},
+)
+def training_callback(body: CallbackIn, c: Services, _: InternalCaller) -> dict:
     """For training services outside Crucible (seed 002): progress, epoch metrics, logs,
     checkpoints and completion for a job, authenticated by ``X-Internal-Auth``."""
-    expected = c.internal_secret
-    if (
-        not expected
-        or not x_internal_auth
-        or not hmac.compare_digest(x_internal_auth.encode(), expected.encode())
-    ):
-        raise Unauthorized("X-Internal-Auth is missing or wrong", code="INVALID_INTERNAL_AUTH")
     c.training.callback(body.job_id, body.event, body.data)
     return {"status": "received", "job_id": body.job_id}

@@ -44,6 +44,10 @@ class TrainingJobOut(BaseModel):
     epochs: int
     batch_size: int
     learning_rate: float
+    advanced_config: dict = Field(
+        default_factory=dict,
+        description="As sent, plus resume_from (the checkpoint it continues from) once started",
+    )
     status: str
     primary_metric: str | None
     primary_metric_mode: str

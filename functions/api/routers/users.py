@@ -24,6 +24,12 @@ def get_user(user_id: int, principal: CurrentUser, c: Services) -> UserOut:
     return UserOut.of(c.auth.get_user(principal, user_id))
 
 
-@router.put("/{user_id}/role", response_model=UserOut, responses={403: {"model": ErrorOut}})
+@router.put(
+    "/{user_id}/role",
+    response_model=UserOut,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
 def set_role(user_id: int, body: RoleIn, admin: Admin, c: Services) -> UserOut:
+    """Grant or take back a role. It applies to the user's existing tokens within seconds,
+    and a socket following something the new role may not read is closed."""
     return UserOut.of(c.auth.set_role(admin, user_id, body.role))

@@ -1,17 +1,28 @@
-"""Users, and the e-mail lock that keeps addresses unique (case-insensitively)."""
+"""Users, the e-mail lock that keeps addresses unique (case-insensitively), and the
+principal lock of each static API token's service user."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from shared.adapters.dynamodb.table import Table, pad_id
 from shared.errors import Conflict, NotFound
 from shared.models import Page, User
 
+# How late a changed role or a deleted account may reach a process's checks (seconds).
+RECENT_S = 5.0
+# Users read recently, per table and id: (monotonic time read, item or None). Shared by
+# every DynamoUsers of the process, so a role changed here is seen at once by all of them.
+_recent: dict[tuple[str, int], tuple[float, dict[str, Any] | None]] = {}
+_RECENT_MAX = 10_000
+
 
 class DynamoUsers:
-    """``USER#<id>`` items listed on GSI1 (``USERS``), beside an ``EMAIL#<lower e-mail>``
-    lock written in the same transaction."""
+    """``USER#<id>`` items listed on GSI1 (``USERS``), beside the lock that names the user,
+    written in the same transaction: ``EMAIL#<lower e-mail>`` for people (registration,
+    login), ``TOKEN#<name>`` for an API token's service user. No e-mail lock ever points at
+    a token's user, so no registration can claim a token's identity."""
 
     def __init__(self, table: Table) -> None:
         self.t = table
@@ -33,6 +44,45 @@ class DynamoUsers:
             raise Conflict(
                 "A user with this e-mail already exists", field="email", code="EMAIL_TAKEN"
             )
+        lock = {"PK": email_key, "SK": "EMAIL", "type": "email"}
+        user = self._create(
+            lock, email=email, password_hash=password_hash, role=role, full_name=full_name
+        )
+        if user is None:
+            raise Conflict(
+                "A user with this e-mail already exists", field="email", code="EMAIL_TAKEN"
+            )
+        return user
+
+    def create_token_user(
+        self, name: str, *, email: str, password_hash: str, role: str, full_name: str | None
+    ) -> User | None:
+        """Create the service user of API token ``name`` under its ``TOKEN#<name>`` lock (no
+        e-mail lock); None when the token already has one."""
+        lock = {"PK": f"TOKEN#{name}", "SK": "TOKEN", "type": "token_principal"}
+        return self._create(
+            lock, email=email, password_hash=password_hash, role=role, full_name=full_name
+        )
+
+    def bind_token_user(self, name: str, user_id: int) -> bool:
+        """Make an existing user the service user of API token ``name``; False when the
+        token already has one."""
+        lock = {"PK": f"TOKEN#{name}", "SK": "TOKEN", "type": "token_principal"}
+        return self.t.put_new({**lock, "user_id": user_id})
+
+    def get_by_token_name(self, name: str) -> User | None:
+        lock = self.t.get(f"TOKEN#{name}", "TOKEN")
+        return self.get(lock["user_id"]) if lock else None
+
+    def _create(
+        self,
+        lock: dict[str, Any],
+        *,
+        email: str,
+        password_hash: str,
+        role: str,
+        full_name: str | None,
+    ) -> User | None:
         uid = self.t.next_id("user")
         user = User(
             id=uid, email=email, role=role, full_name=full_name, password_hash=password_hash
@@ -46,16 +96,27 @@ class DynamoUsers:
             "GSI1PK": "USERS",
             "GSI1SK": pad_id(uid),
         }
-        lock = {"PK": email_key, "SK": "EMAIL", "type": "email", "user_id": uid}
-        if not self.t.transact_new(item, lock):
-            raise Conflict(
-                "A user with this e-mail already exists", field="email", code="EMAIL_TAKEN"
-            )
+        if not self.t.transact_new(item, {**lock, "user_id": uid}):
+            return None
         return user
 
     def get(self, user_id: int) -> User | None:
         item = self.t.get(f"USER#{user_id}", "USER")
+        self._remember(user_id, item)
         return self._model(item) if item else None
+
+    def current(self, user_id: int) -> User | None:
+        """The user as stored, read at most ``RECENT_S`` seconds ago by this process: what
+        every request checks its token's user against, at one read per user per interval."""
+        hit = _recent.get((self.t.name, user_id))
+        if hit is None or time.monotonic() - hit[0] > RECENT_S:
+            return self.get(user_id)
+        return self._model(hit[1]) if hit[1] else None
+
+    def _remember(self, user_id: int, item: dict[str, Any] | None) -> None:
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[(self.t.name, user_id)] = (time.monotonic(), item)
 
     def get_by_email(self, email: str) -> User | None:
         lock = self.t.get(f"EMAIL#{email.lower()}", "EMAIL")
@@ -69,4 +130,5 @@ class DynamoUsers:
         item = self.t.update(f"USER#{user_id}", "USER", {"role": role})
         if item is None:
             raise NotFound("User not found", code="USER_NOT_FOUND")
+        self._remember(user_id, item)
         return self._model(item)

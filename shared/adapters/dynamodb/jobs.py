@@ -1,24 +1,70 @@
 """Training jobs, and what a running job reports (metric rows and log lines), kept in
-the job's partition."""
+the job's partition; and each user's counters of active jobs."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from shared.adapters.dynamodb.table import OwnedRepository, Table
+from botocore.exceptions import ClientError
+
+from shared.adapters.dynamodb.table import (
+    OwnedRepository,
+    Table,
+    _set_clause,
+    _to_ddb,
+    from_ddb,
+)
 from shared.models import Page, TrainingJob, utcnow
+
+# On a job item: the names of the counters whose slots it holds while it is active.
+SLOTS = "slots"
+# How often a conditional write that lost a race is decided again before giving up.
+ATTEMPTS = 8
+
+
+def active_key(owner_id: int) -> tuple[str, str]:
+    """The item counting a user's active jobs, one numeric attribute per counter."""
+    return f"USER#{owner_id}", "ACTIVEJOBS"
 
 
 class DynamoJobs(OwnedRepository):
     """Training jobs. ``transition`` is the only way status changes: one conditional
-    update that succeeds only from the states the caller allows."""
+    update that succeeds only from the states the caller allows.
+
+    Caps on active jobs are conditional writes too. A job that starts takes a slot in
+    each of its owner's counters (``USER#<uid>`` / ``ACTIVEJOBS``) in the same
+    transaction that moves it, which succeeds only while every capped counter is below
+    its cap, and names the counters it took in its ``slots``. The transition into a
+    terminal state gives them back in the same transaction and removes ``slots``, so the
+    slots go back exactly once however often a Batch event is replayed."""
 
     entity = "job"
 
-    def create(self, job: TrainingJob) -> TrainingJob:
+    def create(
+        self, job: TrainingJob, *, acquire: Mapping[str, int | None] | None = None
+    ) -> TrainingJob | None:
+        """Store a new job under the next id. With ``acquire`` (counter -> cap, None for
+        a counter without a cap) it is stored holding those slots, or not at all (None)
+        when a counter is at its cap."""
         job = job.model_copy(update={"id": self.t.next_id("job")})
-        self.t.put_new(self._item(job.id, job.owner_id, job.model_dump(mode="json")))
-        return job
+        item = self._item(job.id, job.owner_id, job.model_dump(mode="json"))
+        if not acquire:
+            self.t.put_new(item)
+            return job
+        put = {
+            "Put": {
+                "TableName": self.t.name,
+                "Item": _to_ddb({**item, SLOTS: sorted(acquire)}),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        for _ in range(ATTEMPTS):
+            outcome = self._transact([put, self._take(job.owner_id, acquire)])
+            if outcome != "retry":
+                return job if outcome == "ok" else None
+        return None
 
     def get(self, job_id: int) -> TrainingJob | None:
         item = self._get(job_id)
@@ -34,20 +80,132 @@ class DynamoJobs(OwnedRepository):
         to: str,
         allowed_from: frozenset[str],
         fields: dict[str, Any] | None = None,
+        *,
+        acquire: Mapping[str, int | None] | None = None,
+        release: bool = False,
     ) -> TrainingJob | None:
+        """Move the job to ``to`` from one of ``allowed_from``, setting ``fields``; None
+        when its status does not allow it, or (with ``acquire``: counter -> cap) when a
+        counter is at its cap. ``acquire`` takes slots in the owner's counters with the
+        move; ``release`` gives back the slots the job holds, if it holds any."""
         values = {f":from{i}": s for i, s in enumerate(sorted(allowed_from))}
-        item = self.t.update(
-            *self._key(job_id),
-            {"status": to, **(fields or {})},
-            condition=f"#st IN ({', '.join(values)})",
-            names={"#st": "status"},
-            values=values,
+        in_allowed = f"#st IN ({', '.join(values)})"
+        set_values = {"status": to, **(fields or {})}
+        if not acquire and not release:
+            item = self.t.update(
+                *self._key(job_id),
+                set_values,
+                condition=in_allowed,
+                names={"#st": "status"},
+                values=values,
+            )
+            return TrainingJob.model_validate(item) if item else None
+        for _ in range(ATTEMPTS):  # a lost race (the job changed meanwhile) decides again
+            item = self._read(job_id)
+            if item is None or item.get("status") not in allowed_from:
+                return None
+            held = list(item.get(SLOTS) or [])
+            names, vals = {"#st": "status", "#sl": SLOTS}, dict(values)
+            after = {**item, **json.loads(json.dumps(set_values, default=str))}
+            counters: list[dict[str, Any]] = []
+            if acquire and not held:
+                expr = "SET " + _set_clause({**set_values, SLOTS: sorted(acquire)}, names, vals)
+                cond = f"{in_allowed} AND attribute_not_exists(#sl)"
+                counters.append(self._take(int(item["owner_id"]), acquire))
+            elif release and held:
+                expr = "SET " + _set_clause(set_values, names, vals) + " REMOVE #sl"
+                cond = f"{in_allowed} AND attribute_exists(#sl)"
+                counters.append(self._give_back(int(item["owner_id"]), held))
+                after.pop(SLOTS)
+            else:  # nothing to take or give back: the job must still hold what it held
+                expr = "SET " + _set_clause(set_values, names, vals)
+                cond = f"{in_allowed} AND {'attribute_exists' if held else 'attribute_not_exists'}(#sl)"
+            pk, sk = self._key(job_id)
+            move = {
+                "Update": {
+                    "TableName": self.t.name,
+                    "Key": _to_ddb({"PK": pk, "SK": sk}),
+                    "UpdateExpression": expr,
+                    "ConditionExpression": cond,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": _to_ddb(vals),
+                }
+            }
+            outcome = self._transact([move, *counters])
+            if outcome == "ok":
+                return TrainingJob.model_validate(after)
+            if outcome == "cap":
+                return None
+        return None
+
+    def _read(self, job_id: int) -> dict[str, Any] | None:
+        """The job item as last written (a strongly consistent read)."""
+        pk, sk = self._key(job_id)
+        out = self.t.client.get_item(
+            TableName=self.t.name, Key=_to_ddb({"PK": pk, "SK": sk}), ConsistentRead=True
         )
-        return TrainingJob.model_validate(item) if item else None
+        return from_ddb(out["Item"]) if "Item" in out else None
 
     def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None:
         item = self.t.update(*self._key(job_id), fields)
         return TrainingJob.model_validate(item) if item else None
+
+    def active(self, owner_id: int) -> dict[str, int]:
+        """The owner's counters of active jobs (a counter never taken is absent)."""
+        item = self.t.get(*active_key(owner_id)) or {}
+        return {k: int(v) for k, v in item.items() if k not in ("PK", "SK", "type")}
+
+    # --- the counters ------------------------------------------------------------------
+    def _take(self, owner_id: int, acquire: Mapping[str, int | None]) -> dict[str, Any]:
+        """Add one to each counter, on condition that each capped one is below its cap."""
+        names = {"#type": "type"}
+        vals: dict[str, Any] = {":one": 1, ":type": "active_jobs"}
+        adds, conds = [], []
+        for i, (counter, cap) in enumerate(sorted(acquire.items())):
+            names[f"#c{i}"] = counter
+            adds.append(f"#c{i} :one")
+            if cap is not None:
+                vals[f":cap{i}"] = cap
+                conds.append(f"(attribute_not_exists(#c{i}) OR #c{i} < :cap{i})")
+        pk, sk = active_key(owner_id)
+        op: dict[str, Any] = {
+            "TableName": self.t.name,
+            "Key": _to_ddb({"PK": pk, "SK": sk}),
+            "UpdateExpression": f"ADD {', '.join(adds)} SET #type = :type",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _to_ddb(vals),
+        }
+        if conds:
+            op["ConditionExpression"] = " AND ".join(conds)
+        return {"Update": op}
+
+    def _give_back(self, owner_id: int, held: list[str]) -> dict[str, Any]:
+        names = {f"#c{i}": counter for i, counter in enumerate(held)}
+        pk, sk = active_key(owner_id)
+        return {
+            "Update": {
+                "TableName": self.t.name,
+                "Key": _to_ddb({"PK": pk, "SK": sk}),
+                "UpdateExpression": "ADD " + ", ".join(f"{n} :minus" for n in names),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _to_ddb({":minus": -1}),
+            }
+        }
+
+    def _transact(self, ops: list[dict[str, Any]]) -> str:
+        """Write ``ops`` (the job's first, then counters) in one transaction: "ok"; "cap"
+        when a counter's condition failed; "retry" when the job's did, or another
+        transaction on the same items got in the way."""
+        try:
+            self.t.client.transact_write_items(TransactItems=ops)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if any(code == "ConditionalCheckFailed" for code in reasons[1:]):
+                return "cap"
+            return "retry"
+        return "ok"
 
 
 class DynamoJobRecords:

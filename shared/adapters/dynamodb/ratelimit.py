@@ -1,4 +1,4 @@
-"""Fixed-window request counters for the API's rate limit."""
+"""Fixed-window request counters for the API's rate limits."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ class DynamoRateLimiter:
     def __init__(self, table: Table) -> None:
         self.t = table
 
-    def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
+    @staticmethod
+    def _window(window_s: int) -> tuple[int, int]:
         window = int(time.time()) // window_s
-        reset = (window + 1) * window_s
+        return window, (window + 1) * window_s
+
+    def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
+        window, reset = self._window(window_s)
         count = self.t.increment(
             f"RATE#{key}#{window}", "RATE", {"expires_at": reset + window_s, "type": "rate"}
         )
         return count, reset
+
+    def count(self, key: str, *, window_s: int) -> tuple[int, int]:
+        """Requests counted so far in this window, without counting one; and its reset."""
+        window, reset = self._window(window_s)
+        item = self.t.get(f"RATE#{key}#{window}", "RATE")
+        return int(item["n"]) if item else 0, reset

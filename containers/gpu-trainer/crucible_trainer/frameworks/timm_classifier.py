@@ -1,6 +1,7 @@
 """timm image classification on an imagefolder dataset (``train/<class>/...``, with a
-``val/`` or ``valid/`` split if it has one). ``pretrained=False`` unless the spec's
-``weights`` option names a local weights file; ``weight_decay`` sets AdamW's."""
+``val/`` or ``valid/`` split if it has one). ``pretrained=False`` unless the spec names
+starting weights (a file in the operator's weights directory); ``weight_decay`` sets
+AdamW's. Checkpoints are state dicts and plain data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from crucible_trainer.inputs import image, top_k
 from crucible_trainer.metrics import classification_metrics, per_sample
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
+from shared.catalogue import check_model
 
 DEFAULT_IMAGE_SIZE = 64
 
@@ -41,12 +43,13 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     train_ds, val_ds = datasets.ImageFolder(train_dir, tf), datasets.ImageFolder(val_dir, tf)
     classes = train_ds.classes
     torch.manual_seed(spec.seed)
-    weights = spec.extras.get("weights")
+    # Starting weights come only from the operator's directory (spec.weights, resolved
+    # there); timm reads them as a state dict (safetensors, or torch.load weights_only).
     model = timm.create_model(
         spec.model_name,
-        pretrained=bool(weights),
+        pretrained=spec.weights is not None,
         num_classes=len(classes),
-        **({"pretrained_cfg_overlay": {"file": weights}} if weights else {}),
+        **({"pretrained_cfg_overlay": {"file": str(spec.weights)}} if spec.weights else {}),
     )
     opt = torch.optim.AdamW(
         model.parameters(),
@@ -69,8 +72,8 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             "model_name": spec.model_name,
             "image_size": size,
             "framework": "timm",
-            "torch": torch.__version__,
-            "timm": timm.__version__,
+            "torch": str(torch.__version__),  # a str subclass that weights_only refuses
+            "timm": str(timm.__version__),
         }
 
     resumed = run.begin(state, monitor="accuracy", mode="max")
@@ -122,7 +125,8 @@ class Model:
     def __init__(self, state: dict[str, Any]) -> None:
         import timm
 
-        self.names, self.model_name = state["classes"], state["model_name"]
+        self.names, self.model_name = [str(c) for c in state["classes"]], state["model_name"]
+        check_model("timm", "image_classification", self.model_name, {})  # no hub ids
         self.model = timm.create_model(
             self.model_name, pretrained=False, num_classes=len(self.names)
         )

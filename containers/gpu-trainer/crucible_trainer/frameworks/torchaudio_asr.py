@@ -14,6 +14,7 @@ from crucible_trainer.metrics import error_rates
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
 from shared.audio import InvalidAudio, decode, probe
+from shared.catalogue import check_model
 
 SAMPLE_RATE = 16_000
 
@@ -206,7 +207,8 @@ class Model:
     """An ASR checkpoint, transcribing speech."""
 
     def __init__(self, state: dict[str, Any]) -> None:
-        self.vocab, self.model_name = state["vocab"], state["model_name"]
+        self.vocab, self.model_name = [str(v) for v in state["vocab"]], state["model_name"]
+        check_model("torchaudio", "speech_recognition", self.model_name, {})
         self.model = asr_model(
             self.model_name, len(self.vocab), dim=state["dim"], layers=state["layers"]
         )

@@ -1,11 +1,20 @@
 """ultralytics YOLO: detection (YOLO or COCO datasets) and classification (imagefolder),
-from a model YAML (no weight downloads). ultralytics' own loop trains and writes its
-checkpoints; callbacks report steps, per-epoch validation and checkpoints, and stop it.
+built from the catalogue model's YAML in the ultralytics package (no weight downloads;
+starting weights only from the operator's weights directory). ultralytics' own loop
+trains; callbacks report steps, per-epoch validation and checkpoints, and stop it.
 Options passed through from the spec: device, workers, optimizer, patience and the
-augmentation settings in ``PASSED_THROUGH``."""
+augmentation settings in ``PASSED_THROUGH``.
+
+ultralytics pickles its own classes into its checkpoint files, so those never leave the
+job: what is stored is a plain state dict and metadata (:func:`snapshot`), which loads
+with ``weights_only=True``. Predictions rebuild the network from the catalogue model's
+YAML (never from a YAML inside a checkpoint: ultralytics evaluates parts of a model YAML)
+and load the weights into it; a resume writes an ultralytics last.pt from the plain
+checkpoint, here, and lets ultralytics resume from that."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -17,6 +26,7 @@ from crucible_trainer.inputs import image, top_k
 from crucible_trainer.metrics import confusion_metrics, per_sample
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
+from shared.catalogue import check_model
 from shared.datasets import yolo_data_yaml
 
 PASSED_THROUGH = ("mosaic", "fliplr", "close_mosaic", "warmup_epochs", "nbs", "momentum")
@@ -51,11 +61,71 @@ def offline(work: Path) -> None:
 
 
 def model_file(model_name: str, task_type: str) -> str:
-    """``yolov8n`` -> ``yolov8n.yaml`` (detect) or ``yolov8n-cls.yaml`` (classify); a path
-    to local ``.pt`` weights is used as it is."""
-    if model_name.endswith((".pt", ".yaml")):
-        return model_name
+    """The catalogue's ``yolov8n`` -> ``yolov8n.yaml`` (detect) or ``yolov8n-cls.yaml``
+    (classify), a model YAML that ships with ultralytics."""
+    check_model("ultralytics", task_type, model_name, {})
     return f"{model_name}-cls.yaml" if task_type == "image_classification" else f"{model_name}.yaml"
+
+
+def network(model_name: str, task_type: str, names: list[str]) -> Any:
+    """The catalogue model's network for ``names`` (untrained), as ultralytics' trainers
+    build it."""
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, yaml_model_load
+
+    classify = task_type == "image_classification"
+    cls = ClassificationModel if classify else DetectionModel
+    net = cls(yaml_model_load(model_file(model_name, task_type)), nc=len(names), verbose=False)
+    net.names = dict(enumerate(names))
+    net.task = "classify" if classify else "detect"
+    return net
+
+
+def _plain(value: Any) -> Any:
+    """Numbers from numpy/torch as Python numbers (a checkpoint holds plain data only)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return float(value)
+
+
+def snapshot(trainer: Any, spec: JobSpec, names: list[str], *, resumable: bool) -> dict:
+    """What this job stores of ultralytics' checkpoint: the EMA weights (which it predicts
+    and resumes with) as a state dict, in half precision as ultralytics keeps them, the
+    model, classes and image size, and, to resume, the optimizer, scaler and EMA state."""
+    import torch
+    import ultralytics
+    from ultralytics.utils.torch_utils import convert_optimizer_state_dict_to_fp16
+
+    weights = {
+        k: torch.nan_to_num(v.detach().half()) if v.is_floating_point() else v.detach().clone()
+        for k, v in trainer.ema.ema.state_dict().items()
+    }
+    state: dict[str, Any] = {
+        "framework": "ultralytics",
+        "model_name": spec.model_name,
+        "task_type": spec.task_type,
+        "names": names,
+        "image_size": int(trainer.args.imgsz),
+        "epoch": int(trainer.epoch) + 1,  # epochs done (ultralytics counts from 0)
+        "model": weights,
+        "best_fitness": _plain(trainer.best_fitness),
+        "fitness": _plain(trainer.fitness),
+        "optimizer": None,
+        "torch": str(torch.__version__),
+        "ultralytics": str(ultralytics.__version__),
+    }
+    if resumable:
+        state.update(
+            optimizer=convert_optimizer_state_dict_to_fp16(
+                copy.deepcopy(trainer.optimizer.state_dict())
+            ),
+            scaler=trainer.scaler.state_dict(),
+            updates=int(trainer.ema.updates),
+            stopper={
+                "best_fitness": _plain(trainer.stopper.best_fitness),
+                "best_epoch": int(trainer.stopper.best_epoch),
+            },
+        )
+    return state
 
 
 def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
@@ -94,19 +164,23 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         "verbose": False,
         **{k: opts[k] for k in PASSED_THROUGH if k in opts},
     }
+    args = {k: v for k, v in args.items() if v is not None}
     if spec.resume_from:
-        model = YOLO(str(_resumable(spec, run, work / "resume.pt")))
+        model = YOLO(str(_resumable(spec, run, work / "resume.pt", args)))
         keep = ("data", "device", "workers", "plots")
         args = {
             "resume": True,
             "save_dir": str(work / "runs" / "train"),
-            **{k: args[k] for k in keep},
+            **{k: args[k] for k in keep if k in args},
         }
         run.log(f"Resumed from {spec.resume_from}")
     else:
         model = YOLO(
             model_file(spec.model_name, spec.task_type), task="classify" if classify else "detect"
         )
+        if spec.weights is not None:  # a file from the operator's weights directory
+            model.load(str(spec.weights))
+            run.log(f"Starting from {spec.weights.name}")
     reported, step = set(), [0]
 
     def on_epoch_start(trainer: Any) -> None:
@@ -120,8 +194,12 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             trainer.stop = True  # ultralytics breaks, validates and saves last.pt
 
     def on_model_save(trainer: Any) -> None:
-        best = trainer.best if trainer.best_fitness == trainer.fitness else None
-        run.checkpoints.save_file(trainer.last, trainer.epoch + 1, best=best)
+        names = [str(trainer.data["names"][i]) for i in sorted(trainer.data["names"])]
+        best = None
+        if trainer.best_fitness == trainer.fitness:
+            best = snapshot(trainer, spec, names, resumable=False)
+        last = snapshot(trainer, spec, names, resumable=True)
+        run.checkpoints.save(last, trainer.epoch + 1, best=best)
 
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = trainer.epoch + 1
@@ -144,26 +222,59 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         model.add_callback(event, fn)
     try:
         trainer = {"trainer": recording_classifier()} if classify else {}
-        model.train(**trainer, **{k: v for k, v in args.items() if v is not None})
+        model.train(**trainer, **args)
     except _Stopped:
         return "stopped"
     return "completed"
 
 
-def _resumable(spec: JobSpec, run: Run, weights: Path) -> Path:
-    """The checkpoint to resume from, fetched; ultralytics resumes with the checkpoint's
-    own arguments, so this job's epochs are written into it."""
+def _resumable(spec: JobSpec, run: Run, path: Path, args: dict[str, Any]) -> Path:
+    """An ultralytics last.pt at ``path`` to resume from, written here from the plain
+    checkpoint ``spec.resume_from`` (loaded with ``weights_only=True``): the catalogue
+    model's network with its weights, its optimizer and EMA state, and this job's own
+    training arguments ``args`` (never arguments from the checkpoint)."""
     import torch
+    from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    run.checkpoints.fetch(spec.resume_from, weights)
-    state = torch.load(weights, map_location="cpu", weights_only=False)
+    state = run.checkpoints.load(spec.resume_from)
+    if state.get("framework") != "ultralytics":
+        raise ValueError(f"{spec.resume_from} is not an ultralytics checkpoint")
+    if (state.get("model_name"), state.get("task_type")) != (spec.model_name, spec.task_type):
+        raise ValueError(
+            f"{spec.resume_from} is a {state.get('model_name')} {state.get('task_type')} "
+            f"checkpoint; this job trains {spec.model_name} {spec.task_type}"
+        )
     if not state.get("optimizer"):
         raise ValueError(
             f"{spec.resume_from} is a finished run's weights; only a last.pt can resume"
         )
-    state["train_args"]["epochs"] = spec.epochs
-    torch.save(state, weights)
-    return weights
+    if state["epoch"] >= spec.epochs:
+        raise ValueError(
+            f"{spec.resume_from} has {state['epoch']} epochs done; this job trains "
+            f"{spec.epochs}, so there is nothing left to resume"
+        )
+    net = network(spec.model_name, spec.task_type, [str(n) for n in state["names"]])
+    net.load_state_dict(state["model"])
+    task = net.task
+    train_args = {**DEFAULT_CFG_DICT, **args, "task": task, "mode": "train", "model": str(path)}
+    net.args = train_args
+    stopper = state.get("stopper") or {}
+    torch.save(
+        {
+            "epoch": state["epoch"] - 1,
+            "best_fitness": state.get("best_fitness"),
+            "stopper": {k: stopper[k] for k in ("best_fitness", "best_epoch") if k in stopper},
+            "model": None,
+            "ema": net.half(),
+            "updates": int(state.get("updates", 0)),
+            "optimizer": state["optimizer"],
+            "scaler": state.get("scaler") or {},
+            "train_args": train_args,
+            "train_metrics": {},
+        },
+        path,
+    )
+    return path
 
 
 def recording_classifier() -> type:
@@ -238,15 +349,20 @@ def validation_metrics(trainer: Any, m: dict[str, Any], classify: bool) -> dict[
 
 
 class Model:
-    """An ultralytics checkpoint (its own file), detecting objects or classifying an image."""
+    """An ultralytics checkpoint (our plain state dict), detecting objects or classifying
+    an image: the catalogue model's network, rebuilt, with the checkpoint's weights."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, state: dict[str, Any]) -> None:
         offline(Path(tempfile.mkdtemp(prefix="crucible-yolo-")))
         from ultralytics import YOLO
 
-        self.model = YOLO(str(path))
-        self.args = self.model.ckpt.get("train_args", {}) if self.model.ckpt else {}
-        self.model_name = Path(str(self.args.get("model", "yolo"))).stem.removesuffix("-cls")
+        self.model_name, task_type = state["model_name"], state["task_type"]
+        net = network(self.model_name, task_type, [str(n) for n in state["names"]])
+        net.load_state_dict(state["model"])
+        self.model = YOLO(model_file(self.model_name, task_type), task=net.task)
+        net.args, net.task = self.model.model.args, self.model.model.task
+        self.model.model = net.float().eval()
+        self.args = {"imgsz": int(state["image_size"])}
 
     def predict(self, data: bytes, filename: str, options: dict[str, Any]) -> dict[str, Any]:
         threshold = float(options.get("confidence_threshold", 0.25))

@@ -1,0 +1,36 @@
+"""The API's answer to an unexpected exception, over HTTP into the ASGI app (no AWS: the
+service that fails is the only one the request reaches)."""
+
+import asyncio
+
+import httpx
+
+from functions.api.app import create_app
+from shared.settings import load_settings
+from shared.wiring import build
+
+
+class BrokenAuth:
+    def authenticate(self, token):
+        raise RuntimeError("botocore: table crucible-prod-data in 123456789012 is unreachable")
+
+
+def test_an_unexpected_error_answers_a_generic_500_with_the_request_id(caplog):
+    settings = load_settings(rate_limit_per_minute=0)
+    container = build(settings)
+    container.auth = BrokenAuth()
+    app = create_app(settings, container)
+
+    async def call():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            return await http.get("/api/v1/auth/me", headers={"Authorization": "Bearer x"})
+
+    r = asyncio.run(call())
+    assert r.status_code == 500
+    body = r.json()
+    rid = r.headers["X-Request-ID"]
+    assert body["code"] == "INTERNAL_ERROR" and body["request_id"] == rid and rid in body["detail"]
+    assert "crucible-prod-data" not in r.text and "botocore" not in r.text
+    # The detail is for the operator: in the log, with the same request id.
+    assert any(rid in rec.getMessage() for rec in caplog.records)
