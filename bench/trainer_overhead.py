@@ -78,7 +78,7 @@ def main() -> None:
 
     from functions.local.bootstrap import ensure_resources
     from functions.local.emulator import Emulator, free_port
-    from shared.datasets import extract
+    from shared.archives import extract
     from shared.models import Principal, TrainingJob
     from shared.services.reporting import Reporter
     from shared.settings import load_settings

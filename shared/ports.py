@@ -83,6 +83,9 @@ class EventLog(Protocol):
     def append(self, event: ProgressEvent) -> bool:
         """Store an event; False when an event with the same id already exists."""
 
+    def inserted(self, record: dict[str, Any]) -> ProgressEvent | None:
+        """The event a change-stream record of the log inserted, if it inserted one."""
+
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]: ...
 
 

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
         UserRepository,
     )
     from shared.services.audio import AudioService
+    from shared.services.audio_uploads import AudioUploadService
     from shared.services.auth import AuthService
-    from shared.services.catalog import ProjectService, TagService
     from shared.services.datasets import DatasetService
     from shared.services.jobs import JobStates
+    from shared.services.projects import ProjectService, TagService
     from shared.services.push import PushService
     from shared.services.training import TrainingService
 
@@ -213,21 +214,21 @@ class Container:
 
     @cached_property
     def projects(self) -> ProjectService:
-        from shared.adapters.dynamodb.catalogue import DynamoProjects
-        from shared.services.catalog import ProjectService
+        from shared.adapters.dynamodb.projects import DynamoProjects
+        from shared.services.projects import ProjectService
 
         return ProjectService(DynamoProjects(self.table))
 
     @cached_property
     def tags(self) -> TagService:
-        from shared.adapters.dynamodb.catalogue import DynamoTags
-        from shared.services.catalog import TagService
+        from shared.adapters.dynamodb.projects import DynamoTags
+        from shared.services.projects import TagService
 
         return TagService(DynamoTags(self.table))
 
     @cached_property
     def audio(self) -> AudioService:
-        from shared.adapters.dynamodb.catalogue import DynamoTags
+        from shared.adapters.dynamodb.projects import DynamoTags
         from shared.adapters.dynamodb.recordings import DynamoAudioFiles
         from shared.services.audio import AudioService
 
@@ -238,6 +239,17 @@ class Container:
             self.artifacts,
             self.bus,
             self.push,
+        )
+
+    @cached_property
+    def audio_uploads(self) -> AudioUploadService:
+        from shared.adapters.dynamodb.recordings import DynamoAudioFiles
+        from shared.services.audio_uploads import AudioUploadService
+
+        return AudioUploadService(
+            DynamoAudioFiles(self.table),
+            self.uploads,
+            self.audio,
             max_bytes=self.settings.max_audio_bytes,
         )
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from functions.api.errors import set_rate_limit
-from shared.errors import Forbidden, RateLimited, Unauthorized
+from shared.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from shared.models import Principal
 from shared.settings import Role
 from shared.wiring import Container
@@ -107,14 +109,35 @@ def limit_client(request: Request, c: Services) -> None:
 ClientLimited = Depends(limit_client)
 
 
-def limit_account(c: Container, email: str) -> None:
-    """Count a sign-in or registration attempt against the account it names, whichever
-    client sends it (the key is a digest: no addresses in the counters)."""
+@contextmanager
+def account_attempt(request: Request, c: Container, email: str) -> Iterator[None]:
+    """Guard one sign-in or registration naming ``email``: its failures (401, 409) count
+    against the account, from any client, and against the account from this client.
+
+    A client may fail at most ``auth_rate_limit_per_minute`` times a minute for one
+    account. Once the account as a whole has failed that often (guesses spread over many
+    addresses), a client that has itself failed for it is refused too, while a client
+    that has not (the owner, elsewhere) still gets its attempt: guessing is bounded, and
+    nobody can lock an account's owner out by failing on purpose. The keys are digests:
+    no addresses in the counters."""
     limit = c.settings.auth_rate_limit_per_minute
-    if limit:
-        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        used, reset = c.rate_limiter.hit(f"auth-account:{digest}", limit=limit, window_s=WINDOW_S)
-        _refuse_over(used, limit, reset, "sign-in attempts for this account")
+    if not limit:
+        yield
+        return
+    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    account = f"auth-account:{digest}"
+    pair = f"{account}:{hashlib.sha256(client_address(request).encode()).hexdigest()[:16]}"
+    mine, reset = c.rate_limiter.count(pair, window_s=WINDOW_S)
+    _refuse_over(mine + 1, limit, reset, "failed attempts for this account from this address")
+    everyone, reset = c.rate_limiter.count(account, window_s=WINDOW_S)
+    if everyone >= limit:
+        _refuse_over(mine + 1, 1, reset, "failed attempts for this account")
+    try:
+        yield
+    except (Unauthorized, Conflict):
+        c.rate_limiter.hit(pair, limit=limit, window_s=WINDOW_S)
+        c.rate_limiter.hit(account, limit=limit, window_s=WINDOW_S)
+        raise
 
 
 def internal_caller(

@@ -32,7 +32,7 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
         status = c.audio.run(int(detail["file_id"]), str(detail["task_id"]))
         return {"status": status, "file_id": detail["file_id"]}
     obj = S3EventBridgeNotificationEvent(event).detail.object
-    f = c.audio.register_object(obj.key, obj.size)
+    f = c.audio_uploads.register_object(obj.key, obj.size)
     if f is None:
         return {"status": "ignored", "key": obj.key}
     queued = c.audio.first_analysis(f)

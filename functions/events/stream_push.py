@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from functions.events.runtime import container
 from functions.observability import logger
-from shared.adapters.dynamodb.push import inserted_event as event_of
 from shared.wiring import Container
 
 
@@ -26,7 +25,7 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
     def deliver(record: DynamoDBRecord) -> int:
-        ev = event_of(record.raw_event)
+        ev = c.push.events.inserted(record.raw_event)
         return c.push.deliver(ev) if ev else 0
 
     return process_partial_response(event=event, record_handler=deliver, processor=processor)

@@ -20,6 +20,15 @@ from infra.constructs.functions import Functions
 # Paths that answer without a token, so each request costs before anyone is known
 # (an argon2 check per sign-in): WAF counts them per client on their own.
 SIGN_IN_PATHS = ("/api/v1/auth/", "/api/v1/internal/")
+# What the path is compared as: percent-decoded, with ``//``, ``/./`` and ``/../``
+# resolved, then lower-cased, so that ``/api/v1/%61uth/login`` (decoded before the API
+# sees it), ``/api/v1/x/../auth/login`` or ``/API/V1/AUTH/login`` do not dodge the
+# sign-in limit.
+SIGN_IN_TRANSFORMATIONS = [
+    waf.TextTransformationProperty(priority=0, type="URL_DECODE"),
+    waf.TextTransformationProperty(priority=1, type="NORMALIZE_PATH"),
+    waf.TextTransformationProperty(priority=2, type="LOWERCASE"),
+]
 
 BINARY_TYPES = [
     "multipart/form-data",
@@ -126,9 +135,7 @@ def _web_acl(scope: Construct, env: EnvironmentConfig) -> waf:
                         field_to_match=waf.FieldToMatchProperty(uri_path={}),
                         positional_constraint="CONTAINS",
                         search_string=path,
-                        text_transformations=[
-                            waf.TextTransformationProperty(priority=0, type="LOWERCASE")
-                        ],
+                        text_transformations=SIGN_IN_TRANSFORMATIONS,
                     )
                 )
                 for path in SIGN_IN_PATHS

@@ -27,7 +27,7 @@ from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
-from infra.constructs.refs import DataRefs
+from infra.constructs.refs import DataRefs, event_keys
 from infra.packaging import IMAGE_EXCLUDE, ROOT
 from shared.settings import ResourceNames
 
@@ -250,17 +250,20 @@ class Batch(Construct):
         """A job's role: its spec and dataset, its records and events, checkpoints, MLflow.
 
         Batch gives a job no identity of its own (no per-job session tags), so "its own"
-        is as narrow as key shapes allow: items under ``JOB#*`` and ``EVENTS#job:*`` (and
-        the event ids), objects under ``jobs/*`` (a resumed job reads another job's
-        checkpoint, which the API checked the user may read) and MLflow's prefix. No
-        user, upload intent, connection or secret; datasets are read-only."""
+        is as narrow as key shapes allow: it reads ``JOB#*`` and ``DATASET#*`` items,
+        updates ``JOB#*`` ones, writes its metric rows and log lines (in the job's
+        partition) and events on ``job:`` topics (``EVENTS#job:*`` and the event-id
+        locks); objects under ``jobs/*`` (a resumed job reads another job's checkpoint,
+        which the API checked the user may read) and MLflow's prefix. No user, counter,
+        upload intent, connection or secret; datasets are read-only."""
         role = iam.Role(
             self,
             f"{job.name.title()}JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
         )
         data.grant_table(role, ("GetItem",), keys=("JOB#*", "DATASET#*"))
-        data.grant_table(role, ("PutItem", "UpdateItem"), keys=("JOB#*", "EVENTS#job:*", "EVENT#*"))
+        data.grant_table(role, ("UpdateItem",), keys=("JOB#*",))
+        data.grant_table(role, ("PutItem",), keys=("JOB#*", *event_keys("job")))
         data.uploads.grant_read(role, "datasets/*")
         data.artifacts.grant_read(role, "jobs/*")
         data.artifacts.grant_put(role, "jobs/*")

@@ -18,7 +18,7 @@ from constructs import Construct
 from infra import packaging
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
-from infra.constructs.refs import DataRefs
+from infra.constructs.refs import CONNECTIONS, IDENTITY, TOPIC_OWNERS, DataRefs, event_keys
 from shared.routing import ROUTES
 from shared.settings import ResourceNames
 
@@ -45,9 +45,6 @@ EVENT_HANDLERS = {
 # DynamoDB actions by kind (the adapters call no others: no Scan, no batch calls).
 READ = ("GetItem", "Query")
 WRITE = ("PutItem", "UpdateItem", "DeleteItem")
-# Partition keys (dynamodb:LeadingKeys) of what push keeps and what publishing writes.
-PUSH_KEYS = ("CONN#*", "TOPIC#*")
-EVENT_KEYS = ("EVENT#*", "EVENTS#*")
 # (bucket, object key pattern) pairs granted to one handler each.
 OBJECT_PREFIXES = (
     ("uploads_bucket", "audio/*"),
@@ -185,7 +182,14 @@ class Functions(Construct):
         """Each function's role: only what its code uses. Only the API and ``$connect``
         verify JWTs (the JWT secret); only the API checks the training callback (the
         internal secret). Every function gets ``CRUCIBLE_*_SECRET_ARN`` (settings require
-        one), but a read of a secret it has no grant for fails."""
+        one), but a read of a secret it has no grant for fails.
+
+        Only the API reaches any item. Every other function reaches only the partition
+        keys its code paths use (``dynamodb:LeadingKeys``, one statement per action
+        group), and only the API and the WebSocket function reach users and the locks
+        that name them (``IDENTITY``; the push function reads users, never writes them).
+        The functions that parse what users upload (analysis: audio decoders; datasets:
+        zip, YAML, JSON) reach only their own item kinds."""
         api, ws, push, inference = self.api, self.websocket, self.stream_push, self.inference
         analysis = self.by_module["functions.events.analysis"]
         datasets = self.by_module["functions.events.datasets"]
@@ -203,33 +207,44 @@ class Functions(Construct):
         artifacts.grant_delete(api)
         self.inference.grant_invoke(api)
 
-        # $connect verifies the token and may a topic be read (users, the topic's owner);
-        # connections and subscriptions are the only items it writes.
+        # WebSocket ($connect, $disconnect, $default): verifies the token and reads its
+        # user (an API token's service user is found by its TOKEN# lock, an earlier
+        # version's by its e-mail lock, and created on first use: the user, its lock, the
+        # next user id); may the topic be read (its resource's owner); its connection and
+        # subscriptions (found per connection on GSI1), the only other items it writes.
         data.jwt_secret.grant_read(ws)
-        data.grant_table(ws, READ, indexes=True)
-        data.grant_table(ws, ("PutItem", "DeleteItem"), keys=PUSH_KEYS)
-        # Stream -> push: reads followers (and re-checks them), drops the gone ones.
-        data.grant_table(push, READ, indexes=True)
-        data.grant_table(push, ("DeleteItem",), keys=PUSH_KEYS)
-        # Object created: publishes an event, nothing else.
-        data.grant_table(objects, ("PutItem",), keys=EVENT_KEYS)
-        # Batch job state: the job, its owner's active-job counters (USER#<id> /
-        # ACTIVEJOBS), and the events it publishes.
-        data.grant_table(
-            batch_state,
-            ("GetItem", "PutItem", "UpdateItem"),
-            keys=("JOB#*", "USER#*", *EVENT_KEYS),
-        )
-        # Analysis and dataset ingestion: the recording's or dataset's items, upload
-        # intents, results and events (no fixed key list: the item kinds they touch are
-        # those of shared/adapters/dynamodb/recordings.py and datasets.py).
-        for fn in (analysis, datasets):
-            data.grant_table(fn, READ + WRITE, indexes=True)
+        data.grant_table(ws, ("GetItem",), keys=(*IDENTITY, "CONN#*", *TOPIC_OWNERS))
+        data.grant_table(ws, ("PutItem", "DeleteItem"), keys=CONNECTIONS)
+        data.grant_table(ws, ("PutItem",), keys=("USER#*", "TOKEN#*"))
+        data.grant_table(ws, ("UpdateItem",), keys=("COUNTER",))
+        data.grant_table(ws, ("Query",), keys=("CONN#*",), index="GSI1")
+        # Stream -> push: a topic's followers, re-checked against their user as stored
+        # now and the topic's owner; drops the connections gone or no longer allowed.
+        data.grant_table(push, ("GetItem",), keys=("USER#*", *TOPIC_OWNERS))
+        data.grant_table(push, ("Query",), keys=("TOPIC#*",))
+        data.grant_table(push, ("Query",), keys=("CONN#*",), index="GSI1")
+        data.grant_table(push, ("DeleteItem",), keys=CONNECTIONS)
+        # Object created: publishes an event on the uploader's topic, nothing else.
+        data.grant_table(objects, ("PutItem",), keys=event_keys("user"))
+        # Batch job state: reads and moves the job, gives back its owner's active-job
+        # slots (ACTIVE#<uid>, a partition of its own) and publishes on the job's topic.
+        data.grant_table(batch_state, ("GetItem",), keys=("JOB#*",))
+        data.grant_table(batch_state, ("UpdateItem",), keys=("JOB#*", "ACTIVE#*"))
+        data.grant_table(batch_state, ("PutItem",), keys=event_keys("job"))
+        # Analysis (audio decoders on uploaded bytes): the file and its upload intent,
+        # the next result id, events on the file's topic. No query, no index.
+        data.grant_table(analysis, ("GetItem",), keys=("FILE#*", "UPLOAD#*"))
+        data.grant_table(analysis, ("PutItem",), keys=("FILE#*", *event_keys("file")))
+        data.grant_table(analysis, ("UpdateItem",), keys=("FILE#*", "COUNTER"))
+        data.grant_table(analysis, ("DeleteItem",), keys=("UPLOAD#*",))
         uploads.grant_read(analysis, "audio/*")
         uploads.grant_put(analysis, "audio/*")  # the stored copy of what was inspected
         uploads.grant_delete(analysis, "audio/*")
         artifacts.grant_read_write(analysis, "analysis/*")
         artifacts.grant_delete(analysis, "analysis/*")
+        # Dataset ingestion (zip, YAML, JSON from users): reads and finishes the dataset
+        # item, and nothing else (it publishes no event).
+        data.grant_table(datasets, ("GetItem", "UpdateItem"), keys=("DATASET#*",))
         uploads.grant_read(datasets, "datasets/*")
         uploads.grant_put(datasets, "datasets/*")
         uploads.grant_delete(datasets, "datasets/*")

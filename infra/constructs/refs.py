@@ -17,6 +17,22 @@ from infra.constructs.storage import Storage
 from shared.adapters.dynamodb.table import TABLE_SCHEMA
 from shared.settings import ResourceNames
 
+# Partition keys (``dynamodb:LeadingKeys`` patterns) by what lives under them (README,
+# "Data model"). Users and the locks that name them: only the API and the WebSocket
+# function (which creates API tokens' service users) are granted these.
+IDENTITY = ("USER#*", "EMAIL#*", "TOKEN#*")
+CONNECTIONS = ("CONN#*", "TOPIC#*")  # WebSocket connections and their subscriptions
+# Where a topic's owner is read (shared/adapters/dynamodb/push.py, DynamoOwners): the
+# ``<KIND>#<id>`` item of every topic kind but ``user`` (shared/events.py, TOPIC_RE), and
+# a file's upload intent before the file exists.
+TOPIC_OWNERS = ("JOB#*", "FILE#*", "UPLOAD#*", "DATASET#*", "WORKFLOW#*", "SUBMISSION#*")
+
+
+def event_keys(kind: str) -> tuple[str, str]:
+    """What publishing on ``<kind>:<id>`` topics writes: each event's id lock and the
+    event in its topic's log (shared/adapters/dynamodb/push.py, DynamoEventLog)."""
+    return "EVENT#*", f"EVENTS#{kind}:*"
+
 
 class DataRefs:
     """Buckets and table by name (so grants read as plain ARNs), the secrets and the
@@ -44,15 +60,24 @@ class DataRefs:
         *,
         keys: Sequence[str] | None = None,
         indexes: bool = False,
+        index: str | None = None,
     ) -> None:
         """Let ``grantee`` call ``actions`` (``GetItem``, ``PutItem``, ...) on the table,
-        and on its indexes with ``indexes``; with ``keys``, only on items whose partition
-        key matches one of these patterns (``dynamodb:LeadingKeys``, e.g. ``JOB#*``)."""
+        and on its indexes with ``indexes``, or on the one index ``index`` only (``GSI1``:
+        queries of it, never the table); with ``keys``, only on items whose partition key
+        matches one of these patterns (``dynamodb:LeadingKeys``, e.g. ``JOB#*``; for an
+        index query, the index's partition key, e.g. ``CONN#*`` on GSI1)."""
         arn = self.table.table_arn
+        if index is not None:
+            if index not in TABLE_SCHEMA["indexes"]:
+                raise ValueError(f"the table has no index {index!r}")
+            resources = [f"{arn}/index/{index}"]
+        else:
+            resources = [arn, f"{arn}/index/*"] if indexes else [arn]
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[f"dynamodb:{a}" for a in actions],
-                resources=[arn, f"{arn}/index/*"] if indexes else [arn],
+                resources=resources,
                 conditions=(
                     {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(keys)}}
                     if keys

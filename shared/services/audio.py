@@ -1,23 +1,14 @@
-"""Seed 001: audio files, their analysis, results, exports and visualisation data.
+"""Seed 001: stored audio files, their analysis, results, exports and visualisation data.
+Taking recordings in (API uploads, presigned POST and multipart uploads, registering
+what arrives) is :mod:`shared.services.audio_uploads`.
 
 Access: owners read and change their files; researchers (and admins) read everyone's;
 only owners and admins change or delete. Unknown and unreadable look the same (404).
 
-Uploads reach S3 three ways — through the API (multipart form, small files), by a
-presigned POST, or by a presigned multipart upload — and in every case S3's "Object
-Created" event registers the file (if the API has not) and starts its first analysis
-(functions/events/analysis.py). Objects live under ``audio/<user id>/<file id>/``.
-
-What a client may write is only ever an arrival: a presigned POST stays usable for its
-whole lifetime, so the bytes registration probed are copied to
-``audio/<user>/<file>/stored/<token>.<ext>`` (a key no client is granted) and the
-file's ``key`` points there; the arrival is deleted, and a later arrival for a
-registered file is deleted unread. A multipart upload is sized: each part URL is signed
-for its exact length, and the completed object must hold exactly the size declared
-when it started (kept as its ``declared-size`` metadata) and no more than the limit,
-or it is deleted and the file refused (``failed``, with the reason, and no stored
-bytes). Deleting a file erases every version of everything under its prefix and of its
-analysis results.
+Objects live under ``audio/<user id>/<file id>/``: a client's arrival directly under
+it, the bytes the platform keeps under ``stored/`` (the key functions below are the
+one statement of that layout). Deleting a file erases every version of everything
+under its prefix and of its analysis results.
 """
 
 from __future__ import annotations
@@ -26,35 +17,21 @@ import csv
 import io
 import json
 import logging
-import math
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
-from shared.errors import (
-    Conflict,
-    CrucibleError,
-    Forbidden,
-    InvalidInput,
-    InvalidState,
-    NotFound,
-    TooLarge,
-)
+from shared.errors import Conflict, Forbidden, InvalidState, NotFound
 from shared.events import ProgressEvent, event_id_for
-from shared.models import AudioFile, Page, Principal, Tag, UploadIntent, utcnow
+from shared.models import AudioFile, Page, Principal, Tag, utcnow
 from shared.ports import AudioFileRepository, EventBus, ObjectStore, TagRepository
 from shared.services.push import PushService
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_REQUESTED = "Analysis Requested"
-MAX_BATCH = 10
 LEASE_S = 20 * 60  # longer than the analysis Lambda's 15-minute limit
-PRESIGN_EXPIRES_S = 3600
-PART_SIZE = 8 * 1024 * 1024
-DECLARED_SIZE = "declared-size"  # object metadata the platform sets on multipart uploads
 
 
 def audio_key(owner_id: int, file_id: int, extension: str) -> str:
@@ -79,7 +56,9 @@ def parse_audio_key(key: str) -> tuple[int, int] | None:
     return None
 
 
-def _safe_name(name: str | None, fallback: str) -> str:
+def safe_name(name: str | None, fallback: str) -> str:
+    """A client's file name as kept: its base name, printable, without quotes, at most
+    200 characters (``fallback`` if nothing is left)."""
     base = PurePosixPath((name or "").replace("\\", "/")).name.strip()
     return "".join(ch for ch in base if ch.isprintable() and ch not in '"')[:200] or fallback
 
@@ -93,8 +72,6 @@ class AudioService:
         artifacts: ObjectStore,
         bus: EventBus,
         push: PushService,
-        *,
-        max_bytes: int,
     ) -> None:
         self.files = files
         self.tags = tags
@@ -102,7 +79,6 @@ class AudioService:
         self.artifacts = artifacts
         self.bus = bus
         self.push = push
-        self.max_bytes = max_bytes
 
     # --- access ---------------------------------------------------------------------
     def get(self, actor: Principal, file_id: int) -> AudioFile:
@@ -124,263 +100,6 @@ class AudioService:
     def tags_of(self, f: AudioFile) -> list[Tag]:
         return [t for t in (self.tags.get(i) for i in f.tags) if t is not None]
 
-    # --- uploads through the API ------------------------------------------------------
-    def upload(
-        self,
-        actor: Principal,
-        data: IO[bytes],
-        filename: str | None,
-        recording_start_time: datetime | None,
-    ) -> AudioFile:
-        from shared.audio import probe
-
-        size = data.seek(0, io.SEEK_END)
-        data.seek(0)
-        if size > self.max_bytes:
-            raise TooLarge(
-                f"The file is larger than {self.max_bytes // (1024 * 1024)} MB", field="file"
-            )
-        info = probe(data)  # by what the bytes decode as, never the extension
-        data.seek(0)
-        file_id = self.files.next_id()
-        key = audio_key(actor.user_id, file_id, info.extension)
-        record = AudioFile(
-            id=file_id,
-            owner_id=actor.user_id,
-            filename=PurePosixPath(key).name,
-            original_filename=_safe_name(filename, f"recording.{info.extension}"),
-            key=key,
-            file_size=size,
-            sample_rate=info.sample_rate,
-            duration=info.duration,
-            channels=info.channels,
-            format=info.format,
-            content_type=info.content_type,
-            recording_start_time=recording_start_time,
-        )
-        # The record exists before the object: the upload event always finds it.
-        self.files.create(record)
-        try:
-            self.uploads.put(key, data.read(), content_type=info.content_type)
-        except Exception:
-            self.files.delete(file_id)
-            raise
-        return record
-
-    # --- direct-to-S3 uploads ---------------------------------------------------------
-    def _intent(
-        self, actor: Principal, filename: str, size: int, start: datetime | None
-    ) -> UploadIntent:
-        if size < 1:
-            raise InvalidInput("size must be at least 1 byte", field="size")
-        if size > self.max_bytes:
-            raise TooLarge(
-                f"The file is larger than {self.max_bytes // (1024 * 1024)} MB", field="size"
-            )
-        ext = PurePosixPath(filename).suffix.lower().lstrip(".")
-        if ext not in ("wav", "mp3", "flac", "m4a", "ogg"):
-            ext = "bin"  # the bytes decide the format when they arrive
-        file_id = self.files.next_id()
-        intent = UploadIntent(
-            file_id=file_id,
-            owner_id=actor.user_id,
-            key=audio_key(actor.user_id, file_id, ext),
-            original_filename=_safe_name(filename, "recording"),
-            recording_start_time=start,
-        )
-        self.files.put_intent(intent, PRESIGN_EXPIRES_S * 24)
-        return intent
-
-    def presign(
-        self,
-        actor: Principal,
-        filename: str,
-        size: int,
-        content_type: str | None,
-        start: datetime | None,
-    ) -> dict[str, Any]:
-        intent = self._intent(actor, filename, size, start)
-        post = self.uploads.presign_post(
-            intent.key, max_bytes=size, content_type=content_type, expires=PRESIGN_EXPIRES_S
-        )
-        return {
-            "file_id": intent.file_id,
-            "key": intent.key,
-            "url": post["url"],
-            "fields": post["fields"],
-            "expires_in": PRESIGN_EXPIRES_S,
-            "max_bytes": size,
-        }
-
-    def start_multipart(
-        self,
-        actor: Principal,
-        filename: str,
-        size: int,
-        content_type: str | None,
-        start: datetime | None,
-    ) -> dict[str, Any]:
-        intent = self._intent(actor, filename, size, start)
-        parts = max(1, math.ceil(size / PART_SIZE))
-        sizes = [PART_SIZE] * (parts - 1) + [size - PART_SIZE * (parts - 1)]
-        mp = self.uploads.start_multipart(
-            intent.key,
-            part_sizes=sizes,
-            content_type=content_type,
-            expires=PRESIGN_EXPIRES_S,
-            metadata={DECLARED_SIZE: str(size)},
-        )
-        return {
-            "file_id": intent.file_id,
-            "key": intent.key,
-            "upload_id": mp["upload_id"],
-            "part_size": PART_SIZE,
-            "parts": mp["parts"],
-            "expires_in": PRESIGN_EXPIRES_S,
-        }
-
-    def complete_multipart(
-        self, actor: Principal, file_id: int, upload_id: str, parts: list[dict]
-    ) -> dict:
-        intent = self.files.intent(file_id)
-        if intent is None or intent.owner_id != actor.user_id:
-            raise NotFound("No multipart upload in progress for this file", code="UPLOAD_NOT_FOUND")
-        self.uploads.complete_multipart(intent.key, upload_id, parts)  # S3's refusal: a 400
-        refused = self._admit(intent)
-        if refused is None:  # the arrival's own handler may have refused it first
-            f = self.files.get(file_id)
-            if f is not None and f.status == "failed" and not f.key:
-                refused = InvalidInput(f.error or "The upload was refused", code="UPLOAD_REFUSED")
-        if refused is not None:
-            raise refused
-        return {"file_id": file_id, "key": intent.key, "status": "uploaded"}
-
-    def _admit(self, intent: UploadIntent) -> CrucibleError | None:
-        """Check an arrived object's real size against the limit and, for a multipart
-        upload, the size declared when it started. A misfit is deleted and its file
-        recorded as refused (once, whoever sees it first); returns why, or None."""
-        info = self.uploads.head(intent.key)
-        if info is None:
-            return None  # already registered (or refused) by whoever saw it first
-        size, declared = info["size"], info["metadata"].get(DECLARED_SIZE)
-        if size > self.max_bytes:
-            refused: CrucibleError = TooLarge(
-                f"The upload holds {size} bytes, more than the "
-                f"{self.max_bytes // (1024 * 1024)} MB allowed; it was deleted",
-                field="parts",
-            )
-        elif declared is not None and size != int(declared):
-            refused = InvalidInput(
-                f"The upload holds {size} bytes but {declared} were declared when it started; "
-                "it was deleted. Upload every part (each exactly its 'size') and complete with "
-                "all of them",
-                field="parts",
-                code="UPLOAD_SIZE_MISMATCH",
-            )
-        else:
-            return None
-        record = AudioFile(
-            id=intent.file_id,
-            owner_id=intent.owner_id,
-            filename="",
-            original_filename=intent.original_filename,
-            key="",  # nothing of it is stored
-            file_size=size,
-            sample_rate=0,
-            duration=0.0,
-            format="unknown",
-            content_type="application/octet-stream",
-            recording_start_time=intent.recording_start_time,
-            status="failed",
-            error=refused.detail,
-            message=f"Upload refused: {refused.detail}",
-        )
-        if self.files.create(record):
-            self._announce(record, "error", record.message or "")
-        self.uploads.delete(intent.key)
-        self.files.drop_intent(intent.file_id)
-        return refused
-
-    def register_object(self, key: str, size: int) -> AudioFile | None:
-        """An object arrived under ``audio/``: the file it belongs to, registering it from
-        the presigned upload's intent if the API has not (sized, probed, and the probed
-        bytes kept where no client can write). An arrival nobody asked for, or a second
-        one for a registered file, is deleted; None if it is not audio we know.
-        (``size``, S3's word on the object, is checked against the object itself.)"""
-        ids = parse_audio_key(key)
-        if ids is None:
-            return None
-        owner_id, file_id = ids
-        existing = self.files.get(file_id)
-        if existing is not None:
-            if existing.key != key:  # a presigned URL used again: its bytes are never read
-                log.info("file %s is registered already; deleting another arrival %s", file_id, key)
-                self.uploads.delete(key)
-            return existing
-        intent = self.files.intent(file_id)
-        if intent is None or intent.key != key or intent.owner_id != owner_id:
-            log.warning("object %s belongs to no upload; deleting it", key)
-            self.uploads.delete(key)
-            return None
-        if self._admit(intent) is not None:
-            return self.files.get(file_id)
-        from shared.audio import InvalidAudio, probe
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload"
-            try:
-                self.uploads.download(key, str(path))
-            except Exception:
-                registered = self.files.get(file_id)  # by a duplicate event, which deleted it
-                if registered is not None:
-                    return registered
-                raise
-            got = path.stat().st_size
-            fields: dict[str, Any]
-            try:
-                if got > self.max_bytes:  # it changed since it was checked
-                    raise InvalidAudio(
-                        f"The file is larger than {self.max_bytes // (1024 * 1024)} MB"
-                    )
-                info = probe(path)
-            except InvalidAudio as exc:  # arrived already: keep it, say why it can't be used
-                ext = "bin"
-                fields = {
-                    "sample_rate": 0,
-                    "duration": 0.0,
-                    "format": "unknown",
-                    "content_type": "application/octet-stream",
-                    "status": "failed",
-                    "error": exc.detail,
-                    "message": exc.detail,
-                }
-            else:
-                ext = info.extension
-                fields = {
-                    "sample_rate": info.sample_rate,
-                    "duration": info.duration,
-                    "channels": info.channels,
-                    "format": info.format,
-                    "content_type": info.content_type,
-                }
-            kept = stored_key(owner_id, file_id, ext)
-            record = AudioFile(
-                id=file_id,
-                owner_id=owner_id,
-                filename=PurePosixPath(kept).name,
-                original_filename=intent.original_filename,
-                key=kept,
-                file_size=got,
-                recording_start_time=intent.recording_start_time,
-                **fields,
-            )
-            self.uploads.upload(record.key, str(path))  # exactly the bytes probed
-        if not self.files.create(record):  # a concurrent duplicate event won: keep its copy
-            self.uploads.delete(record.key)
-        self.files.drop_intent(file_id)
-        self.uploads.delete(key)  # the arrival is never read again
-        return self.files.get(file_id)
-
     # --- edits --------------------------------------------------------------------------
     def patch(self, actor: Principal, file_id: int, changes: dict[str, Any]) -> AudioFile:
         f = self._writable(actor, file_id)
@@ -391,7 +110,7 @@ class AudioService:
                 field="status",
             )
         if "original_filename" in changes:
-            changes["original_filename"] = _safe_name(
+            changes["original_filename"] = safe_name(
                 changes["original_filename"], f.original_filename
             )
         if not changes:
@@ -448,7 +167,7 @@ class AudioService:
         queued = self.files.request(file_id, task_id, LEASE_S, first_only=False)
         if queued is None:
             raise Conflict("An analysis of this file is already running", code="ANALYSIS_RUNNING")
-        self._announce(queued, "progress", "Queued")
+        self.announce(queued, "progress", "Queued")
         self.bus.put_event(ANALYSIS_REQUESTED, {"file_id": file_id, "task_id": task_id})
         return queued
 
@@ -468,7 +187,7 @@ class AudioService:
 
         def progress(pct: int, message: str) -> None:
             if self.files.progress(file_id, task_id, pct, message):
-                self._announce(f, "progress", message, pct=pct, task_id=task_id)
+                self.announce(f, "progress", message, pct=pct, task_id=task_id)
 
         try:
             result, viz = self._analyse(f, progress)
@@ -488,7 +207,7 @@ class AudioService:
                 {"status": "failed", "error": reason, "message": f"Analysis failed: {reason}"},
             )
             if done:
-                self._announce(done, "error", f"Analysis failed: {reason}", task_id=task_id)
+                self.announce(done, "error", f"Analysis failed: {reason}", task_id=task_id)
             return "failed"
         prefix = f"analysis/{file_id}/{task_id}/"
         result_id = self.files.next_result_id()
@@ -526,7 +245,7 @@ class AudioService:
         old = f.result_prefix
         if old and old != prefix:
             self.artifacts.delete_prefix(old)
-        self._announce(done, "status", done.message or "completed", task_id=task_id)
+        self.announce(done, "status", done.message or "completed", task_id=task_id)
         return "completed"
 
     def _analyse(self, f: AudioFile, progress) -> tuple[dict, dict]:
@@ -550,7 +269,9 @@ class AudioService:
         progress(92, "Preparing waveform and spectrogram")
         return result, {"waveform": waveform(samples, sr), "spectrogram": spectrogram(samples, sr)}
 
-    def _announce(self, f: AudioFile, kind: str, message: str, **extra: Any) -> None:
+    def announce(self, f: AudioFile, kind: str, message: str, **extra: Any) -> None:
+        """Publish a ``progress``, ``status`` or ``error`` event about ``f`` on
+        ``file:<id>`` and its owner's ``user:<id>``."""
         data = {
             "file_id": f.id,
             "status": f.status if kind != "error" else "failed",

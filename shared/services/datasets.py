@@ -34,7 +34,7 @@ from shared.models import Dataset, Principal
 from shared.ports import DatasetRepository, ObjectStore
 
 if TYPE_CHECKING:
-    from shared.services.catalog import ProjectService
+    from shared.services.projects import ProjectService
 
 log = logging.getLogger(__name__)
 PRESIGN_EXPIRES_S = 3600
@@ -92,17 +92,6 @@ class DatasetService:
         self.max_direct_bytes = max_direct_bytes  # presigned, straight to S3
         self.projects = projects
 
-    def _project(self, actor: Principal, project_id: int | None) -> None:
-        """A dataset may name only a project its creator can read."""
-        if project_id is None:
-            return
-        try:
-            self.projects.get(actor, project_id)
-        except NotFound:
-            raise NotFound(
-                "Project not found", field="project_id", code="PROJECT_NOT_FOUND"
-            ) from None
-
     def _new(
         self,
         actor: Principal,
@@ -121,7 +110,8 @@ class DatasetService:
             raise InvalidInput(
                 f"description must be at most {MAX_DESCRIPTION} characters", field="description"
             )
-        self._project(actor, project_id)
+        if project_id is not None:  # a dataset may name only a project its creator can read
+            self.projects.get(actor, project_id, field="project_id")
         dataset_id = str(uuid.uuid4())
         return Dataset(
             id=dataset_id,

@@ -23,9 +23,9 @@ from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS, check_model
 from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.models import ACTIVE_STATUSES, Dataset, Principal, TrainingJob, utcnow
 from shared.ports import JobRecordRepository, JobRepository, JobRunner, ObjectStore, Predictor
-from shared.services.catalog import ProjectService
 from shared.services.datasets import DatasetService
 from shared.services.jobs import ALL_JOBS, ASR_RUNS, OUTCOME_MESSAGES, JobLimits, JobStates
+from shared.services.projects import ProjectService
 from shared.services.push import PushService
 
 # What a job can resume from: a checkpoint its trainer saved (shared/services/reporting's
@@ -114,8 +114,8 @@ class TrainingService:
                 f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
                 field="config.dataset_id",
             )
-        if meta.get("project_id") is not None:
-            self._project(actor, int(meta["project_id"]))
+        if meta.get("project_id") is not None:  # only a project its creator can read
+            self.projects.get(actor, int(meta["project_id"]), field="project_id")
         epochs = int(cfg.get("epochs", 10))
         return TrainingJob(
             id=0,
@@ -133,15 +133,6 @@ class TrainingService:
             primary_metric_mode=mode,
             **meta,
         )
-
-    def _project(self, actor: Principal, project_id: int) -> None:
-        """A job may name only a project its creator can read."""
-        try:
-            self.projects.get(actor, project_id)
-        except NotFound:
-            raise NotFound(
-                "Project not found", field="project_id", code="PROJECT_NOT_FOUND"
-            ) from None
 
     def _checkpoint(self, actor: Principal, job: TrainingJob, key: str) -> str:
         """``key`` if it names a saved checkpoint of a job ``actor`` may read, of the same

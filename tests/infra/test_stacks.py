@@ -1,8 +1,10 @@
 """The synthesized templates of every environment: resources, key properties, IAM
 scoping, rules and targets — and cdk-nag's AwsSolutions checks passing."""
 
+import fnmatch
 import json
 import os
+import re
 
 import pytest
 
@@ -11,13 +13,17 @@ cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
+from shared.adapters.dynamodb.jobs import active_key  # noqa: E402
 from shared.adapters.dynamodb.table import TABLE_SCHEMA  # noqa: E402
+from shared.events import TOPIC_RE  # noqa: E402
 from shared.routing import ROUTES  # noqa: E402
 from shared.settings import ResourceNames  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.infra
 ENVS = ("dev", "staging", "prod")
+# The kinds of topic there are (``<kind>:<id>``).
+TOPIC_KINDS = re.match(r"\^\(([a-z|]+)\)", TOPIC_RE.pattern)[1].split("|")
 
 
 @pytest.fixture(scope="module")
@@ -369,19 +375,35 @@ def _actions(statements: list[dict], service: str = "") -> set[str]:
 
 
 def _table_grants(statements: list[dict]) -> dict[str, list[str] | None]:
-    """DynamoDB action -> the partition-key patterns it is limited to (None: any item)."""
+    """DynamoDB action -> the partition-key patterns it is limited to, across statements
+    (None: any item). A pattern granted on one index only, not the table, reads
+    ``GSI1/CONN#*`` (for a query of an index, the index's partition key)."""
     grants: dict[str, list[str] | None] = {}
     for st in statements:
         keys = (
             st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
         )
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        on = {re.sub(r'["\]}\s]', "", json.dumps(r)).partition("/index/")[2] for r in resources}
+        prefix = f"{on.pop()}/" if len(on) == 1 and "" not in on else ""
         for action in _actions([st], "dynamodb:"):
             if action in ("dynamodb:ListStreams", "dynamodb:DescribeStream"):
                 continue
             if action in ("dynamodb:GetRecords", "dynamodb:GetShardIterator"):
                 continue
-            grants[action] = None if keys is None else sorted(keys)
+            if keys is None or grants.get(action, []) is None:
+                grants[action] = None
+                continue
+            grants[action] = sorted({*grants.get(action, []), *(prefix + k for k in keys)})
     return grants
+
+
+def _keys(statements: list[dict]) -> set[str]:
+    """Every partition-key pattern the statements grant any DynamoDB action on (``*``:
+    any item)."""
+    return {
+        k.rpartition("/")[2] for keys in _table_grants(statements).values() for k in keys or ["*"]
+    }
 
 
 def _objects(statements: list[dict], action: str) -> set[str]:
@@ -437,14 +459,24 @@ def test_api_role(synth):
     assert "events:PutEvents" in _actions(st)
 
 
+# Where a topic's owner is read (DynamoOwners): the item of every kind but ``user``,
+# and a file's upload intent.
+TOPIC_OWNERS = sorted(
+    [f"{kind.upper()}#*" for kind in TOPIC_KINDS if kind != "user"] + ["UPLOAD#*"]
+)
+
+
 def test_websocket_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsWebSocketRole")
-    push = ["CONN#*", "TOPIC#*"]
     assert _table_grants(st) == {
-        "dynamodb:GetItem": None,
-        "dynamodb:Query": None,
-        "dynamodb:PutItem": push,
-        "dynamodb:DeleteItem": push,
+        # the token's user (an API token's by its lock, an earlier one's by its e-mail),
+        # its connection, and the owner of the topic it asks to follow
+        "dynamodb:GetItem": sorted(["CONN#*", "EMAIL#*", "TOKEN#*", "USER#*", *TOPIC_OWNERS]),
+        # its connection and subscriptions; an API token's service user, created on first use
+        "dynamodb:PutItem": ["CONN#*", "TOKEN#*", "TOPIC#*", "USER#*"],
+        "dynamodb:UpdateItem": ["COUNTER"],  # that user's id
+        "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
+        "dynamodb:Query": ["GSI1/CONN#*"],  # a connection's subscriptions
     }
     assert _actions(st, "s3:") == set() and _secrets(st) == {"jwt"}
 
@@ -452,8 +484,9 @@ def test_websocket_role(synth):
 def test_stream_push_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsStreamPushRole")
     assert _table_grants(st) == {
-        "dynamodb:GetItem": None,
-        "dynamodb:Query": None,
+        # followers re-checked against their user as stored now and the topic's owner
+        "dynamodb:GetItem": sorted(["USER#*", *TOPIC_OWNERS]),
+        "dynamodb:Query": ["GSI1/CONN#*", "TOPIC#*"],
         "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
     }
     assert "execute-api:ManageConnections" in _actions(st)
@@ -462,42 +495,68 @@ def test_stream_push_role(synth):
 
 def test_object_created_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsObjectCreatedRole")
-    assert _table_grants(st) == {"dynamodb:PutItem": ["EVENT#*", "EVENTS#*"]}
+    assert _table_grants(st) == {"dynamodb:PutItem": ["EVENT#*", "EVENTS#user:*"]}
     assert _actions(st, "s3:") == set() and _secrets(st) == set()
 
 
 def test_batch_state_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsBatchStateRole")
-    keys = ["EVENT#*", "EVENTS#*", "JOB#*", "USER#*"]
     assert _table_grants(st) == {
-        "dynamodb:GetItem": keys,
-        "dynamodb:PutItem": keys,
-        "dynamodb:UpdateItem": keys,
+        "dynamodb:GetItem": ["JOB#*"],
+        "dynamodb:UpdateItem": ["ACTIVE#*", "JOB#*"],  # the job, its owner's slots
+        "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*"],
     }
+    # The active-job counters live outside the user's partition.
+    (counters, _) = active_key(7)
+    assert fnmatch.fnmatchcase(counters, "ACTIVE#*") and not counters.startswith("USER#")
     assert _actions(st, "s3:") == set() and _secrets(st) == set()
 
 
-@pytest.mark.parametrize(
-    ("role", "uploads", "artifacts"),
-    [
-        ("FunctionsAnalysisRole", "audio/*", "analysis/*"),
-        ("FunctionsDatasetsRole", "datasets/*", None),
-    ],
-)
-def test_ingestion_roles(synth, role, uploads, artifacts):
-    st = _statements(app_(synth, "dev"), role)
-    assert set(_table_grants(st)) == {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
+def test_analysis_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsAnalysisRole")
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": ["FILE#*", "UPLOAD#*"],
+        "dynamodb:PutItem": ["EVENT#*", "EVENTS#file:*", "FILE#*"],
+        "dynamodb:UpdateItem": ["COUNTER", "FILE#*"],  # the file's state, result ids
+        "dynamodb:DeleteItem": ["UPLOAD#*"],
     }
-    writes = {f"uploads/{uploads}"} | ({f"artifacts/{artifacts}"} if artifacts else set())
+    writes = {"uploads/audio/*", "artifacts/analysis/*"}
     assert _objects(st, "s3:PutObject") == writes
     assert _objects(st, "s3:DeleteObject*") == writes
     assert _objects(st, "s3:GetObject*") == writes
     assert _secrets(st) == set()
+
+
+def test_datasets_role(synth):
+    st = _statements(app_(synth, "dev"), "FunctionsDatasetsRole")
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": ["DATASET#*"],
+        "dynamodb:UpdateItem": ["DATASET#*"],
+    }
+    assert _objects(st, "s3:PutObject") == {"uploads/datasets/*"}
+    assert _objects(st, "s3:DeleteObject*") == {"uploads/datasets/*"}
+    assert _objects(st, "s3:GetObject*") == {"uploads/datasets/*"}
+    assert _secrets(st) == set()
+
+
+def test_only_the_api_and_websocket_reach_users(synth):
+    """Users and the locks that name them: the API and the WebSocket function (API
+    tokens' service users); the push function reads users (followers' current roles)
+    and writes none. Every role but the API's is bound to partition keys."""
+    t = app_(synth, "dev")
+    identity = {"USER#*", "EMAIL#*", "TOKEN#*"}
+    reach: dict[str, set[str]] = {}
+    for policy in t.find_resources("AWS::IAM::Policy").values():
+        st = policy["Properties"]["PolicyDocument"]["Statement"]
+        for role in policy["Properties"].get("Roles", []):
+            keys = _keys(st) if _table_grants(st) else set()
+            reach.setdefault(role["Ref"][:-8], set()).update(keys)
+    unbound = {role for role, keys in reach.items() if "*" in keys}
+    assert unbound == {"FunctionsApiRole"}
+    users = {role: keys & identity for role, keys in reach.items() if keys & identity}
+    assert users == {"FunctionsWebSocketRole": identity, "FunctionsStreamPushRole": {"USER#*"}}
+    push = _table_grants(_statements(t, "FunctionsStreamPushRole"))
+    assert [a for a, keys in push.items() if "USER#*" in (keys or [])] == ["dynamodb:GetItem"]
 
 
 def test_inference_role_reads_checkpoints_only(synth):
@@ -511,8 +570,9 @@ def test_trainer_job_role(synth):
     st = _statements(app_(synth, "dev"), "BatchTrainerJobRole")
     assert _table_grants(st) == {
         "dynamodb:GetItem": ["DATASET#*", "JOB#*"],
+        "dynamodb:UpdateItem": ["JOB#*"],
+        # its metric rows and log lines (the job's partition), events on job: topics
         "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*", "JOB#*"],
-        "dynamodb:UpdateItem": ["EVENT#*", "EVENTS#job:*", "JOB#*"],
     }
     assert _secrets(st) == set() and not _actions(st, "secretsmanager:")
     assert _objects(st, "s3:GetObject*") == {
@@ -576,6 +636,15 @@ def test_waf_limits_the_rest_api_and_the_websocket_stage_is_throttled(synth, env
         assert rate["AggregateKeyType"] == "IP" and rule["Action"] == {"Block": {}}
     scoped = json.dumps(rules["SignInPerClient"]["Statement"])
     assert "/api/v1/auth/" in scoped and "/api/v1/internal/" in scoped
+    # The path as the API sees it: percent-decoded (``/api/v1/%61uth/login``) and
+    # normalised before it is lower-cased and compared.
+    down = rules["SignInPerClient"]["Statement"]["RateBasedStatement"]["ScopeDownStatement"]
+    matches = [m["ByteMatchStatement"] for m in down["OrStatement"]["Statements"]]
+    assert {m["SearchString"] for m in matches} == {"/api/v1/auth/", "/api/v1/internal/"}
+    for m in matches:
+        assert m["FieldToMatch"] == {"UriPath": {}}
+        steps = sorted(m["TextTransformations"], key=lambda x: x["Priority"])
+        assert [x["Type"] for x in steps] == ["URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"]
     (assoc,) = t.find_resources("AWS::WAFv2::WebACLAssociation").values()
     assert assoc["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
     stage_arn = json.dumps(assoc["Properties"]["ResourceArn"])

@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.adapters.dynamodb.catalogue import DynamoTags
 from shared.adapters.dynamodb.identity import DynamoUsers
+from shared.adapters.dynamodb.projects import DynamoTags
 from shared.adapters.dynamodb.push import DynamoConnections, DynamoEventLog
 from shared.errors import Conflict
 from shared.events import ProgressEvent

@@ -61,6 +61,11 @@ def test_concurrent_starts_never_pass_the_cap(container):
     assert all(repo.get(j.id).status == "pending" for j in refused)  # nothing written
     raw = container.table.get(f"JOB#{refused[0].id}", "JOB")
     assert "slots" not in raw and raw.get("started_at") is None
+    # The counters have a partition of their own, never the user's (whose item holds the
+    # role): what moves jobs is granted ACTIVE#, not USER# (dynamodb:LeadingKeys).
+    counters = container.table.get(f"ACTIVE#{uid}", "ACTIVE")
+    assert counters["type"] == "active_jobs" and counters["jobs"] == 3
+    assert list(container.table.query(f"USER#{uid}")) == []
 
 
 def test_a_slot_goes_back_once_however_often_the_end_is_replayed(container):

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from crucible_trainer.frameworks.yolo_data import yolo_data_yaml
 
+from shared import archives
 from shared import datasets as ds
-from shared.datasets import InvalidDataset, extract, inspect, yolo_data_yaml
+from shared.archives import extract
+from shared.datasets import InvalidDataset, inspect
 from tests import datasets as make
 
 MiB = 1024 * 1024
@@ -40,7 +43,7 @@ def test_a_huge_coco_json_is_refused_unread():
     archive = coco_with_huge_annotations(400_000)  # ~28 MiB of JSON in a ~2 MiB zip
     info = zipfile.ZipFile(io.BytesIO(archive)).getinfo("annotations/instances_train.json")
     assert info.file_size > 3 * CAP
-    assert info.file_size < ds.MAX_RATIO * info.compress_size  # no zip bomb by ratio
+    assert info.file_size < archives.MAX_RATIO * info.compress_size  # no zip bomb by ratio
     source = io.BytesIO(archive)
     tracemalloc.start()
     try:
@@ -68,7 +71,7 @@ def test_many_small_entries_expand_past_the_ratio_as_a_whole():
 
 
 def test_the_bytes_read_in_all_are_bounded(monkeypatch):
-    monkeypatch.setattr(ds, "MAX_READ_BYTES", 64 * 1024)
+    monkeypatch.setattr(archives, "MAX_READ_BYTES", 64 * 1024)
     files = {"data.yaml": b"names: [a, b]\n"}
     for i in range(40):  # 40 label files of ~3 KiB: 120 KiB of labels to read
         files[f"images/train/{i}.png"] = make.png("circle", seed=i)
@@ -80,7 +83,7 @@ def test_the_bytes_read_in_all_are_bounded(monkeypatch):
 def test_wav_headers_only_are_read_for_ljspeech():
     archive = make.ljspeech(3)
     zf = zipfile.ZipFile(io.BytesIO(archive))
-    a = ds._Archive(zf, ds._members(zf))
+    a = archives.Archive(zf, archives.members(zf))
     stats = ds._ljspeech(a)
     assert stats.extra["total_seconds"] == pytest.approx(3.0)
     metadata = zf.getinfo("metadata.csv").file_size

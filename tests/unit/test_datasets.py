@@ -109,8 +109,9 @@ def test_coco_is_converted_to_yolo_labels(tmp_path):
     from pathlib import Path
 
     import yaml
+    from crucible_trainer.frameworks.yolo_data import yolo_data_yaml
 
-    from shared.datasets import extract, yolo_data_yaml
+    from shared.archives import extract
 
     doc = {
         "images": [{"id": 7, "file_name": "a.png", "width": 200, "height": 100}],
@@ -142,8 +143,9 @@ def test_yolo_data_yaml_gets_absolute_paths_and_a_val_split(tmp_path):
     from pathlib import Path
 
     import yaml
+    from crucible_trainer.frameworks.yolo_data import yolo_data_yaml
 
-    from shared.datasets import extract, yolo_data_yaml
+    from shared.archives import extract
 
     archive = make.zip_of(
         {

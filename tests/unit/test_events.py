@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from functions.events import batch_state
-from functions.events.stream_push import event_of
+from shared.adapters.dynamodb.push import DynamoEventLog
 from shared.adapters.dynamodb.table import _to_ddb
 from shared.events import ProgressEvent, event_id_for, render
 
@@ -54,6 +54,9 @@ def test_topic_is_validated():
 def test_event_ids_are_deterministic():
     assert event_id_for("s3", "b", "k", 1) == event_id_for("s3", "b", "k", 1)
     assert event_id_for("s3", "b", "k", 1) != event_id_for("s3", "b", "k", 2)
+
+
+event_of = DynamoEventLog.inserted
 
 
 def test_stream_records_yield_only_inserted_events():

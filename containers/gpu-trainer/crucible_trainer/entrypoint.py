@@ -22,9 +22,10 @@ from typing import Any
 from crucible_trainer.frameworks import trainer
 from crucible_trainer.run import Checkpoints, Run
 from crucible_trainer.spec import JobSpec, Refused
-from shared.datasets import extract
+from shared.archives import extract
 from shared.errors import CrucibleError
 from shared.models import TrainingJob
+from shared.ports import JobRepository
 from shared.services.reporting import Reporter
 from shared.settings import Settings, load_settings
 from shared.wiring import build
@@ -85,17 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         reporter = Reporter(
             c.push, c.job_repository, job, c.job_records, mlflow, artifacts=c.artifacts
         )
+
+        def fail(reason: str, code: int) -> int:
+            """End the run failed: the reason in the log, on the job (what the Batch
+            handler reports, rather than Batch's generic one) and to its followers."""
+            log.error(reason)
+            reporter.on_error(reason)
+            c.job_repository.update(job.id, {"error": reason})
+            mlflow.end_run(status="FAILED")
+            return code
+
         try:
             # The catalogue's check, again: the job item may predate the API's, or not have
             # come through the API; starting weights resolve only in the operator's folder.
             spec = JobSpec.from_job(job, weights_dir=settings.weights_dir)
         except (CrucibleError, Refused) as exc:
-            reason = f"The job cannot run: {exc}"
-            log.error(reason)
-            reporter.on_error(reason)
-            c.job_repository.update(job.id, {"error": reason})
-            mlflow.end_run(status="FAILED")
-            return 1
+            return fail(f"The job cannot run: {exc}", 1)
         try:
             dataset = c.dataset_repository.get(job.dataset_id) if job.dataset_id else None
             if dataset is None or dataset.status != "ready":
@@ -118,19 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             reporter.log(f"Training {outcome}")
         except Exception as exc:
             log.exception("training failed")
-            reporter.on_error(f"{type(exc).__name__}: {exc}")
-            mlflow.end_run(status="FAILED")
-            return 1
+            return fail(f"{type(exc).__name__}: {exc}", 1)
         if outcome == "stopped" and not _stop_requested(c.job_repository, job.id):
             reason = (
                 "Interrupted without a stop request (SIGTERM: a spot reclaim or a timeout); "
                 f"the last checkpoint is {checkpoints.last}, a retry or a new job can resume from it"
             )
-            log.error(reason)
-            reporter.on_error(reason)
-            c.job_repository.update(job.id, {"error": reason})
-            mlflow.end_run(status="FAILED")
-            return INTERRUPTED
+            return fail(reason, INTERRUPTED)
         bucket = settings.names.artifacts_bucket
         mlflow.log_dict(
             {n: f"s3://{bucket}/{checkpoints.prefix}{n}.pt" for n in ("last", "best")},
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stop_requested(jobs: Any, job_id: int) -> bool:
+def _stop_requested(jobs: JobRepository, job_id: int) -> bool:
     """Whether the job was asked to stop (the API moves it to ``stopping`` before the
     runner's SIGTERM); any other SIGTERM is an interruption, not an ending."""
     try:

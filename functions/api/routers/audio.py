@@ -29,7 +29,7 @@ from functions.api.routers.tags_schemas import TagOut
 from shared.audio import content_disposition
 from shared.errors import CrucibleError, InvalidInput
 from shared.models import AudioFile, Principal
-from shared.services.audio import MAX_BATCH
+from shared.services.audio_uploads import MAX_BATCH
 from shared.wiring import Container
 
 files = APIRouter(prefix="/audio-files", tags=["audio files"])
@@ -57,7 +57,7 @@ def upload(
     file: Annotated[UploadFile, File(description="wav, mp3, flac, m4a or ogg; up to 100 MB")],
     recording_start_time: Annotated[datetime | None, Form(description="ISO 8601")] = None,
 ) -> UploadOut:
-    f = c.audio.upload(principal, file.file, file.filename, recording_start_time)
+    f = c.audio_uploads.upload(principal, file.file, file.filename, recording_start_time)
     return UploadOut(message="File uploaded successfully", file=out(c, f))
 
 
@@ -79,7 +79,7 @@ def upload_batch(
     done, errors = [], []
     for i, up in enumerate(files_):
         try:
-            f = c.audio.upload(
+            f = c.audio_uploads.upload(
                 principal, up.file, up.filename, starts[i] if i < len(starts) else None
             )
             done.append(out(c, f))
@@ -100,7 +100,7 @@ def presign(body: DirectUploadIn, principal: CurrentUser, c: Services) -> Presig
     """A presigned S3 POST for one file: send ``fields`` plus the file to ``url`` as a
     multipart form. Its arrival registers and analyses the file with no further call."""
     return PresignedPostOut(
-        **c.audio.presign(
+        **c.audio_uploads.presign(
             principal, body.filename, body.size, body.content_type, body.recording_start_time
         )
     )
@@ -113,7 +113,7 @@ def multipart(body: DirectUploadIn, principal: CurrentUser, c: Services) -> Mult
     the parts' ETags. ``size`` is the file's exact size: a completed upload of any other
     size is deleted and the file refused."""
     return MultipartOut(
-        **c.audio.start_multipart(
+        **c.audio_uploads.start_multipart(
             principal, body.filename, body.size, body.content_type, body.recording_start_time
         )
     )
@@ -125,7 +125,7 @@ def multipart_complete(
 ) -> dict:
     """400 (or 413) when the completed object is not the size declared: it is deleted
     and the file ends ``failed`` with the reason."""
-    return c.audio.complete_multipart(
+    return c.audio_uploads.complete_multipart(
         principal, file_id, body.upload_id, [p.model_dump() for p in body.parts]
     )
 

@@ -6,9 +6,9 @@ past ``CRUCIBLE_AUTH_RATE_LIMIT_PER_MINUTE``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from functions.api.deps import ClientLimited, CurrentUser, Services, limit_account
+from functions.api.deps import ClientLimited, CurrentUser, Services, account_attempt
 from functions.api.routers.auth_schemas import (
     AccessTokenOut,
     LoginIn,
@@ -37,27 +37,27 @@ _401 = {401: {"model": ErrorOut}, **_429}
         **_429,
     },
 )
-def register(body: RegisterIn, c: Services) -> UserOut:
-    limit_account(c, str(body.email))
-    user = c.auth.register(
-        email=str(body.email), password=body.password, role=body.role, full_name=body.full_name
-    )
+def register(body: RegisterIn, request: Request, c: Services) -> UserOut:
+    with account_attempt(request, c, str(body.email)):
+        user = c.auth.register(
+            email=str(body.email), password=body.password, role=body.role, full_name=body.full_name
+        )
     return UserOut.of(user)
 
 
 @router.post("/login", response_model=LoginOut, dependencies=[ClientLimited], responses=_401)
-def login(body: LoginIn, c: Services) -> LoginOut:
-    limit_account(c, str(body.email))
-    user = c.auth.authenticate_password(str(body.email), body.password)
+def login(body: LoginIn, request: Request, c: Services) -> LoginOut:
+    with account_attempt(request, c, str(body.email)):
+        user = c.auth.authenticate_password(str(body.email), body.password)
     tokens = c.auth.issue(user)
     return LoginOut(user=UserOut.of(user), **vars(tokens))
 
 
 @router.post("/token", response_model=TokenOut, dependencies=[ClientLimited], responses=_401)
-def token(body: LoginIn, c: Services) -> TokenOut:
-    limit_account(c, str(body.email))
-    tokens = c.auth.issue(c.auth.authenticate_password(str(body.email), body.password))
-    return TokenOut(**vars(tokens))
+def token(body: LoginIn, request: Request, c: Services) -> TokenOut:
+    with account_attempt(request, c, str(body.email)):
+        user = c.auth.authenticate_password(str(body.email), body.password)
+    return TokenOut(**vars(c.auth.issue(user)))
 
 
 @router.post(

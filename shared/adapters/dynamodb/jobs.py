@@ -1,5 +1,6 @@
 """Training jobs, and what a running job reports (metric rows and log lines), kept in
-the job's partition; and each user's counters of active jobs."""
+the job's partition; and each user's counters of active jobs, in a partition of their
+own (never the user's: what moves a job's counters is given no access to users)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ ATTEMPTS = 8
 
 
 def active_key(owner_id: int) -> tuple[str, str]:
-    """The item counting a user's active jobs, one numeric attribute per counter."""
-    return f"USER#{owner_id}", "ACTIVEJOBS"
+    """The item counting a user's active jobs, one numeric attribute per counter: its own
+    partition (``ACTIVE#<uid>``), so a role that moves jobs needs no grant on ``USER#``
+    items (``dynamodb:LeadingKeys``)."""
+    return f"ACTIVE#{owner_id}", "ACTIVE"
 
 
 class DynamoJobs(OwnedRepository):
@@ -34,7 +37,7 @@ class DynamoJobs(OwnedRepository):
     update that succeeds only from the states the caller allows.
 
     Caps on active jobs are conditional writes too. A job that starts takes a slot in
-    each of its owner's counters (``USER#<uid>`` / ``ACTIVEJOBS``) in the same
+    each of its owner's counters (``ACTIVE#<uid>`` / ``ACTIVE``) in the same
     transaction that moves it, which succeeds only while every capped counter is below
     its cap, and names the counters it took in its ``slots``. The transition into a
     terminal state gives them back in the same transaction and removes ``slots``, so the

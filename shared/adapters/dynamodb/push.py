@@ -96,16 +96,16 @@ class DynamoEventLog:
         rows = list(self.t.query(f"EVENTS#{topic}", forward=False, limit=limit))
         return [ProgressEvent.model_validate(r) for r in reversed(rows)]
 
-
-def inserted_event(record: dict[str, Any]) -> ProgressEvent | None:
-    """The ProgressEvent a DynamoDB stream record inserted, if it inserted one (the stream
-    carries every item change; only inserts of ``type = event`` items are events)."""
-    if record.get("eventName") != "INSERT":
-        return None
-    image = (record.get("dynamodb") or {}).get("NewImage")
-    if not image or image.get("type", {}).get("S") != "event":
-        return None
-    return ProgressEvent.model_validate(from_ddb(image))
+    @staticmethod
+    def inserted(record: dict[str, Any]) -> ProgressEvent | None:
+        """The ProgressEvent a DynamoDB stream record inserted, if it inserted one (the stream
+        carries every item change; only inserts of ``type = event`` items are events)."""
+        if record.get("eventName") != "INSERT":
+            return None
+        image = (record.get("dynamodb") or {}).get("NewImage")
+        if not image or image.get("type", {}).get("S") != "event":
+            return None
+        return ProgressEvent.model_validate(from_ddb(image))
 
 
 class DynamoOwners:

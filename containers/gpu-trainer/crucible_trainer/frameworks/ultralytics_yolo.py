@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from crucible_trainer.frameworks.yolo_data import yolo_data_yaml
 from crucible_trainer.inputs import image, top_k
 from crucible_trainer.metrics import confusion_metrics, per_sample
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
 from shared.catalogue import check_model
-from shared.datasets import yolo_data_yaml
 
 PASSED_THROUGH = ("mosaic", "fliplr", "close_mosaic", "warmup_epochs", "nbs", "momentum")
 

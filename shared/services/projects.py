@@ -25,10 +25,12 @@ class ProjectService:
             owner_id=actor.user_id, name=_name(name, "name", 200), description=description
         )
 
-    def get(self, actor: Principal, project_id: int) -> Project:
+    def get(self, actor: Principal, project_id: int, *, field: str | None = None) -> Project:
+        """The project, if ``actor`` may read it; otherwise NotFound (naming ``field``, the
+        request field it came from, when another resource refers to it)."""
         project = self.projects.get(project_id)
         if project is None or not actor.can_read(project.owner_id):
-            raise NotFound("Project not found", code="PROJECT_NOT_FOUND")
+            raise NotFound("Project not found", code="PROJECT_NOT_FOUND", field=field)
         return project
 
     def list(

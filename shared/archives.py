@@ -1,0 +1,165 @@
+"""Untrusted zips, opened safely: no absolute or ``..`` paths (zip slip), no symlinks or
+encrypted entries, a bounded entry count and uncompressed size, and a bounded expansion
+ratio per entry and for the archive as a whole (zip bombs); every read bounded
+(:class:`Archive`), and extraction with the same checks. What a dataset's files mean is
+shared/datasets.py's business."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+import zlib
+from pathlib import PurePosixPath
+from typing import IO
+
+from shared.errors import InvalidInput
+
+MiB = 1024 * 1024
+MAX_ENTRIES = 200_000
+MAX_UNCOMPRESSED = 20 * 1024**3  # 20 GiB
+MAX_RATIO = 200  # uncompressed / compressed: per entry, and for the archive as a whole
+RATIO_FLOOR = 1 * MiB  # smaller than this (an entry, or the whole archive), any ratio is fine
+# One member parsed whole: a COCO JSON of ~60,000 annotations, an LJSpeech metadata.csv of
+# ~100,000 lines; parsed, ~10x that in memory. Larger COCO sets split their annotations.
+MAX_PARSED_BYTES = 8 * MiB
+MAX_READ_BYTES = 256 * MiB  # everything one inspection reads (labels, annotations, headers)
+
+# What a damaged or unsupported member raises when it is read.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+class InvalidDataset(InvalidInput):
+    code = "INVALID_DATASET"
+
+
+def mib(n: int) -> str:
+    return f"{n / MiB:.1f} MiB"
+
+
+def members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The archive's files, refusing anything that could escape or explode."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise InvalidDataset(
+            f"The archive has {len(infos)} entries; at most {MAX_ENTRIES} are allowed"
+        )
+    total, packed, files = 0, 0, []
+    for info in infos:
+        name = info.filename
+        path = PurePosixPath(name)
+        if (
+            name.startswith(("/", "\\"))
+            or ":" in path.parts[0]
+            or ".." in path.parts
+            or "\\" in name
+        ):
+            raise InvalidDataset(f"Unsafe path in the archive: '{name}'")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise InvalidDataset(f"Symbolic links are not allowed in datasets: '{name}'")
+        if info.is_dir():
+            continue
+        if info.flag_bits & 0x1:
+            raise InvalidDataset(f"Encrypted entries are not supported: '{name}'")
+        total += info.file_size
+        packed += info.compress_size
+        if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise InvalidDataset(
+                f"'{name}' expands {info.file_size // max(info.compress_size, 1)}x: refused as a zip bomb"
+            )
+        if total > MAX_UNCOMPRESSED:
+            raise InvalidDataset(f"The archive expands beyond {MAX_UNCOMPRESSED // 1024**3} GiB")
+        if "__MACOSX" in path.parts or path.name.startswith("."):
+            continue
+        files.append(info)
+    # Many small entries, each under the floor, can expand as far as one big one.
+    if total > RATIO_FLOOR and total > MAX_RATIO * max(packed, 1):
+        raise InvalidDataset(
+            f"The archive's {len(infos)} entries expand {total // max(packed, 1)}x in all "
+            f"({mib(total)} from {mib(packed)}): refused as a zip bomb"
+        )
+    if not files:
+        raise InvalidDataset("The archive contains no files")
+    return files
+
+
+def strip_root(names: list[str]) -> str:
+    """A single top-level folder that wraps everything (``mydata/...``), or ''."""
+    tops = {PurePosixPath(n).parts[0] for n in names}
+    if len(tops) == 1 and all(len(PurePosixPath(n).parts) > 1 for n in names):
+        return tops.pop() + "/"
+    return ""
+
+
+class Archive:
+    """An open dataset zip, its files by path (inside a wrapping folder, if any), and
+    the bytes inspection has read from it so far: every read is bounded."""
+
+    def __init__(self, zf: zipfile.ZipFile, files: list[zipfile.ZipInfo]) -> None:
+        self.zf = zf
+        self.root = strip_root([f.filename for f in files])
+        self.rel = {f.filename[len(self.root) :]: f for f in files}
+        self.read_bytes = 0
+
+    def read(self, name: str, limit: int = MAX_PARSED_BYTES) -> bytes:
+        """The whole of a member that is parsed; refused (unread) when over ``limit``."""
+        info = self.rel[name]
+        if info.file_size > limit:
+            raise InvalidDataset(
+                f"'{name}' is {mib(info.file_size)}; files that inspection parses (data.yaml, "
+                f"label files, COCO annotations, metadata.csv) may be at most {mib(limit)} each"
+            )
+        data = self._take(name, info, limit + 1)
+        if len(data) > limit:  # a member larger than the archive says (zipfile stops at its size)
+            raise InvalidDataset(f"'{name}' is larger than {mib(limit)}")
+        return data
+
+    def head(self, name: str, n: int) -> bytes:
+        """At most the first ``n`` bytes of a member."""
+        return self._take(name, self.rel[name], n)
+
+    def text(self, name: str) -> str:
+        try:
+            return self.read(name).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidDataset(f"'{name}' is not UTF-8 text: {exc.reason}") from None
+
+    def _take(self, name: str, info: zipfile.ZipInfo, n: int) -> bytes:
+        if self.read_bytes + min(info.file_size, n) > MAX_READ_BYTES:
+            raise InvalidDataset(
+                f"Inspecting this archive would read more than {mib(MAX_READ_BYTES)} of labels, "
+                "annotations and headers; split it into smaller datasets"
+            )
+        try:
+            with self.zf.open(info) as f:
+                data = f.read(n)
+        except _READ_ERRORS as exc:
+            raise InvalidDataset(f"'{name}' cannot be read from the archive: {exc}") from None
+        self.read_bytes += len(data)
+        return data
+
+
+def extract(source: str | IO[bytes], dest: str) -> str:
+    """Extract a dataset zip under ``dest`` with the same checks as :func:`inspect`;
+    returns the dataset root (inside a single wrapping folder, if there is one)."""
+    from pathlib import Path
+
+    base = Path(dest).resolve()
+    with zipfile.ZipFile(source) as zf:
+        files = members(zf)
+        for info in files:
+            target = (base / info.filename).resolve()
+            if not target.is_relative_to(base):  # belt and braces after members
+                raise InvalidDataset(f"Unsafe path in the archive: '{info.filename}'")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)  # streamed: a member may be GiBs
+        root = strip_root([f.filename for f in files])
+    return str(base / root) if root else str(base)
