@@ -3,9 +3,10 @@ its own virtual environment, since it pins botocore), stopped with SIGTERM so it
 DynamoDB state is written to disk.
 
 It runs behind functions/local/emulator_gate.py, in the same process: every request
-must be signed with the data directory's own access key (``credentials``), and no
-web page gets CORS. Everything it keeps (state, S3 objects, temporary files) is under
-its ``state_dir``.
+must be signed with the data directory's own access key (``credentials``) and name the
+emulator by one of its loopback host names on its port (``GATEWAY_PORT``); a presigned
+URL or POST form does only the S3 request it was signed for; no web page gets CORS.
+Everything it keeps (state, S3 objects, temporary files) is under its ``state_dir``.
 """
 
 from __future__ import annotations

@@ -195,13 +195,15 @@ class Gate:
         cors = origin if origin in self.origins else None
         if scope["method"] == "OPTIONS":
             return await self._preflight(headers, cors, send)
+        body = _Body(receive)
         try:
             if scope["method"] in ("GET", "HEAD") and scope.get("path") == HEALTH:
                 pass
             else:
-                scope, receive = await self._authenticate(scope, headers, receive)
+                scope, receive = await self._authenticate(scope, headers, body)
         except Refused as refused:
             log.warning("refused %s %s: %s", scope["method"], scope.get("path"), refused)
+            await body.drain()  # a client still sending would see a reset, not the answer
             return await _refuse(send, refused, headers)
         await self.inner(scope, receive, _without_cors(send, cors))
 
@@ -277,7 +279,7 @@ class Gate:
             # HmacV1 signs every x-amz-* header, Content-Type and Content-MD5.
             signed = {n for n in headers if n.startswith("x-amz-")}
             signed |= {"content-type", "content-md5"}
-            if authorization:
+            if authorization.startswith("AWS "):
                 if query_signed:
                     raise Refused("a request is signed either in its header or in its query")
                 signed |= {"authorization", "date"}
@@ -407,7 +409,7 @@ class Gate:
         scope = {**scope, "headers": kept}
         if detect_service("POST", scope["path"], _headers(scope), {}) != "s3":
             raise Refused("MiniStack would not take this form as an S3 upload")
-        return scope, _replay(messages, _disconnected)
+        return scope, _replay(messages, receive)
 
     def _verified_policy(self, fields: dict[str, str]) -> dict:
         """The form's policy document, once its signature is this stack's."""
@@ -700,6 +702,24 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
+class _Body:
+    """The request's ``receive``, knowing whether the body has been read to its end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.done = False
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        self.done = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    async def drain(self, limit: int = MAX_HASHED_BODY) -> None:
+        """Read (and drop) what is left of the body, up to ``limit`` bytes."""
+        while not self.done and limit > 0:
+            limit -= len((await self()).get("body", b""))
+
+
 def _body_message(body: bytes) -> Message:
     return {"type": "http.request", "body": body, "more_body": False}
 
@@ -720,10 +740,6 @@ async def _read_all(receive: Receive) -> bytes:
             raise Refused("the body is too large to check its signature", status=413)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _disconnected() -> Message:
-    return {"type": "http.disconnect"}
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

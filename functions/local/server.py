@@ -9,6 +9,10 @@ goes through functions/events/websocket.py exactly as an API Gateway WebSocket e
 would (headers included), the subprotocol its ``$connect`` answer names is the one
 accepted, and pushes arrive through the same notifier interface. Tokens in URLs are
 redacted from the server's log.
+
+It answers only requests whose ``Host`` is one of its own names (loopback, the address
+it listens on, and any given with ``--allowed-host``): a web page that rebinds its own
+domain to 127.0.0.1 reaches nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import secrets
 import signal
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from functions.api.app import create_app
 from functions.events import websocket as ws_handler
@@ -36,6 +42,8 @@ from shared.settings import Settings, load_settings
 from shared.wiring import build
 
 log = logging.getLogger("crucible.local")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 # Header names as browsers send them (ASGI gives them lower-cased), for the event's
@@ -120,7 +128,10 @@ async def serve_socket(
             return False
         return True
 
-    hub.register(cid, send)  # before $connect subscribes, so no early event is lost
+    def close() -> None:  # from dispatcher threads: the user may no longer follow this
+        asyncio.run_coroutine_threadsafe(ws.close(code=1008), loop)
+
+    hub.register(cid, send, close)  # before $connect subscribes, so no early event is lost
     try:
         connect = _event("$connect", cid, params=params, headers=ws.headers.items())
         result = await run_in_threadpool(ws_handler.handle, connect, container)
@@ -143,7 +154,23 @@ async def serve_socket(
         await run_in_threadpool(ws_handler.handle, _event("$disconnect", cid), container)
 
 
-def create_local_app(settings: Settings, hub: LocalHub | None = None) -> FastAPI:
+def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
+    """The ``Host`` names the dev server answers: loopback, the address it listens on
+    (not a wildcard one, which names no host), and ``extra``."""
+    hosts = list(LOOPBACK_HOSTS)
+    for name in (bind, *extra):
+        name = name.strip().lower()
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"  # an IPv6 address, as it appears in a Host header
+        if name and name not in ("0.0.0.0", "[::]", "*") and name not in hosts:  # noqa: S104
+            hosts.append(name)
+    return hosts
+
+
+def create_local_app(
+    settings: Settings, hub: LocalHub | None = None, *, hosts: Sequence[str] = LOOPBACK_HOSTS
+) -> FastAPI:
+    """The API and the WebSocket endpoints, answering only the Host names ``hosts``."""
     hub = hub or LocalHub()
     trainer_path = str(Path(settings.local_trainer_path).resolve())
     container = build(
@@ -172,6 +199,9 @@ def create_local_app(settings: Settings, hub: LocalHub | None = None) -> FastAPI
         """Any topic (?topic=job:5) in any format (?format=crucible|seed000|seed003)."""
         await serve_socket(ws, hub, container, params(ws))
 
+    # Against DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends
+    # ``Host: evil.example``, and gets 400 (a WebSocket: refused), whatever its origin.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False)
     return app
 
 
@@ -219,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m functions.local", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name to answer besides loopback and --host (repeatable)",
+    )
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--emulator-port", type=int, default=4566)
     ap.add_argument("--data-dir", default=os.environ.get("CRUCIBLE_DATA_DIR", ".crucible"))
@@ -241,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
     dispatcher = None
     try:
-        app = create_local_app(settings)
+        app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
         resources = ensure_resources(app.state.container)
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
         log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)

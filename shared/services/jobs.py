@@ -101,6 +101,8 @@ class JobStates:
         returns the same event id; a job id that is not a stored job's only gets the event."""
         ours = FROM_BATCH[batch_status]
         data: dict[str, Any] = {"batch_status": batch_status, "batch_job_id": batch_job_id}
+        if ours in TERMINAL_STATUSES and reason:
+            data["batch_reason"] = reason  # the runner's own words (an exit code, a reclaim)
         if ours in TERMINAL_STATUSES:
             data["status"] = ours
             data["message"] = (

@@ -1,14 +1,18 @@
 """The local stack is the developer's machine: what it keeps stays in its data directory,
 its AWS emulator answers only those holding that directory's credentials (never a web
-page the developer happens to have open), and tokens stay out of URLs and logs."""
+page the developer happens to have open, nor one on a domain rebound to 127.0.0.1), a
+presigned URL or POST is good for its one S3 request and nothing else, and tokens stay
+out of URLs and logs."""
 
 import asyncio
+import base64
 import json
 import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.e2e
 EVIL = "http://evil.example"
 TABLE = "crucible-local-data"
 UPLOADS = "crucible-local-uploads"
+ARTIFACTS = "crucible-local-artifacts"
 
 
 def client(stack, service: str, key: str | None = None, secret: str | None = None, **kw):
@@ -121,6 +126,76 @@ def test_the_emulator_sends_no_wildcard_cors(stack):
     ):
         assert r.status_code == 200
         assert not any(h.startswith("access-control-") for h in r.headers), r.headers
+
+
+def test_a_part_url_uploads_its_part_and_reaches_nothing_else(stack, alice):
+    size = 4096
+    g = alice.http.post("/audio-files/multipart", json={"filename": "x.wav", "size": size})
+    assert g.status_code == 201, g.text
+    part = g.json()["parts"][0]["url"]
+    # The report's attack: the URL signs host and Content-Length only, MiniStack routes
+    # on X-Amz-Target; a Scan padded to the signed length read every user's password hash.
+    scan = json.dumps({"TableName": TABLE}).encode().ljust(size)
+    events = json.dumps(
+        {"Entries": [{"Source": "crucible.local-batch", "DetailType": "x", "Detail": "{}"}]}
+    ).encode()
+    for target, body in (
+        ("DynamoDB_20120810.Scan", scan),
+        ("AWSEvents.PutEvents", events.ljust(size)),
+    ):
+        r = httpx.put(
+            part,
+            content=body,
+            headers={
+                "X-Amz-Target": target,
+                "Content-Type": "application/x-amz-json-1.0",
+                "Origin": EVIL,
+            },
+        )
+        assert r.status_code == 403, r.text
+        assert alice.email not in r.text and "argon2" not in r.text
+    assert httpx.put(part, content=bytes(size)).status_code == 200  # its own use still works
+
+
+def test_a_presigned_post_writes_its_one_key_only(stack, alice):
+    g = alice.http.post("/audio-files/presign", json={"filename": "n.wav", "size": 64}).json()
+    target = f"jobs/{uuid.uuid4().int % 10**6}/checkpoints/last.pt"
+    # The report's attack: the form as given, plus an unquoted key and one's own wide-open
+    # policy (MiniStack read the last ones), posted to another bucket.
+    names = {"bucket", *(n.lower() for n in g["fields"])} - {"policy", "x-amz-signature"}
+    conditions = [["starts-with", f"${name}", ""] for name in sorted(names)]
+    wide_open = base64.b64encode(
+        json.dumps({"expiration": "2099-01-01T00:00:00Z", "conditions": conditions}).encode()
+    ).decode()
+    parts = [(f'name="{name}"', value) for name, value in g["fields"].items()]
+    parts += [("name=key", target), ("name=policy", wide_open)]
+    parts += [('name="file"; filename="last.pt"', "pickled")]
+    body = b"".join(
+        f"--b0undary\r\nContent-Disposition: form-data; {params}\r\n\r\n{value}\r\n".encode()
+        for params, value in parts
+    )
+    r = httpx.post(
+        f"{stack.emulator_endpoint}/{ARTIFACTS}",
+        content=body + b"--b0undary--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary", "Origin": EVIL},
+    )
+    assert r.status_code == 403, r.text
+    assert refused(lambda: client(stack, "s3").head_object(Bucket=ARTIFACTS, Key=target)) == 404
+
+
+def test_a_page_on_a_rebound_domain_reaches_neither_server(stack):
+    """DNS rebinding: a page on evil.example, its name then resolved to 127.0.0.1, talks
+    to the local ports under its own Host name (and, same-origin, reads the answers)."""
+    for url, status in (
+        (stack.api("/health"), 400),  # the dev server's TrustedHostMiddleware
+        (stack.emulator_endpoint + "/_ministack/health", 403),  # the emulator's gate
+    ):
+        port = urlsplit(url).port
+        r = httpx.get(url, headers={"Host": f"evil.example:{port}", "Origin": EVIL})
+        assert r.status_code == status, (url, r.text)
+        assert not any(h.startswith("access-control-") for h in r.headers)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert httpx.get(url, headers={"Host": host}).status_code == 200, (url, host)
 
 
 def _files_holding(root: Path, content: bytes) -> list[Path]:

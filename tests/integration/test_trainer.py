@@ -78,13 +78,13 @@ def wait_for_metrics(container, job_id: int) -> None:
 
 
 def batch_outcome(container, job_id: int) -> tuple[str, str]:
-    """How the job's runner said it ended: SUCCEEDED (exit 0) or FAILED, and why (the
-    event follows the status change, so it may take a moment)."""
+    """How the job's runner said it ended: SUCCEEDED (exit 0) or FAILED, and the runner's
+    reason (the event follows the status change, so it may take a moment)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for e in reversed(container.push.events.recent(f"job:{job_id}", limit=200)):
             if e.data.get("batch_status") in ("SUCCEEDED", "FAILED"):
-                return e.data["batch_status"], e.data.get("message", "")
+                return e.data["batch_status"], e.data.get("batch_reason", "")
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} has no final Batch state")
 
