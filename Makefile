@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	@# the trainer package as its image has it (tests, import-linter, the local runner)
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'crucible-trainer.pth').write_text('$(CURDIR)/containers/gpu-trainer\n')"
 	touch $@
 
 # boto3 at MiniStack's botocore version: Lambdas it runs (e.g. CDK's custom resources in a
@@ -44,7 +46,7 @@ test: install system-packages lint  ## every test: unit, integration (emulator),
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	PYTHONPATH=.:containers/gpu-trainer $(BIN)/lint-imports --no-cache
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
