@@ -26,7 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HEALTH = "/_ministack/health"
-GATE = Path(__file__).with_name("emulator_gate.py")
+# MiniStack's interpreter runs the gate (emulator_gate.py and its siblings) as
+# functions.local.emulator_gate, given this folder: with -P, so no folder of Crucible's is
+# on sys.path, and only the packages functions and functions.local made known, so the
+# gate imports nothing else of Crucible and nothing of the project's environment.
+GATE = """
+import importlib.util, pathlib, sys
+folder = pathlib.Path(sys.argv.pop(1))
+for name, path in (("functions", folder.parent), ("functions.local", folder)):
+    spec = importlib.util.spec_from_file_location(
+        name, path / "__init__.py", submodule_search_locations=[str(path)]
+    )
+    sys.modules[name] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+from functions.local.emulator_gate import main
+main()
+"""
 CREDENTIALS = "credentials"  # in the state dir, in the AWS shared-credentials file format
 
 
@@ -155,7 +170,7 @@ class Emulator:
             env.pop(name, None)
         with open(self.state_dir / "ministack.log", "ab") as log:  # the child keeps its own handle
             self.proc = subprocess.Popen(
-                [_interpreter(self.executable), "-P", str(GATE)],
+                [_interpreter(self.executable), "-P", "-c", GATE, str(Path(__file__).parent)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
