@@ -1,9 +1,8 @@
-"""Dataset archives: safe extraction and the format readers (pure code, no ML imports).
+"""Dataset formats: what is in an uploaded dataset (pure code, no ML imports).
 
-An uploaded dataset is one zip. :func:`inspect` opens it without trusting it — no
-absolute or ``..`` paths (zip slip), no symlinks or encrypted entries, bounded entry
-count and uncompressed size, and a bounded expansion ratio per entry and for the
-archive as a whole (zip bombs) — recognises its layout and returns its statistics:
+An uploaded dataset is one zip. :func:`inspect` opens it without trusting it (the
+checks of shared/archives.py: zip slip, symlinks, encryption, entry count, bombs),
+recognises its layout and returns its statistics:
 
 * ``imagefolder`` — ``<class>/<image>``, optionally under ``train/``, ``val/``, ``test/``;
 * ``yolo`` — ``data.yaml`` (``names``) with ``images/`` and ``labels/*.txt``
@@ -14,9 +13,9 @@ archive as a whole (zip bombs) — recognises its layout and returns its statist
 
 Inspection reads only what it parses, as a stream and within bounds: each parsed
 member (``data.yaml``, a label file, a COCO JSON, ``metadata.csv``) at most
-:data:`MAX_PARSED_BYTES`, only the header of each WAV, and :data:`MAX_READ_BYTES` in
-all; a member over its bound is refused by its declared size before a byte of it is
-decompressed. Statistics are bounded too (:data:`MAX_CLASSES` classes, names of at
+:data:`~shared.archives.MAX_PARSED_BYTES`, only the header of each WAV, and
+:data:`~shared.archives.MAX_READ_BYTES` in all; a member over its bound is refused by
+its declared size before a byte of it is decompressed. Statistics are bounded too (:data:`MAX_CLASSES` classes, names of at
 most :data:`MAX_CLASS_NAME` characters).
 
 Malformed archives raise :class:`InvalidDataset` saying what to fix.
