@@ -280,7 +280,7 @@ def test_oversized_body_is_413_before_it_is_read(stack):
     url = urlparse(stack.base)
     with socket.create_connection((url.hostname, url.port), timeout=10) as s:
         s.sendall(
-            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 209715200\r\n\r\n{"
         )
         reply = b""
