@@ -142,8 +142,6 @@ class ObjectStore(Protocol):
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
         """Raises InvalidInput when the parts do not make the object."""
 
-    def abort_multipart(self, key: str, upload_id: str) -> None: ...
-
 
 class AudioFileRepository(Protocol):
     """Audio files and the forward-only analysis state machine kept on them."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared import keys
 from shared.settings import ResourceNames
 
 # The source of the local job runner's "Batch Job State Change" events (shared/adapters/runners.py).
@@ -45,8 +46,8 @@ def _object_created(prefix: str | None = None) -> Pattern:
 
 ROUTES: tuple[EventRoute, ...] = (
     EventRoute("object-created", "functions.events.s3_object", _object_created()),
-    EventRoute("audio-uploaded", "functions.events.analysis", _object_created("audio/")),
-    EventRoute("dataset-uploaded", "functions.events.datasets", _object_created("datasets/")),
+    EventRoute("audio-uploaded", "functions.events.analysis", _object_created(keys.AUDIO)),
+    EventRoute("dataset-uploaded", "functions.events.datasets", _object_created(keys.DATASETS)),
     EventRoute(
         "analysis-requested",
         "functions.events.analysis",

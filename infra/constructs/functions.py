@@ -166,7 +166,11 @@ class Functions(Construct):
             "IAM5[Action::s3:DeleteObject*]",
             "Deleting a file removes its object and every result under its prefix.",
         )
-        nag(self, "IAM5[Action::s3:Abort*]", "Aborting multipart uploads started through the API.")
+        nag(
+            self,
+            "IAM5[Action::s3:Abort*]",
+            "grant_read_write adds Abort*; unfinished multipart uploads also expire by lifecycle rule.",
+        )
         nag(
             self,
             "IAM5[Resource::*]",

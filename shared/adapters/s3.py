@@ -199,6 +199,3 @@ class S3ObjectStore:
                 f"S3 could not complete the upload ({err.get('Code')}): {err.get('Message')}",
                 field="parts",
             ) from None
-
-    def abort_multipart(self, key: str, upload_id: str) -> None:
-        self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)

@@ -5,10 +5,9 @@ what arrives) is :mod:`shared.services.audio_uploads`.
 Access: owners read and change their files; researchers (and admins) read everyone's;
 only owners and admins change or delete. Unknown and unreadable look the same (404).
 
-Objects live under ``audio/<user id>/<file id>/``: a client's arrival directly under
-it, the bytes the platform keeps under ``stored/`` (the key functions below are the
-one statement of that layout). Deleting a file erases every version of everything
-under its prefix and of its analysis results.
+Objects live under the file's audio prefix: a client's arrival, and the bytes the
+platform keeps in a stored copy (the layout is :mod:`shared.keys`). Deleting a file
+erases every version of everything under its prefix and of its analysis results.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from shared import keys
 from shared.errors import Conflict, Forbidden, InvalidState, NotFound
 from shared.events import ProgressEvent, event_id_for
 from shared.models import AudioFile, Page, Principal, Tag, utcnow
@@ -32,28 +32,6 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_REQUESTED = "Analysis Requested"
 LEASE_S = 20 * 60  # longer than the analysis Lambda's 15-minute limit
-
-
-def audio_key(owner_id: int, file_id: int, extension: str) -> str:
-    return f"audio/{owner_id}/{file_id}/{uuid.uuid4().hex}.{extension}"
-
-
-def stored_key(owner_id: int, file_id: int, extension: str) -> str:
-    """A new key for bytes the platform keeps: no client is granted it."""
-    return f"audio/{owner_id}/{file_id}/stored/{uuid.uuid4().hex}.{extension}"
-
-
-def file_prefix(owner_id: int, file_id: int) -> str:
-    return f"audio/{owner_id}/{file_id}/"
-
-
-def parse_audio_key(key: str) -> tuple[int, int] | None:
-    """(owner id, file id) of an arrival, ``audio/<owner>/<file>/<name>``, else None (the
-    platform's own copies, one level deeper, are not arrivals)."""
-    parts = key.split("/")
-    if len(parts) == 4 and parts[0] == "audio" and parts[1].isdigit() and parts[2].isdigit():
-        return int(parts[1]), int(parts[2])
-    return None
 
 
 def safe_name(name: str | None, fallback: str) -> str:
@@ -124,8 +102,8 @@ class AudioService:
         f = self._writable(actor, file_id)
         self.files.delete(file_id)  # first: a running analysis can no longer write to it
         # every version of the recording (arrival, stored copy) and of its results
-        self.uploads.delete_prefix(file_prefix(f.owner_id, file_id))
-        self.artifacts.delete_prefix(f"analysis/{file_id}/")
+        self.uploads.delete_prefix(keys.audio_prefix(f.owner_id, file_id))
+        self.artifacts.delete_prefix(keys.analysis_prefix(file_id))
 
     def media(self, actor: Principal, file_id: int) -> AudioFile:
         """A file whose recording can be fetched (a refused upload has none)."""
@@ -209,7 +187,7 @@ class AudioService:
             if done:
                 self.announce(done, "error", f"Analysis failed: {reason}", task_id=task_id)
             return "failed"
-        prefix = f"analysis/{file_id}/{task_id}/"
+        prefix = keys.analysis_results(file_id, task_id)
         result_id = self.files.next_result_id()
         analyzed_at = utcnow()
         doc = {
@@ -220,11 +198,13 @@ class AudioService:
             "analyzed_at": analyzed_at.isoformat(),
         }
         self.artifacts.put(
-            prefix + "result.json", json.dumps(doc).encode(), content_type="application/json"
+            prefix + keys.ANALYSIS_RESULT, json.dumps(doc).encode(), content_type="application/json"
         )
         for name, body in viz.items():
             self.artifacts.put(
-                prefix + f"{name}.json", json.dumps(body).encode(), content_type="application/json"
+                prefix + keys.analysis_view(name),
+                json.dumps(body).encode(),
+                content_type="application/json",
             )
         n = len(result["cry_episodes"])
         done = self.files.finish(
@@ -292,7 +272,7 @@ class AudioService:
 
     # --- results -------------------------------------------------------------------------
     def result_location(
-        self, actor: Principal, file_id: int, name: str = "result.json"
+        self, actor: Principal, file_id: int, name: str = keys.ANALYSIS_RESULT
     ) -> tuple[AudioFile, str]:
         f = self.get(actor, file_id)
         if not f.result_prefix:
@@ -304,11 +284,11 @@ class AudioService:
         return f, f.result_prefix + name
 
     def result(self, actor: Principal, file_id: int) -> dict[str, Any]:
-        _, key = self.result_location(actor, file_id, "result.json")
+        _, key = self.result_location(actor, file_id, keys.ANALYSIS_RESULT)
         return json.loads(self.artifacts.get(key))
 
     def visualization(self, actor: Principal, file_id: int, name: str) -> dict[str, Any]:
-        _, key = self.result_location(actor, file_id, f"{name}.json")
+        _, key = self.result_location(actor, file_id, keys.analysis_view(name))
         return json.loads(self.artifacts.get(key))
 
     def waveform(self, actor: Principal, file_id: int, points: int) -> dict[str, Any]:

@@ -4,12 +4,12 @@ tags, analysis, results) is :mod:`shared.services.audio`.
 Uploads reach S3 three ways — through the API (multipart form, small files), by a
 presigned POST, or by a presigned multipart upload — and in every case S3's "Object
 Created" event registers the file (if the API has not) and starts its first analysis
-(functions/events/analysis.py). Objects live under ``audio/<user id>/<file id>/``.
+(functions/events/analysis.py). Where objects live is :mod:`shared.keys`.
 
 What a client may write is only ever an arrival: a presigned POST stays usable for its
-whole lifetime, so the bytes registration probed are copied to
-``audio/<user>/<file>/stored/<token>.<ext>`` (a key no client is granted) and the
-file's ``key`` points there; the arrival is deleted, and a later arrival for a
+whole lifetime, so the bytes registration probed are copied to a stored copy
+(:func:`shared.keys.audio_stored`, a key no client is granted) and the file's ``key``
+points there; the arrival is deleted, and a later arrival for a
 registered file is deleted unread. A multipart upload is sized: each part URL is signed
 for its exact length, and the completed object must hold exactly the size declared
 when it started (kept as its ``declared-size`` metadata) and no more than the limit,
@@ -27,16 +27,11 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from shared import keys
 from shared.errors import CrucibleError, InvalidInput, NotFound, TooLarge
 from shared.models import AudioFile, Principal, UploadIntent
 from shared.ports import AudioFileRepository, ObjectStore
-from shared.services.audio import (
-    AudioService,
-    audio_key,
-    parse_audio_key,
-    safe_name,
-    stored_key,
-)
+from shared.services.audio import AudioService, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +77,7 @@ class AudioUploadService:
         info = probe(data)  # by what the bytes decode as, never the extension
         data.seek(0)
         file_id = self.files.next_id()
-        key = audio_key(actor.user_id, file_id, info.extension)
+        key = keys.audio_arrival(actor.user_id, file_id, info.extension)
         record = AudioFile(
             id=file_id,
             owner_id=actor.user_id,
@@ -123,7 +118,7 @@ class AudioUploadService:
         intent = UploadIntent(
             file_id=file_id,
             owner_id=actor.user_id,
-            key=audio_key(actor.user_id, file_id, ext),
+            key=keys.audio_arrival(actor.user_id, file_id, ext),
             original_filename=safe_name(filename, "recording"),
             recording_start_time=start,
         )
@@ -246,7 +241,7 @@ class AudioUploadService:
         bytes kept where no client can write). An arrival nobody asked for, or a second
         one for a registered file, is deleted; None if it is not audio we know.
         (``size``, S3's word on the object, is checked against the object itself.)"""
-        ids = parse_audio_key(key)
+        ids = keys.parse_audio_arrival(key)
         if ids is None:
             return None
         owner_id, file_id = ids
@@ -302,7 +297,7 @@ class AudioUploadService:
                     "format": info.format,
                     "content_type": info.content_type,
                 }
-            kept = stored_key(owner_id, file_id, ext)
+            kept = keys.audio_stored(owner_id, file_id, ext)
             record = AudioFile(
                 id=file_id,
                 owner_id=owner_id,

@@ -5,11 +5,11 @@ the statistics); presigned uploads are inspected when S3's "Object Created" even
 reaches functions/events/datasets.py. Either way ingestion is recorded once, and on
 any failure the dataset ends ``failed`` with a reason (never left ``uploading``).
 
-Keys: a presigned POST may write ``datasets/<user>/<id>/archive.zip`` (the arrival) for
-its whole lifetime, so that object is never what the platform uses. Ingestion keeps the
-exact bytes it inspected at ``datasets/<user>/<id>/stored/<token>/archive.zip``, a key no
-client is ever granted, beside their full ``statistics.json``; the dataset's ``key``
-points there, and the arrival is deleted. A later arrival at the same presigned key
+Keys (their layout is :mod:`shared.keys`): a presigned POST may write the dataset's
+arrival for its whole lifetime, so that object is never what the platform uses.
+Ingestion keeps the exact bytes it inspected in a stored folder, a key no client is
+ever granted, beside their full statistics; the dataset's ``key`` points there, and the
+arrival is deleted. A later arrival at the same presigned key
 finds the dataset ingested and is deleted unread.
 
 The dataset item holds a bounded summary (at most :data:`SUMMARY_CLASSES` classes of the
@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
+from shared import keys
 from shared.datasets import DatasetStats, InvalidDataset, inspect, validate
 from shared.errors import InvalidInput, NotFound, TooLarge
 from shared.models import Dataset, Principal
@@ -41,20 +42,9 @@ PRESIGN_EXPIRES_S = 3600
 DECLARED = ("auto", "imagefolder", "yolo", "coco", "ljspeech", "dice")
 MAX_DESCRIPTION = 2000
 SUMMARY_CLASSES = 100  # classes of the distribution kept on the dataset item
-STATISTICS = "statistics.json"
 INTERNAL_FAILURE = (
     "The archive could not be inspected because of an internal error; upload it again"
 )
-
-
-def dataset_key(owner_id: int, dataset_id: str) -> str:
-    """Where a presigned POST puts a dataset's zip (its arrival)."""
-    return f"datasets/{owner_id}/{dataset_id}/archive.zip"
-
-
-def stored_folder(owner_id: int, dataset_id: str) -> str:
-    """A new folder for the bytes ingestion inspected: no client can write there."""
-    return f"datasets/{owner_id}/{dataset_id}/stored/{uuid.uuid4().hex}/"
 
 
 def _bundle(files: list[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
@@ -122,7 +112,7 @@ class DatasetService:
             visibility=visibility,
             project_id=project_id,
             status=status,
-            key=dataset_key(actor.user_id, dataset_id),
+            key=keys.dataset_arrival(actor.user_id, dataset_id),
         )
 
     def upload(
@@ -151,11 +141,13 @@ class DatasetService:
         declared = None if fmt in ("auto", "dice") else fmt
         # a malformed dataset is refused before anything is stored
         stats = inspect(archive, declared)
-        folder = stored_folder(d.owner_id, d.id)
-        self.datasets.create(d.model_copy(update={"key": folder + "archive.zip"}))
+        folder = keys.dataset_stored_folder(d.owner_id, d.id)
+        self.datasets.create(d.model_copy(update={"key": keys.dataset_archive(folder)}))
         try:
             archive.seek(0)
-            self.uploads.put(folder + "archive.zip", archive.read(), content_type="application/zip")
+            self.uploads.put(
+                keys.dataset_archive(folder), archive.read(), content_type="application/zip"
+            )
             done = self.datasets.finish(d.id, self._ready(folder, stats, size))
         except Exception:
             log.exception("storing dataset %s failed", d.id)
@@ -196,11 +188,11 @@ class DatasetService:
         """Inspect an archive that arrived by S3, once: the bytes inspected are the bytes
         kept. An arrival for a dataset already ready or failed changes nothing (and is
         deleted); one nobody asked for is deleted."""
-        parts = key.split("/")
-        if len(parts) != 4 or parts[0] != "datasets" or parts[3] != "archive.zip":
+        dataset_id = keys.parse_dataset_arrival(key)
+        if dataset_id is None:
             return None  # not an arrival (the platform's own copies live deeper)
-        d = self.datasets.get(parts[2])
-        if d is None or dataset_key(d.owner_id, d.id) != key:
+        d = self.datasets.get(dataset_id)
+        if d is None or keys.dataset_arrival(d.owner_id, d.id) != key:
             log.warning("object %s belongs to no dataset; deleting it", key)
             self.uploads.delete(key)
             return None
@@ -209,7 +201,7 @@ class DatasetService:
             self.uploads.delete(key)
             return d
         declared = None if d.format in ("auto", "dice") else d.format
-        folder = stored_folder(d.owner_id, d.id)
+        folder = keys.dataset_stored_folder(d.owner_id, d.id)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "archive.zip"
@@ -219,13 +211,13 @@ class DatasetService:
                 except InvalidDataset as exc:
                     fields: dict[str, Any] = {"status": "failed", "error": exc.detail}
                 else:  # exactly these bytes: a later arrival cannot replace them
-                    self.uploads.upload(folder + "archive.zip", str(path))
+                    self.uploads.upload(keys.dataset_archive(folder), str(path))
                     fields = self._ready(folder, stats, path.stat().st_size)
             done = self.datasets.finish(d.id, {"archive_bytes": size, **fields})
         except Exception:
             log.exception("ingesting %s failed", key)
             done = self._fail(d.id, INTERNAL_FAILURE, None)
-        if done is None or done.key != folder + "archive.zip":
+        if done is None or done.key != keys.dataset_archive(folder):
             self.uploads.delete_prefix(folder)  # failed, or another arrival's ingestion won
         self.uploads.delete(key)  # the arrival is never read again
         return done or self.datasets.get(d.id)
@@ -233,14 +225,14 @@ class DatasetService:
     def _ready(self, folder: str, stats: DatasetStats, size: int) -> dict[str, Any]:
         """The fields of a ready dataset, its full statistics stored beside its archive."""
         self.uploads.put(
-            folder + STATISTICS,
+            keys.dataset_statistics(folder),
             json.dumps(stats.as_dict(), ensure_ascii=False).encode(),
             content_type="application/json",
         )
         summary = dict(itertools.islice(stats.class_distribution.items(), SUMMARY_CLASSES))
         return {
             "status": "ready",
-            "key": folder + "archive.zip",
+            "key": keys.dataset_archive(folder),
             "archive_bytes": size,
             "format": stats.format,
             "file_count": stats.file_count,
@@ -274,7 +266,7 @@ class DatasetService:
         )
         if d.status == "ready" and len(d.class_distribution) < d.num_classes:
             try:
-                full = json.loads(self.uploads.get(d.key.rsplit("/", 1)[0] + "/" + STATISTICS))
+                full = json.loads(self.uploads.get(keys.dataset_statistics_of(d.key)))
                 stats.class_distribution = full["class_distribution"]
             except Exception:  # stored before statistics were kept apart: the item is whole
                 log.warning("no stored statistics for dataset %s", d.id, exc_info=True)

@@ -9,14 +9,11 @@ import math
 import time
 from typing import Any
 
+from shared import keys
 from shared.events import ProgressEvent, event_id_for
 from shared.models import TrainingJob
 from shared.ports import ExperimentTracker, JobRecordRepository, JobRepository, ObjectStore
 from shared.services.push import PushService
-
-
-def validation_samples_key(job_id: int, epoch: int) -> str:
-    return f"jobs/{job_id}/validation/epoch-{epoch:06d}.json"
 
 
 class Reporter:
@@ -87,7 +84,7 @@ class Reporter:
         samples = val.pop("samples", None)
         if samples is not None and self.artifacts is not None:
             self.artifacts.put(
-                validation_samples_key(self.job.id, epoch),
+                keys.validation_samples(self.job.id, epoch),
                 json.dumps(samples).encode(),
                 content_type="application/json",
             )

@@ -16,9 +16,9 @@ everything is checked before the one conditional write that starts a job.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from shared import keys
 from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS, check_model
 from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.models import ACTIVE_STATUSES, Dataset, Principal, TrainingJob, utcnow
@@ -28,12 +28,11 @@ from shared.services.jobs import ALL_JOBS, ASR_RUNS, OUTCOME_MESSAGES, JobLimits
 from shared.services.projects import ProjectService
 from shared.services.push import PushService
 
-# What a job can resume from: a checkpoint its trainer saved (shared/services/reporting's
-# layout), named by its artifacts key.
-CHECKPOINT_KEY = re.compile(r"jobs/([1-9][0-9]{0,17})/checkpoints/(last|best)\.pt")
+# What a job can resume from: a checkpoint its trainer saved, named by its artifacts key
+# (shared/keys.py).
 CHECKPOINT_NOT_FOUND = (
-    "Checkpoint not found: checkpoint_path must be jobs/<job id>/checkpoints/last.pt "
-    "(or best.pt) of a job of yours that saved one"
+    f"Checkpoint not found: checkpoint_path must be {keys.CHECKPOINT_FORM} "
+    "of a job of yours that saved one"
 )
 # advanced_config keys the platform writes itself, and what a client does instead.
 INTERNAL_OPTIONS = {
@@ -138,11 +137,11 @@ class TrainingService:
         """``key`` if it names a saved checkpoint of a job ``actor`` may read, of the same
         model as ``job``; any other key gets the same answer, whether or not an object
         exists there."""
-        found = CHECKPOINT_KEY.fullmatch(key)
+        found = keys.parse_checkpoint(key)
         try:
             if found is None:
                 raise NotFound(CHECKPOINT_NOT_FOUND)
-            source = self.get(actor, int(found.group(1)))
+            source = self.get(actor, found[0])
             if not self.artifacts.exists(key):
                 raise NotFound(CHECKPOINT_NOT_FOUND)
         except NotFound:
@@ -199,7 +198,7 @@ class TrainingService:
         job = self.get(actor, job_id)
         fields: dict[str, Any] = {"started_at": utcnow()}
         if checkpoint_path or resume:
-            key = checkpoint_path or f"jobs/{job.id}/checkpoints/last.pt"
+            key = checkpoint_path or keys.last_checkpoint(job.id)
             key = self._checkpoint(actor, job, key)
             fields["advanced_config"] = {**job.advanced_config, "resume_from": key}
         # One conditional write: the status, the resume point and the slot, or nothing.
@@ -280,9 +279,13 @@ class TrainingService:
     # --- predictions from checkpoints (seed 002's /test-inference, seed 000's /inference) --
     def checkpoint_of(self, job: TrainingJob) -> str | None:
         """The job's best checkpoint, else its last one."""
-        prefix = f"jobs/{job.id}/checkpoints/"
         return next(
-            (prefix + n for n in ("best.pt", "last.pt") if self.artifacts.exists(prefix + n)), None
+            (
+                key
+                for key in (keys.best_checkpoint(job.id), keys.last_checkpoint(job.id))
+                if self.artifacts.exists(key)
+            ),
+            None,
         )
 
     def _predict(
@@ -395,11 +398,9 @@ class TrainingService:
         """Seed 002's per-image results of one validation (one epoch of one job)."""
         import json
 
-        from shared.services.reporting import validation_samples_key
-
         job_id, epoch = divmod(result_id, 10_000)
         self.get(actor, job_id)
-        key = validation_samples_key(job_id, epoch)
+        key = keys.validation_samples(job_id, epoch)
         if not epoch or not self.artifacts.exists(key):
             raise NotFound(
                 "No per-image results for this validation result",
@@ -452,7 +453,7 @@ def validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dic
                 "metrics": metrics,
                 "per_class_metrics": r.get("per_class", {}),
                 "confusion_matrix": r.get("confusion_matrix", []),
-                "checkpoint_path": f"jobs/{job.id}/checkpoints/last.pt",
+                "checkpoint_path": keys.last_checkpoint(job.id),
                 "created_at": r.get("created_at"),
             }
         )

@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(reason, INTERRUPTED)
         bucket = settings.names.artifacts_bucket
         mlflow.log_dict(
-            {n: f"s3://{bucket}/{checkpoints.prefix}{n}.pt" for n in ("last", "best")},
+            {
+                "last": f"s3://{bucket}/{checkpoints.last}",
+                "best": f"s3://{bucket}/{checkpoints.best}",
+            },
             "checkpoints.json",
         )
         if reporter.last_validation:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crucible_trainer.spec import JobSpec
+from shared import keys
 from shared.ports import ObjectStore
 from shared.services.reporting import Reporter
 
@@ -31,13 +32,14 @@ Snapshot = Callable[[int], dict[str, Any]]  # epoch -> the checkpoint's contents
 
 
 class Checkpoints:
-    """Last and best checkpoints, written locally and uploaded to ``jobs/<id>/checkpoints/``
-    by a background thread, so training never waits on S3 (``flush`` waits, at the end)."""
+    """Last and best checkpoints, written locally and uploaded to the job's checkpoint keys
+    (:mod:`shared.keys`) by a background thread, so training never waits on S3 (``flush``
+    waits, at the end)."""
 
     def __init__(self, artifacts: ObjectStore, job_id: int, work: Path, reporter: Reporter) -> None:
         self.artifacts, self.work, self.reporter = artifacts, work, reporter
-        self.prefix = f"jobs/{job_id}/checkpoints/"
-        self.last = self.prefix + "last.pt"
+        self.last = keys.last_checkpoint(job_id)
+        self.best = keys.best_checkpoint(job_id)
         self._queue: queue.Queue = queue.Queue()
         self._errors: list[BaseException] = []
         threading.Thread(target=self._upload, daemon=True).start()
@@ -72,7 +74,7 @@ class Checkpoints:
                 if self._queue.qsize() == 0 or best:
                     self.artifacts.upload(self.last, str(local))
                     if best:
-                        self.artifacts.upload(self.prefix + "best.pt", str(best))
+                        self.artifacts.upload(self.best, str(best))
                     self.reporter.on_checkpoint(self.last, epoch, best is not None)
             except Exception as exc:
                 self._errors.append(exc)  # raised by flush(): a run whose checkpoints fail fails

@@ -26,6 +26,7 @@ from functions.api.routers.audio_schemas import (
 )
 from functions.api.routers.common import ErrorOut, Limit, Skip
 from functions.api.routers.tags_schemas import TagOut
+from shared import keys
 from shared.audio import content_disposition
 from shared.errors import CrucibleError, InvalidInput
 from shared.models import AudioFile, Principal
@@ -205,8 +206,8 @@ def status(file_id: int, principal: CurrentUser, c: Services) -> AnalysisStatusO
     )
 
 
-def _result_doc(c: Container, principal: Principal, file_id: int, name: str = "result.json"):
-    _, key = c.audio.result_location(principal, file_id, name)
+def _result_doc(c: Container, principal: Principal, file_id: int):
+    _, key = c.audio.result_location(principal, file_id, keys.ANALYSIS_RESULT)
     if c.artifacts.size(key) > INLINE_LIMIT:
         return None, RedirectResponse(c.artifacts.presign_get(key), status_code=307)
     return c.artifacts.get(key), None
