@@ -105,6 +105,16 @@ MODELS: list[dict[str, Any]] = (
     ]
 )
 
+_SEED = {
+    "name": "seed",
+    "type": "number",
+    "label": "Seed",
+    "description": "Random seed",
+    "default": 0,
+    "min": 0,
+    "max": 2**31 - 1,
+    "step": 1,
+}
 _OPTIMIZERS = [
     {"value": "adamw", "label": "AdamW", "description": "Adam with decoupled weight decay"},
     {"value": "adam", "label": "Adam", "description": "Adaptive Moment Estimation"},
@@ -150,16 +160,7 @@ CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
             "max": 1024,
             "step": 16,
         },
-        {
-            "name": "seed",
-            "type": "number",
-            "label": "Seed",
-            "description": "Random seed",
-            "default": 0,
-            "min": 0,
-            "max": 2**31 - 1,
-            "step": 1,
-        },
+        _SEED,
         {
             "name": "weights",
             "type": "string",
@@ -261,16 +262,7 @@ CONFIG_FIELDS["ultralytics"] = [
         "max": 1000,
         "step": 1,
     },
-    {
-        "name": "seed",
-        "type": "number",
-        "label": "Seed",
-        "description": "Random seed",
-        "default": 0,
-        "min": 0,
-        "max": 2**31 - 1,
-        "step": 1,
-    },
+    _SEED,
     {
         "name": "weights",
         "type": "string",

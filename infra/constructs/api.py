@@ -39,6 +39,21 @@ BINARY_TYPES = [
 ]
 
 
+def _access_log_format() -> apigw.AccessLogFormat:
+    """One access-log line per request, the same for both APIs (no caller or user ids)."""
+    return apigw.AccessLogFormat.json_with_standard_fields(
+        caller=False,
+        http_method=True,
+        ip=True,
+        protocol=True,
+        request_time=True,
+        resource_path=True,
+        response_length=True,
+        status=True,
+        user=False,
+    )
+
+
 class RestApi(Construct):
     def __init__(
         self, scope: Construct, id: str, *, env: EnvironmentConfig, functions: Functions
@@ -57,17 +72,7 @@ class RestApi(Construct):
                 throttling_rate_limit=env.throttle_rate,
                 throttling_burst_limit=env.throttle_burst,
                 access_log_destination=apigw.LogGroupLogDestination(access),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                access_log_format=_access_log_format(),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 tracing_enabled=True,
             ),
@@ -225,14 +230,4 @@ class _AccessLogs:
 
     @property
     def format(self) -> apigw.AccessLogFormat:
-        return apigw.AccessLogFormat.json_with_standard_fields(
-            caller=False,
-            http_method=True,
-            ip=True,
-            protocol=True,
-            request_time=True,
-            resource_path=True,
-            response_length=True,
-            status=True,
-            user=False,
-        )
+        return _access_log_format()

@@ -235,31 +235,9 @@ def test_restart_keeps_data(tmp_path):
 
 
 def test_operator_promotes_the_first_admin(stack, alice, bob):
-    import subprocess
-    import sys
+    from tests.conftest import promote  # the operator's CLI: functions.local.admin
 
-    from tests.conftest import ROOT
-
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "functions.local.admin",
-            "--data-dir",
-            str(stack.data_dir),
-            "--endpoint",
-            stack.emulator_endpoint,
-            "promote",
-            alice.email,
-            "--role",
-            "admin",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    promote(stack, alice.email, "admin")
     token = httpx.post(
         stack.api("/auth/login"), json={"email": alice.email, "password": alice.password}
     ).json()
