@@ -59,6 +59,32 @@ class AudioUploadService:
         self.max_bytes = max_bytes
 
     # --- uploads through the API ------------------------------------------------------
+    def upload_batch(
+        self,
+        actor: Principal,
+        files: list[tuple[IO[bytes], str | None]],
+        recording_start_times: list[datetime],
+    ) -> tuple[list[AudioFile], list[tuple[str | None, CrucibleError]]]:
+        """Up to MAX_BATCH files: each good one is stored, each bad one comes back with
+        its error; refused as a whole only when none could be stored."""
+        if len(files) > MAX_BATCH:
+            raise InvalidInput(
+                f"At most {MAX_BATCH} files per batch ({len(files)} sent)", field="files"
+            )
+        stored, errors = [], []
+        for i, (data, filename) in enumerate(files):
+            start = recording_start_times[i] if i < len(recording_start_times) else None
+            try:
+                stored.append(self.upload(actor, data, filename, start))
+            except CrucibleError as exc:
+                errors.append((filename, exc))
+        if not stored:
+            reasons = "; ".join(f"{name}: {exc.detail}" for name, exc in errors)
+            raise InvalidInput(
+                f"None of the {len(files)} files could be stored: {reasons}", field="files"
+            )
+        return stored, errors
+
     def upload(
         self,
         actor: Principal,

@@ -416,6 +416,11 @@ class TrainingService:
             "limit": limit,
         }
 
+    def validation_results(self, actor: Principal, job_id: int) -> list[dict[str, Any]]:
+        """Seed 002's validation results of a job, one per epoch (its metric rows)."""
+        job = self.get(actor, job_id)
+        return _validation_results(self.records.metrics(job_id, 10_000), job)
+
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)
         return self.records.metrics(job_id, limit)
@@ -433,7 +438,7 @@ def validation_result_id(job_id: int, epoch: int) -> int:
     return job_id * 10_000 + epoch
 
 
-def validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dict[str, Any]]:
+def _validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dict[str, Any]]:
     """Seed 002's validation results, one per epoch, from the trainer's metric rows."""
     out = []
     for r in rows:

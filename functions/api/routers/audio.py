@@ -28,7 +28,6 @@ from functions.api.routers.common import ErrorOut, Limit, Skip
 from functions.api.routers.tags_schemas import TagOut
 from shared import keys
 from shared.audio import content_disposition
-from shared.errors import CrucibleError, InvalidInput
 from shared.models import AudioFile, Principal
 from shared.services.audio_uploads import MAX_BATCH
 from shared.wiring import Container
@@ -72,25 +71,11 @@ def upload_batch(
     recording_start_times: Annotated[list[datetime] | None, Form()] = None,
 ) -> BatchUploadOut:
     """Each good file is kept; each bad one is reported in ``errors``."""
-    if len(files_) > MAX_BATCH:
-        raise InvalidInput(
-            f"At most {MAX_BATCH} files per batch ({len(files_)} sent)", field="files"
-        )
-    starts = recording_start_times or []
-    done, errors = [], []
-    for i, up in enumerate(files_):
-        try:
-            f = c.audio_uploads.upload(
-                principal, up.file, up.filename, starts[i] if i < len(starts) else None
-            )
-            done.append(out(c, f))
-        except CrucibleError as exc:
-            errors.append(UploadError(filename=up.filename, detail=exc.detail, code=exc.code))
-    if not done:
-        reasons = "; ".join(f"{e.filename}: {e.detail}" for e in errors)
-        raise InvalidInput(
-            f"None of the {len(files_)} files could be stored: {reasons}", field="files"
-        )
+    stored, failed = c.audio_uploads.upload_batch(
+        principal, [(up.file, up.filename) for up in files_], recording_start_times or []
+    )
+    done = [out(c, f) for f in stored]
+    errors = [UploadError(filename=name, detail=exc.detail, code=exc.code) for name, exc in failed]
     return BatchUploadOut(
         message=f"Successfully uploaded {len(done)} files", files=done, errors=errors or None
     )

@@ -117,13 +117,7 @@ def list_models(framework: str | None = None, task_type: str | None = None) -> d
 @models.get("/validation/results/{job_id}", responses=_errors)
 def validation_results(job_id: int, principal: CurrentUser, c: Services) -> dict:
     """Per-epoch validation: metrics, per-class precision/recall/F1/support, confusion matrix."""
-    from shared.services.training import validation_results as results
-
-    job = c.training.get(principal, job_id)
-    return {
-        "job_id": job_id,
-        "results": results(c.training.metrics(principal, job_id, 10_000), job),
-    }
+    return {"job_id": job_id, "results": c.training.validation_results(principal, job_id)}
 
 
 @models.get("/validation/images/{validation_result_id}", responses=_errors)
