@@ -16,8 +16,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
-	@# the trainer package as its image has it (tests, import-linter, the local runner)
-	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'crucible-trainer.pth').write_text('$(CURDIR)/containers/gpu-trainer\n')"
+	@# the container packages as their images have them (tests, import-linter, the local runner)
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'crucible-trainer.pth').write_text('$(CURDIR)/containers/gpu-trainer\n$(CURDIR)/containers/evaluator\n')"
+	touch $@
+
+# The interpreter leaderboard submissions run with, inside the evaluator's sandbox: Debian's
+# python3 (outside root's home, which the sandbox's uid cannot enter) and the scientific
+# packages the evaluator image ships. Mounted read-only; nothing of the platform is in it.
+SANDBOX := .sandbox
+SANDBOX_PACKAGES := numpy==2.4.6 scipy==1.17.1 scikit-learn==1.9.1 pandas==3.1.1 pyyaml==6.0.4 \
+	pillow==13.0.0 torch==2.14.1 torchvision==0.29.1
+$(SANDBOX)/.installed: | system-packages
+	rm -rf $(SANDBOX)
+	/usr/bin/python3 -m venv $(SANDBOX)
+	$(SANDBOX)/bin/pip install -q $(SANDBOX_PACKAGES)
+	chmod -R a+rX $(SANDBOX)
 	touch $@
 
 # boto3 at MiniStack's botocore version: Lambdas it runs (e.g. CDK's custom resources in a
@@ -27,20 +40,25 @@ $(MS)/.installed:
 	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)" "boto3==1.43.106"
 	touch $@
 
-# System packages the tests use (espeak-ng speaks the ASR and analysis test data).
-SYSTEM_PACKAGES := espeak-ng
+# System packages, as command:package: espeak-ng speaks the ASR and analysis test data;
+# bubblewrap, setpriv and prlimit sandbox leaderboard submissions; Debian's python3 (with
+# venv) runs them.
+SYSTEM_PACKAGES := espeak-ng:espeak-ng bwrap:bubblewrap setpriv:util-linux prlimit:util-linux \
+	/usr/bin/python3:python3-venv
 system-packages:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for cp in $(SYSTEM_PACKAGES); do c=$${cp%%:*}; p=$${cp#*:}; \
+	  if [ "$$c" = /usr/bin/python3 ]; then /usr/bin/python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	  else command -v $$c >/dev/null || missing="$$missing $$p"; fi; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; fi
 
-install: $(VENV)/.installed $(MS)/.installed
+install: $(VENV)/.installed $(MS)/.installed $(SANDBOX)/.installed
 
-dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher
+dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher, MLflow UI on :5010
 	$(BIN)/python -m functions.local
 
-test: install system-packages lint  ## every test: unit, integration (emulator), end-to-end (local stack)
+test: install lint  ## every test: unit, integration (emulator), end-to-end (local stack)
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
@@ -73,6 +91,7 @@ bench: install
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/evaluator.py
 
 # Everything the local stack keeps is under its data directory: the emulator's state,
 # S3 objects and credentials (aws/), the secrets, MLflow and the jobs' output.

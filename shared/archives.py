@@ -1,13 +1,14 @@
-"""Untrusted zips, opened safely: no absolute or ``..`` paths (zip slip), no symlinks or
-encrypted entries, a bounded entry count and uncompressed size, and a bounded expansion
-ratio per entry and for the archive as a whole (zip bombs); every read bounded
-(:class:`Archive`), and extraction with the same checks. What a dataset's files mean is
-shared/datasets.py's business."""
+"""Untrusted zips and tarballs, opened safely: no absolute or ``..`` paths (zip slip), no
+symlinks, devices or encrypted entries, a bounded entry count and uncompressed size, and a
+bounded expansion ratio per entry and for the archive as a whole (zip bombs); every read
+bounded (:class:`Archive`), and extraction with the same checks. What a dataset's files
+mean is shared/datasets.py's business; a leaderboard submission's, shared/submissions.py's."""
 
 from __future__ import annotations
 
 import shutil
 import stat
+import tarfile
 import zipfile
 import zlib
 from pathlib import PurePosixPath
@@ -44,24 +45,38 @@ def mib(n: int) -> str:
     return f"{n / MiB:.1f} MiB"
 
 
-def members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+def _check_path(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if (
+        not name
+        or name.startswith(("/", "\\"))
+        or ":" in path.parts[0]
+        or ".." in path.parts
+        or "\\" in name
+        or "\x00" in name
+    ):
+        raise InvalidDataset(f"Unsafe path in the archive: '{name}'")
+    return path
+
+
+def _skipped(path: PurePosixPath) -> bool:
+    """Members nobody means to send: macOS resource forks and hidden files."""
+    return "__MACOSX" in path.parts or path.name.startswith(".")
+
+
+def members(
+    zf: zipfile.ZipFile, *, max_entries: int = MAX_ENTRIES, max_total: int = MAX_UNCOMPRESSED
+) -> list[zipfile.ZipInfo]:
     """The archive's files, refusing anything that could escape or explode."""
     infos = zf.infolist()
-    if len(infos) > MAX_ENTRIES:
+    if len(infos) > max_entries:
         raise InvalidDataset(
-            f"The archive has {len(infos)} entries; at most {MAX_ENTRIES} are allowed"
+            f"The archive has {len(infos)} entries; at most {max_entries} are allowed"
         )
     total, packed, files = 0, 0, []
     for info in infos:
         name = info.filename
-        path = PurePosixPath(name)
-        if (
-            name.startswith(("/", "\\"))
-            or ":" in path.parts[0]
-            or ".." in path.parts
-            or "\\" in name
-        ):
-            raise InvalidDataset(f"Unsafe path in the archive: '{name}'")
+        path = _check_path(name)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise InvalidDataset(f"Symbolic links are not allowed in datasets: '{name}'")
         if info.is_dir():
@@ -74,9 +89,9 @@ def members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             raise InvalidDataset(
                 f"'{name}' expands {info.file_size // max(info.compress_size, 1)}x: refused as a zip bomb"
             )
-        if total > MAX_UNCOMPRESSED:
-            raise InvalidDataset(f"The archive expands beyond {MAX_UNCOMPRESSED // 1024**3} GiB")
-        if "__MACOSX" in path.parts or path.name.startswith("."):
+        if total > max_total:
+            raise InvalidDataset(f"The archive expands beyond {mib(max_total)}")
+        if _skipped(path):
             continue
         files.append(info)
     # Many small entries, each under the floor, can expand as far as one big one.
@@ -146,20 +161,90 @@ class Archive:
         return data
 
 
-def extract(source: str | IO[bytes], dest: str) -> str:
-    """Extract a dataset zip under ``dest`` with the same checks as :func:`inspect`;
-    returns the dataset root (inside a single wrapping folder, if there is one)."""
+def extract(
+    source: str | IO[bytes],
+    dest: str,
+    *,
+    strip: bool = True,
+    max_entries: int = MAX_ENTRIES,
+    max_total: int = MAX_UNCOMPRESSED,
+) -> str:
+    """Extract a zip under ``dest`` with the same checks as :func:`members`; returns the
+    root of what it holds: inside a single wrapping folder, if there is one and ``strip``."""
     from pathlib import Path
 
     base = Path(dest).resolve()
     with zipfile.ZipFile(source) as zf:
-        files = members(zf)
+        files = members(zf, max_entries=max_entries, max_total=max_total)
         for info in files:
-            target = (base / info.filename).resolve()
-            if not target.is_relative_to(base):  # belt and braces after members
-                raise InvalidDataset(f"Unsafe path in the archive: '{info.filename}'")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)  # streamed: a member may be GiBs
-        root = strip_root([f.filename for f in files])
+            with zf.open(info) as src:
+                _write(base, info.filename, src)
+        root = strip_root([f.filename for f in files]) if strip else ""
     return str(base / root) if root else str(base)
+
+
+def _write(base, name: str, src: IO[bytes]) -> None:
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):  # belt and braces after the members' checks
+        raise InvalidDataset(f"Unsafe path in the archive: '{name}'")
+    if target.exists():
+        raise InvalidDataset(f"'{name}' is in the archive twice")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "xb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)  # streamed: a member may be GiBs
+
+
+def tar_members(
+    tf: tarfile.TarFile, packed: int, *, max_entries: int, max_total: int
+) -> list[tarfile.TarInfo]:
+    """A gzipped tarball's files (``packed``: its size as sent), with a zip's checks:
+    regular files and folders only (no links, devices or pipes), and the declared sizes
+    bounded as they are read, so a bomb is refused before it is expanded."""
+    files, total, count = [], 0, 0
+    try:
+        for info in tf:
+            count += 1
+            if count > max_entries:
+                raise InvalidDataset(f"The archive has more than {max_entries} entries")
+            path = _check_path(info.name.removeprefix("./") if info.name != "./" else "x/")
+            if info.isdir():
+                continue
+            if not info.isreg():
+                raise InvalidDataset(
+                    f"Only files and folders are allowed in archives: '{info.name}' is a link "
+                    "or a device"
+                )
+            total += info.size
+            if total > max_total:
+                raise InvalidDataset(f"The archive expands beyond {mib(max_total)}")
+            if not _skipped(path):
+                files.append(info)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise InvalidDataset(f"The archive cannot be read as a .tar.gz: {exc}") from None
+    if total > RATIO_FLOOR and total > MAX_RATIO * max(packed, 1):
+        raise InvalidDataset(
+            f"The archive expands {total // max(packed, 1)}x ({mib(total)} from {mib(packed)}): "
+            "refused as a bomb"
+        )
+    if not files:
+        raise InvalidDataset("The archive contains no files")
+    return files
+
+
+def extract_tar(source: str, dest: str, *, max_entries: int, max_total: int) -> list[str]:
+    """Extract a gzipped tarball under ``dest`` with :func:`tar_members`' checks (never
+    tarfile's own extraction); returns the paths of the files written."""
+    import os
+    from pathlib import Path
+
+    base = Path(dest).resolve()
+    packed = os.path.getsize(source)
+    with tarfile.open(source, mode="r:gz") as tf:
+        files = tar_members(tf, packed, max_entries=max_entries, max_total=max_total)
+        for info in files:
+            src = tf.extractfile(info)
+            if src is None:
+                raise InvalidDataset(f"'{info.name}' cannot be read from the archive")
+            with src:
+                _write(base, info.name.removeprefix("./"), src)
+    return [info.name.removeprefix("./") for info in files]

@@ -178,3 +178,28 @@ def parse_checkpoint(key: str) -> tuple[int, CheckpointName] | None:
 def validation_samples(job_id: int, epoch: int) -> str:
     """One epoch's per-sample validation predictions."""
     return f"jobs/{job_id}/validation/epoch-{epoch:06d}.json"
+
+
+# --- leaderboard submissions (uploads bucket) and evaluations (artifacts bucket) ---------
+SUBMISSIONS = "submissions/"
+
+
+def submission_file(owner_id: int, submission_id: str, index: int, name: str) -> str:
+    """Where one file of a submission is kept: a stored copy (the API writes it, never a
+    client), so no upload handler takes it for an arrival. ``name`` is already checked
+    to be a plain file name."""
+    return f"{SUBMISSIONS}{owner_id}/{submission_id}/stored/{index:03d}-{name}"
+
+
+def submission_prefix(owner_id: int, submission_id: str) -> str:
+    return f"{SUBMISSIONS}{owner_id}/{submission_id}/"
+
+
+def evaluation_logs(job_id: str) -> str:
+    """One evaluation's log: a timestamped line per line the submission printed."""
+    return f"evaluations/{job_id}/logs.txt"
+
+
+def evaluation_output(job_id: str, name: str) -> str:
+    """A file the evaluator keeps from a job's output directory (its metrics.json)."""
+    return f"evaluations/{job_id}/output/{name}"

@@ -186,3 +186,53 @@ class Dataset(BaseModel):
     extra: dict = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SubmissionFile(BaseModel):
+    """One file of a submission as sent (an archive is unpacked by the evaluator)."""
+
+    name: str
+    size: int
+    key: str  # where its bytes are kept (shared/keys.py)
+
+
+class Submission(BaseModel):
+    """Seed 004's submission: code a researcher sent, to be run by the evaluator."""
+
+    id: str
+    owner_id: int
+    entrypoint: str  # a relative path in the unpacked tree, ending .py
+    config_file: str  # a relative path in the unpacked tree, ending .yaml/.yml
+    metadata: dict = Field(default_factory=dict)
+    leaderboard: str = "default"
+    files: list[SubmissionFile] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)  # every file of the unpacked tree
+    total_bytes: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+EvaluationStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+EVALUATION_TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class Evaluation(BaseModel):
+    """Seed 004's job: one run of a submission by the evaluator, and what it measured."""
+
+    id: str
+    owner_id: int
+    submission_id: str
+    leaderboard: str = "default"
+    resource_class: str
+    status: EvaluationStatus = "pending"
+    error: str | None = None
+    run_id: str | None = None  # the MLflow run
+    experiment_id: str | None = None
+    runner_job_id: str | None = None
+    params: dict = Field(default_factory=dict)
+    metrics: dict = Field(default_factory=dict)
+    rerun_of: str | None = None
+    deadline: float = 0.0  # epoch seconds: past it, the sweeper ends the job failed
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

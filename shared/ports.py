@@ -19,14 +19,17 @@ from shared.models import (
     AudioFile,
     Connection,
     Dataset,
+    Evaluation,
     Page,
     Project,
+    Submission,
     Subscription,
     Tag,
     TrainingJob,
     UploadIntent,
     User,
 )
+from shared.settings import ResourceClass
 
 
 class UserRepository(Protocol):
@@ -180,8 +183,11 @@ class JobRunner(Protocol):
     """Runs a container entrypoint for a job id: AWS Batch, or a local subprocess that
     reports the same "Batch Job State Change" events."""
 
-    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
-        """Start the job; returns the runner's own job id."""
+    def submit(
+        self, job_id: str, *, job_type: str, queue: str, limits: ResourceClass | None = None
+    ) -> str:
+        """Start the job; returns the runner's own job id. ``limits``: the time, memory
+        and CPU the job gets (Batch enforces them; locally the job enforces its own)."""
 
     def terminate(self, runner_job_id: str, reason: str) -> None:
         """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""
@@ -252,3 +258,53 @@ class DatasetRepository(Protocol):
         """Newest first: one owner's, or everyone's when ``owner_id`` is None."""
 
     def finish(self, dataset_id: str, fields: dict[str, Any]) -> Dataset | None: ...
+
+
+class SubmissionRepository(Protocol):
+    """Seed 004's submissions, and each user's rolling window of them."""
+
+    def create(self, submission: Submission, *, per_window: int, window_s: int) -> float | None:
+        """Store a new submission if its owner made fewer than ``per_window`` in the last
+        ``window_s`` seconds (counted in the same write); else store nothing and return
+        when the oldest of those leaves the window (epoch seconds)."""
+
+    def recent(self, owner_id: int, *, window_s: int) -> list[float]:
+        """When the owner's submissions of the last ``window_s`` seconds were made."""
+
+    def get(self, submission_id: str) -> Submission | None: ...
+
+
+class EvaluationRepository(Protocol):
+    """Seed 004's jobs. Each holds a slot of its owner's ``evaluations`` counter from
+    creation until it ends; ``transition`` changes status only from ``allowed_from``."""
+
+    def create(self, job: Evaluation, *, cap: int) -> bool:
+        """Store a new job holding a slot; False when the owner has ``cap`` active."""
+
+    def get(self, job_id: str) -> Evaluation | None: ...
+    def list(self, owner_id: int, *, limit: int) -> list[Evaluation]:
+        """The owner's jobs, newest first."""
+
+    def active(self) -> list[Evaluation]:
+        """Every job not yet ended (what the sweeper looks at)."""
+
+    def update(self, job_id: str, fields: Mapping[str, Any]) -> Evaluation | None:
+        """Set fields of a job that has not ended; None when it has (or is gone)."""
+
+    def transition(
+        self,
+        job_id: str,
+        to: str,
+        allowed_from: frozenset[str],
+        fields: Mapping[str, Any] | None = None,
+    ) -> Evaluation | None:
+        """Move the job; a move into an end state gives its slot back in the same write."""
+
+
+class LeaderboardRepository(Protocol):
+    """The completed jobs of each leaderboard, with what they measured."""
+
+    def put(self, board: str, entry: Mapping[str, Any]) -> None:
+        """Add (or rewrite, for a replay) the entry of ``entry["job_id"]``."""
+
+    def entries(self, board: str) -> list[dict[str, Any]]: ...

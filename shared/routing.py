@@ -62,3 +62,18 @@ ROUTES: tuple[EventRoute, ...] = (
         },
     ),
 )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A handler run on a timer: EventBridge Scheduler in AWS, the dispatcher locally."""
+
+    name: str
+    handler: str  # module of functions/events, as for routes
+    rate_s: int  # how often, in AWS (whole minutes); locally the dispatcher may run it sooner
+
+
+SCHEDULES: tuple[Schedule, ...] = (
+    # Ends leaderboard jobs past their deadline (shared/services/evaluations.py).
+    Schedule("sweeper", "functions.events.sweeper", 60),
+)

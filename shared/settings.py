@@ -94,6 +94,49 @@ def api_token_entry(entry: str) -> tuple[str, str]:
     return name, token
 
 
+@dataclass(frozen=True)
+class ResourceClass:
+    """What an evaluation job of one class may use (seed 004's ``resource_class``)."""
+
+    name: str
+    seconds: int  # wall time
+    memory_mib: int
+    vcpu: float
+
+
+DEFAULT_RESOURCE_CLASSES = "small=1800:2048:1,medium=3600:4096:2"
+_CLASS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def parse_resource_classes(text: str) -> dict[str, ResourceClass]:
+    """``small=1800:2048:1,medium=3600:4096:2`` (name=seconds:MiB:vCPU) as classes by name.
+    Raises ValueError with what to fix."""
+    classes: dict[str, ResourceClass] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, _, limits = entry.partition("=")
+        parts = limits.split(":")
+        try:
+            seconds, memory, vcpu = int(parts[0]), int(parts[1]), float(parts[2])
+            if len(parts) != 3 or not _CLASS_NAME.fullmatch(name):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"'{entry}': write each class as name=seconds:MiB:vCPU, e.g. small=1800:2048:1 "
+                "(the name lower-case letters, digits, '_' and '-')"
+            ) from None
+        if not (1 <= seconds <= 14 * 86_400 and 64 <= memory <= 1024 * 1024 and 0 < vcpu <= 192):
+            raise ValueError(
+                f"'{entry}': seconds must be 1 to {14 * 86_400}, MiB 64 to {1024 * 1024}, "
+                "vCPU above 0 and at most 192"
+            )
+        classes[name] = ResourceClass(name, seconds, memory, vcpu)
+    if not classes:
+        raise ValueError("name at least one resource class, e.g. small=1800:2048:1")
+    return classes
+
+
 class SettingsError(RuntimeError):
     """Raised with a readable message when the environment holds a bad value."""
 
@@ -173,11 +216,43 @@ class Settings(BaseSettings):
         "containers/gpu-trainer"  # where the local runner finds crucible_trainer
     )
 
+    # Seed 004's leaderboard. Resource classes as name=seconds:MiB:vCPU, comma-separated:
+    # the wall-time, memory and CPU limits an evaluation job of that class runs under.
+    resource_classes: Annotated[dict[str, ResourceClass], NoDecode] = Field(
+        default_factory=lambda: parse_resource_classes(DEFAULT_RESOURCE_CLASSES)
+    )
+    # How long past its class's time limit an evaluation job may stay pending or running
+    # before the sweeper ends it failed (queueing, starting, writing results).
+    evaluation_grace_s: int = Field(600, ge=10)
+    max_active_evaluations: int = Field(3, ge=1)  # pending or running, per user (seed 004)
+    submissions_per_hour: int = Field(10, ge=1)  # per user, a rolling 60-minute window
+    max_submission_bytes: int = Field(100 * 1024 * 1024, ge=1024)  # all files of one submission
+    # Everything one evaluation may print (stdout and stderr together) before it is stopped.
+    evaluation_max_log_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # The largest file a submission may write (its output directory and /tmp).
+    evaluation_max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # The interpreter submissions run with (its prefix is mounted read-only in the sandbox):
+    # the image's own python; locally `make` builds .sandbox/ (numpy, scipy, scikit-learn,
+    # pandas, PyYAML, Pillow, torch, torchvision).
+    sandbox_python: str = "/usr/local/bin/python3"
+    # Run submissions even where the sandbox cannot isolate them (no bubblewrap, no user
+    # namespaces): for an operator's own trusted code only; logged loudly on every job.
+    allow_unsandboxed: bool = False
+    # Where people open MLflow (the results' links): the local UI `make dev` serves, or
+    # the SageMaker managed MLflow server's URL in AWS.
+    mlflow_ui_url: str | None = None
+    local_evaluator_path: str = "containers/evaluator"  # where the local runner finds it
+
     # Local all-in-one mode.
     data_dir: str = ".crucible"
     mlflow_tracking_uri: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
+
+    @field_validator("resource_classes", mode="before")
+    @classmethod
+    def _classes(cls, v: object) -> object:
+        return parse_resource_classes(v) if isinstance(v, str) else v
 
     @field_validator("api_tokens", "self_register_roles", "cors_origins", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shared.services.audio_uploads import AudioUploadService
     from shared.services.auth import AuthService
     from shared.services.datasets import DatasetService
+    from shared.services.evaluations import EvaluationService
     from shared.services.jobs import JobStates
     from shared.services.projects import ProjectService, TagService
     from shared.services.push import PushService
@@ -155,18 +156,25 @@ class Container:
             return BatchJobRunner(
                 self.client("batch"),
                 queues={"gpu": names.gpu_queue, "cpu": names.cpu_queue},
-                definitions={"trainer": names.job_definition("trainer")},
+                definitions={
+                    job_type: names.job_definition(job_type)
+                    for job_type in ("trainer", "evaluator")
+                },
             )
+        import os
         import sys
         from pathlib import Path
 
         from shared.adapters.runners import LocalJobRunner
 
-        trainer_path = str(Path(s.local_trainer_path).resolve())
+        paths = [str(Path(p).resolve()) for p in (s.local_trainer_path, s.local_evaluator_path)]
         return LocalJobRunner(
             self.bus,
-            {"trainer": [sys.executable, "-m", "crucible_trainer"]},
-            env={"PYTHONPATH": trainer_path},
+            {
+                "trainer": [sys.executable, "-m", "crucible_trainer"],
+                "evaluator": [sys.executable, "-m", "crucible_evaluator"],
+            },
+            env={"PYTHONPATH": os.pathsep.join(paths)},
             log_dir=Path(s.data_dir) / "jobs",
             grace_s=s.job_stop_grace_s,
         )
@@ -289,6 +297,34 @@ class Container:
             projects=self.projects,
             limits=JobLimits(self.settings.max_active_jobs),
             max_inference_bytes=self.settings.max_inference_bytes,
+        )
+
+    @cached_property
+    def evaluations(self) -> EvaluationService:
+        from shared.adapters.dynamodb.evaluations import (
+            DynamoEvaluations,
+            DynamoLeaderboards,
+            DynamoSubmissions,
+        )
+        from shared.services.evaluations import EvaluationLimits, EvaluationService
+
+        s = self.settings
+        return EvaluationService(
+            DynamoSubmissions(self.table),
+            DynamoEvaluations(self.table),
+            DynamoLeaderboards(self.table),
+            self.uploads,
+            self.artifacts,
+            _Deferred(self, "job_runner"),  # reading jobs needs no runner
+            self.push,
+            limits=EvaluationLimits(
+                classes=s.resource_classes,
+                grace_s=s.evaluation_grace_s,
+                max_active=s.max_active_evaluations,
+                per_hour=s.submissions_per_hour,
+                max_bytes=s.max_submission_bytes,
+            ),
+            mlflow_ui_url=s.mlflow_ui_url,
         )
 
     @cached_property

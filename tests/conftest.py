@@ -103,6 +103,7 @@ class Stack:
     emulator_endpoint: str
     data_dir: Path
     proc: subprocess.Popen
+    mlflow_ui: str | None = None
 
     def api(self, path: str) -> str:
         return f"{self.base}/api/v1{path}"
@@ -114,6 +115,7 @@ def start_stack(
     timeout: float = 60,
     *,
     seed_credentials: bool = True,
+    mlflow_ui: bool = False,
 ) -> Stack:
     """``python -m functions.local`` on ``data_dir``; its emulator takes the session's
     credentials (``CREDENTIALS``) unless ``seed_credentials`` is False, when the stack
@@ -123,6 +125,7 @@ def start_stack(
     if seed_credentials:
         credentials(data_dir / "aws", seed=CREDENTIALS)
     port, emu_port = free_port(), free_port()
+    mlflow_port = free_port() if mlflow_ui else 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUCIBLE_", "AWS_ENDPOINT"))}
     env.update(extra_env or {})
     log = open(data_dir.parent / f"{data_dir.name}-server.log", "ab")  # noqa: SIM115
@@ -139,6 +142,8 @@ def start_stack(
             str(data_dir),
             "--ministack",
             str(MINISTACK),
+            "--mlflow-port",
+            str(mlflow_port),
         ],
         cwd=ROOT,
         env=env,
@@ -153,7 +158,12 @@ def start_stack(
         try:
             if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
                 return Stack(
-                    base, f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{emu_port}", data_dir, proc
+                    base,
+                    f"ws://127.0.0.1:{port}",
+                    f"http://127.0.0.1:{emu_port}",
+                    data_dir,
+                    proc,
+                    f"http://127.0.0.1:{mlflow_port}" if mlflow_port else None,
                 )
         except httpx.HTTPError:
             pass
@@ -178,7 +188,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # every test client signs up and in from 127.0.0.1 (the limit's own tests use
             # stacks of their own: tests/e2e/test_identity_security.py)
             "CRUCIBLE_AUTH_RATE_LIMIT_PER_MINUTE": "0",
+            # leaderboard jobs: short classes, so the hostile ones end quickly
+            "CRUCIBLE_RESOURCE_CLASSES": "small=60:768:1,medium=120:1024:1,tiny=3:512:1",
+            "CRUCIBLE_EVALUATION_GRACE_S": "20",
         },
+        mlflow_ui=True,
     )
     yield s
     stop_stack(s)

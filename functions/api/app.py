@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from functions.api import errors
-from functions.api.routers import api_router, seed000
+from functions.api.routers import api_router, leaderboard, seed000
 from shared.settings import Settings
 from shared.wiring import Container, build
 
@@ -43,6 +43,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.add_middleware(errors.RequestContext)  # outside BodySizeLimit: its 413 gets the headers
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(seed000.router)  # seed 000 kept its own root paths
+    # seed 004 too (/submissions, /jobs, /leaderboard), and under /api/v1/leaderboard
+    app.include_router(leaderboard.router)
+    app.include_router(leaderboard.ranking)
+    app.include_router(leaderboard.router, prefix=f"{API_PREFIX}/leaderboard")
+    app.include_router(leaderboard.ranking, prefix=API_PREFIX)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -1,8 +1,10 @@
 """AWS Batch "Batch Job State Change" (via EventBridge): move the job's state forward
 and tell its followers.
 
-Batch jobs carry Crucible's job id as the ``job_id`` parameter (the contract the
-job runners share, locally and on AWS). Each Batch status advances the job through
+Batch jobs carry Crucible's job id as the ``job_id`` parameter and their kind as
+``job_type`` (the contract the job runners share, locally and on AWS). An evaluator's
+changes go to the leaderboard's jobs (shared/services/evaluations.py), which publish
+their own events; a trainer's as follows. Each Batch status advances the job through
 the forward-only state machine (shared/services/jobs.py) and becomes one ``status``
 event on ``job:<id>``; replays collapse onto the same event id, and a status Batch
 reports late or twice changes nothing. Events with an unknown status, or from Batch
@@ -52,6 +54,9 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     if not job_id:
         logger.info("Batch job %s is not a Crucible job (no job_id parameter)", change.batch_job_id)
         return {"status": "ignored", "batch_job_id": change.batch_job_id}
+    if change.parameters.get("job_type") == "evaluator":  # a leaderboard job (seed 004)
+        job = c.evaluations.on_runner_state(job_id, change.status, change.status_reason)
+        return {"status": job.status if job else "unknown", "job_id": job_id}
     update = c.jobs.on_batch_state(job_id, change.batch_job_id, change.status, change.status_reason)
     published = c.push.publish(update)
     return {"status": "published" if published else "duplicate", "job_id": job_id}

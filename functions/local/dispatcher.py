@@ -6,6 +6,8 @@
   its message for redelivery (and the dead-letter queue after 5 tries).
 * DynamoDB stream -> here: stream records are wrapped in the Lambda event shape
   (``{"Records": [...]}``) and given to the push handler.
+* EventBridge Scheduler -> here: each schedule of shared/routing.py runs its handler
+  every ``schedule_s`` seconds (sooner than in AWS, so a local stack settles quickly).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from functions.events import stream_push
-from shared.routing import ROUTES
+from shared.routing import ROUTES, SCHEDULES
 from shared.wiring import Container
 
 log = logging.getLogger("crucible.dispatcher")
@@ -30,7 +32,12 @@ RETRY_AFTER_S = 5
 
 class Dispatcher:
     def __init__(
-        self, container: Container, queues: dict[str, str], *, poll_s: float = 0.2
+        self,
+        container: Container,
+        queues: dict[str, str],
+        *,
+        poll_s: float = 0.2,
+        schedule_s: float = 10.0,
     ) -> None:
         self.c = container
         self.queues = queues
@@ -38,6 +45,10 @@ class Dispatcher:
             r.name: importlib.import_module(r.handler).handle for r in ROUTES if r.name in queues
         }
         self.poll_s = poll_s
+        self.schedules: dict[str, Handler] = {
+            s.name: importlib.import_module(s.handler).handle for s in SCHEDULES
+        }
+        self.schedule_s = schedule_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.delivered = 0
@@ -46,6 +57,7 @@ class Dispatcher:
         stream = self._stream_arn()
         iterators = self._iterators(stream, "LATEST")  # ready before the server takes requests
         loops = [(f"sqs-{name}", self._poll_queue, (name,)) for name in self.handlers]
+        loops.append(("schedules", self._run_schedules, ()))
         for name, target, args in [*loops, ("stream", self._poll_stream, (stream, iterators))]:
             t = threading.Thread(
                 target=self._guard, args=(target, *args), name=f"dispatch-{name}", daemon=True
@@ -91,6 +103,17 @@ class Dispatcher:
             return False
         self.delivered += 1
         return True
+
+    # --- EventBridge Scheduler --------------------------------------------------
+    def _run_schedules(self) -> None:
+        while not self._stop.wait(self.schedule_s):
+            for name, handle in self.schedules.items():
+                try:
+                    handle({"source": "aws.scheduler", "detail-type": "Scheduled Event"}, self.c)
+                except Exception:
+                    log.exception(
+                        "scheduled %s failed; it runs again in %s s", name, self.schedule_s
+                    )
 
     # --- DynamoDB stream ------------------------------------------------------
     def _stream_arn(self) -> str:

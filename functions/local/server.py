@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
@@ -221,6 +222,7 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
         internal.write_text(secrets.token_urlsafe(48))
         internal.chmod(0o600)
     (data_dir / "mlflow").mkdir(exist_ok=True)
+    sandbox = Path(__file__).resolve().parents[2] / ".sandbox" / "bin" / "python3"
     defaults = {
         "AWS_ENDPOINT_URL": emulator_endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -229,6 +231,8 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
         "CRUCIBLE_JWT_SECRET": secret_file.read_text().strip(),
         "CRUCIBLE_INTERNAL_SECRET": internal.read_text().strip(),
         "CRUCIBLE_MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+        # what `make` builds for leaderboard submissions (the evaluator's sandbox)
+        "CRUCIBLE_SANDBOX_PYTHON": str(sandbox),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -236,6 +240,47 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
         os.environ.update(credentials(data_dir / "aws").environ())
         for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
             os.environ.pop(name, None)
+
+
+class MlflowUI:
+    """The MLflow UI on loopback (``mlflow server`` over the local tracking store), where
+    the leaderboard's results links open; stopped with the stack."""
+
+    def __init__(self, tracking_uri: str, port: int, log_path: Path) -> None:
+        self.tracking_uri, self.port, self.log_path = tracking_uri, port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> MlflowUI:
+        artifacts = (
+            Path(self.tracking_uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+        )
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRUCIBLE_"))
+        }  # it reads the tracking store; it needs no credentials or secrets
+        env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "mlflow", "server",
+                    "--backend-store-uri", self.tracking_uri,
+                    "--default-artifact-root", artifacts.as_uri(),
+                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emulator-port", type=int, default=4566)
     ap.add_argument("--data-dir", default=os.environ.get("CRUCIBLE_DATA_DIR", ".crucible"))
     ap.add_argument("--ministack", default=".ministack/bin/ministack", help="MiniStack executable")
+    ap.add_argument(
+        "--mlflow-port", type=int, default=5010, help="the MLflow UI's port on loopback; 0: none"
+    )
     args = ap.parse_args(argv)
 
     logging.basicConfig(
@@ -272,12 +320,23 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir).resolve()
     emulator = Emulator(args.ministack, data_dir / "aws", args.emulator_port)
     local_environment(data_dir, emulator.endpoint)
+    mlflow_ui = None
+    if args.mlflow_port:
+        mlflow_ui = MlflowUI(
+            os.environ["CRUCIBLE_MLFLOW_TRACKING_URI"],
+            args.mlflow_port,
+            data_dir / "mlflow" / "ui.log",
+        )
+        os.environ.setdefault("CRUCIBLE_MLFLOW_UI_URL", mlflow_ui.url)
     settings = load_settings()
     emulator.cors_origins = settings.cors_origins  # the uploads bucket's CORS rules in AWS
     emulator.start()
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
     dispatcher = None
     try:
+        if mlflow_ui:
+            mlflow_ui.start()
+            log.info("MLflow UI on %s", mlflow_ui.url)
         app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
         resources = ensure_resources(app.state.container)
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
@@ -291,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dispatcher:
             dispatcher.stop()
+        if mlflow_ui:
+            mlflow_ui.stop()
         emulator.stop()
         log.info("stopped; data kept in %s", data_dir)
     return 0

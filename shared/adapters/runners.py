@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.routing import LOCAL_BATCH_SOURCE
+from shared.settings import ResourceClass
 
 BATCH_EVENT = "Batch Job State Change"
 
@@ -30,13 +31,25 @@ class BatchJobRunner:
         self.queues = queues
         self.definitions = definitions
 
-    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
+    def submit(
+        self, job_id: str, *, job_type: str, queue: str, limits: ResourceClass | None = None
+    ) -> str:
+        overrides: dict[str, Any] = {"environment": [{"name": "CRUCIBLE_JOB_ID", "value": job_id}]}
+        extra: dict[str, Any] = {}
+        if limits is not None:  # Batch enforces the class: its memory, vCPUs and wall time
+            overrides["resourceRequirements"] = [
+                {"type": "VCPU", "value": f"{limits.vcpu:g}"},
+                {"type": "MEMORY", "value": str(limits.memory_mib)},
+            ]
+            # The evaluator's own limit comes first; Batch's is the backstop.
+            extra["timeout"] = {"attemptDurationSeconds": max(60, limits.seconds + 300)}
         out = self.client.submit_job(
             jobName=f"crucible-{job_type}-{job_id}",
             jobQueue=self.queues[queue],
             jobDefinition=self.definitions[job_type],
-            parameters={"job_id": job_id},
-            containerOverrides={"environment": [{"name": "CRUCIBLE_JOB_ID", "value": job_id}]},
+            parameters={"job_id": job_id, "job_type": job_type},
+            containerOverrides=overrides,
+            **extra,
         )
         return out["jobId"]
 
@@ -74,13 +87,16 @@ class LocalJobRunner:
             "jobName": f"crucible-{job_type}-{job_id}",
             "jobQueue": queue,
             "status": status,
-            "parameters": {"job_id": job_id},
+            "parameters": {"job_id": job_id, "job_type": job_type},
             "createdAt": int(time.time() * 1000),
             **extra,
         }
         self.bus.put_event(BATCH_EVENT, detail, source=LOCAL_BATCH_SOURCE)
 
-    def submit(self, job_id: str, *, job_type: str, queue: str) -> str:
+    def submit(
+        self, job_id: str, *, job_type: str, queue: str, limits: ResourceClass | None = None
+    ) -> str:
+        """``limits`` are the job's to enforce (the evaluator's sandbox does)."""
         if job_type not in self.commands:
             raise ValueError(f"no local command for '{job_type}' jobs")
         runner_id = f"local-{uuid.uuid4().hex[:12]}"

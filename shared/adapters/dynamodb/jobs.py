@@ -8,8 +8,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from shared.adapters.dynamodb.slots import (
+    ATTEMPTS,
+    SLOTS,
+    active_key,
+    give_back,
+    take,
+    transact,
+)
 from shared.adapters.dynamodb.table import (
     OwnedRepository,
     Table,
@@ -18,18 +24,6 @@ from shared.adapters.dynamodb.table import (
     from_ddb,
 )
 from shared.models import Page, TrainingJob, utcnow
-
-# On a job item: the names of the counters whose slots it holds while it is active.
-SLOTS = "slots"
-# How often a conditional write that lost a race is decided again before giving up.
-ATTEMPTS = 8
-
-
-def active_key(owner_id: int) -> tuple[str, str]:
-    """The item counting a user's active jobs, one numeric attribute per counter: its own
-    partition (``ACTIVE#<uid>``), so a role that moves jobs needs no grant on ``USER#``
-    items (``dynamodb:LeadingKeys``)."""
-    return f"ACTIVE#{owner_id}", "ACTIVE"
 
 
 class DynamoJobs(OwnedRepository):
@@ -64,7 +58,7 @@ class DynamoJobs(OwnedRepository):
             }
         }
         for _ in range(ATTEMPTS):
-            outcome = self._transact([put, self._take(job.owner_id, acquire)])
+            outcome = transact(self.t, [put, take(self.t, job.owner_id, acquire)])
             if outcome != "retry":
                 return job if outcome == "ok" else None
         return None
@@ -114,11 +108,11 @@ class DynamoJobs(OwnedRepository):
             if acquire and not held:
                 expr = "SET " + _set_clause({**set_values, SLOTS: sorted(acquire)}, names, vals)
                 cond = f"{in_allowed} AND attribute_not_exists(#sl)"
-                counters.append(self._take(int(item["owner_id"]), acquire))
+                counters.append(take(self.t, int(item["owner_id"]), acquire))
             elif release and held:
                 expr = "SET " + _set_clause(set_values, names, vals) + " REMOVE #sl"
                 cond = f"{in_allowed} AND attribute_exists(#sl)"
-                counters.append(self._give_back(int(item["owner_id"]), held))
+                counters.append(give_back(self.t, int(item["owner_id"]), held))
                 after.pop(SLOTS)
             else:  # nothing to take or give back: the job must still hold what it held
                 expr = "SET " + _set_clause(set_values, names, vals)
@@ -134,7 +128,7 @@ class DynamoJobs(OwnedRepository):
                     "ExpressionAttributeValues": _to_ddb(vals),
                 }
             }
-            outcome = self._transact([move, *counters])
+            outcome = transact(self.t, [move, *counters])
             if outcome == "ok":
                 return TrainingJob.model_validate(after)
             if outcome == "cap":
@@ -157,58 +151,6 @@ class DynamoJobs(OwnedRepository):
         """The owner's counters of active jobs (a counter never taken is absent)."""
         item = self.t.get(*active_key(owner_id)) or {}
         return {k: int(v) for k, v in item.items() if k not in ("PK", "SK", "type")}
-
-    # --- the counters ------------------------------------------------------------------
-    def _take(self, owner_id: int, acquire: Mapping[str, int | None]) -> dict[str, Any]:
-        """Add one to each counter, on condition that each capped one is below its cap."""
-        names = {"#type": "type"}
-        vals: dict[str, Any] = {":one": 1, ":type": "active_jobs"}
-        adds, conds = [], []
-        for i, (counter, cap) in enumerate(sorted(acquire.items())):
-            names[f"#c{i}"] = counter
-            adds.append(f"#c{i} :one")
-            if cap is not None:
-                vals[f":cap{i}"] = cap
-                conds.append(f"(attribute_not_exists(#c{i}) OR #c{i} < :cap{i})")
-        pk, sk = active_key(owner_id)
-        op: dict[str, Any] = {
-            "TableName": self.t.name,
-            "Key": _to_ddb({"PK": pk, "SK": sk}),
-            "UpdateExpression": f"ADD {', '.join(adds)} SET #type = :type",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": _to_ddb(vals),
-        }
-        if conds:
-            op["ConditionExpression"] = " AND ".join(conds)
-        return {"Update": op}
-
-    def _give_back(self, owner_id: int, held: list[str]) -> dict[str, Any]:
-        names = {f"#c{i}": counter for i, counter in enumerate(held)}
-        pk, sk = active_key(owner_id)
-        return {
-            "Update": {
-                "TableName": self.t.name,
-                "Key": _to_ddb({"PK": pk, "SK": sk}),
-                "UpdateExpression": "ADD " + ", ".join(f"{n} :minus" for n in names),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _to_ddb({":minus": -1}),
-            }
-        }
-
-    def _transact(self, ops: list[dict[str, Any]]) -> str:
-        """Write ``ops`` (the job's first, then counters) in one transaction: "ok"; "cap"
-        when a counter's condition failed; "retry" when the job's did, or another
-        transaction on the same items got in the way."""
-        try:
-            self.t.client.transact_write_items(TransactItems=ops)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-            if any(code == "ConditionalCheckFailed" for code in reasons[1:]):
-                return "cap"
-            return "retry"
-        return "ok"
 
 
 class DynamoJobRecords:

@@ -111,15 +111,16 @@ class DynamoEventLog:
 class DynamoOwners:
     """Resolves a topic's resource (``job:5``) to its owner from the item's ``owner_id``."""
 
-    # Items that stand for a resource before it exists (a presigned upload's intent).
-    _BEFORE = {"file": "UPLOAD"}
+    # Other items a topic kind may name: a presigned upload's intent stands for its file
+    # before it exists; a ``job`` is a training job (numeric id) or a leaderboard job.
+    _ALSO = {"file": ("UPLOAD",), "job": ("EVALUATION",)}
 
     def __init__(self, table: Table) -> None:
         self.t = table
 
     def owner_of(self, kind: str, resource_id: str) -> int | None:
-        for entity in (kind.upper(), self._BEFORE.get(kind)):
-            item = self.t.get(f"{entity}#{resource_id}", entity) if entity else None
+        for entity in (kind.upper(), *self._ALSO.get(kind, ())):
+            item = self.t.get(f"{entity}#{resource_id}", entity)
             if item and "owner_id" in item:
                 return int(item["owner_id"])
         return None
