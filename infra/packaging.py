@@ -18,8 +18,24 @@ BUILD = ROOT / "build" / "lambda"
 PYTHON = "3.11"
 # The Lambda runtime ships boto3; bundling it again only adds weight.
 PROVIDED = ("boto3",)
-# Not part of an image's build context (the images need shared/, so the context is ROOT).
-IMAGE_EXCLUDE = [".venv", ".ministack", ".crucible", "build", "cdk.out", "tests", "bench", ".git"]
+# Not part of an image's build context (the images need shared/, so the context is ROOT):
+# local environments (the sandbox's interpreter, .sandbox/, is gigabytes), local data,
+# build output and caches.
+IMAGE_EXCLUDE = [
+    ".venv",
+    ".ministack",
+    ".sandbox",
+    ".crucible",
+    "build",
+    "cdk.out",
+    "tests",
+    "bench",
+    ".git",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".import_linter_cache",
+    "*.egg-info",
+]
 
 
 def requirements(*extras: str) -> list[str]:

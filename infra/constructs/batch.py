@@ -1,15 +1,17 @@
 """AWS Batch: a VPC, a GPU EC2 environment (trainers) and a CPU Fargate environment
-(for the evaluator, once it is built), their queues, and a job definition per job type.
+(the leaderboard's evaluator), their queues, and a job definition per job type.
 
 Each job type is data (``JOBS``); a definition appears once its folder has a
 Dockerfile, so adding the next container is one entry here.
 
-Jobs run code shaped by users (their datasets, configs, checkpoints), so they have no
-internet: their subnets are isolated (no NAT gateway, no internet gateway), and what
-they and their hosts need is reached through VPC endpoints (``GATEWAY_ENDPOINTS``,
-``INTERFACE_ENDPOINTS``), whose policies admit only Crucible's buckets and table and
-this account's principals, so no endpoint carries data to someone else's account.
-Each job type has its own role (``_job_role``), which reads no secret.
+Jobs run code shaped by users (their datasets, configs, checkpoints; the evaluator runs
+their submissions outright), so they have no internet: their subnets are isolated (no
+NAT gateway, no internet gateway), and what they and their hosts need is reached through
+VPC endpoints (``GATEWAY_ENDPOINTS``, ``INTERFACE_ENDPOINTS``), whose policies admit only
+Crucible's buckets and table and this account's principals, so no endpoint carries data
+to someone else's account. Each job type has its own role (``_job_role``), which reads no
+secret. The evaluator's container is also hardened: a read-only root filesystem, writable
+scratch only on the task's own ephemeral storage, and a non-root user.
 """
 
 from __future__ import annotations
@@ -40,9 +42,74 @@ class JobType:
     vcpus: float
     memory_mib: int
     gpus: int = 0
+    # The container's command: the arguments after the image's ENTRYPOINT (``python -m
+    # crucible_<x>``, so the job runs ``python -m crucible_<x> --job-id <id>``). Batch fills
+    # in parameters (``Ref::job_id``, set by SubmitJob) only here, never in the image's CMD.
+    command: tuple[str, ...] = ()
+    # A leaderboard job: SubmitJob gives it its resource class's vCPU, memory and time
+    # limit (shared/adapters/runners.py); the definition's own timeout is the longest class's.
+    per_class: bool = False
+    # Hardening for jobs that run untrusted code: a read-only root filesystem with these
+    # paths writable (each on the task's own ephemeral storage), and a non-root ``uid:gid``.
+    read_only_root: bool = False
+    scratch: tuple[str, ...] = ()
+    user: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
 
 
-JOBS = (JobType("trainer", "containers/gpu-trainer", "gpu", vcpus=4, memory_mib=15_000, gpus=1),)
+# The evaluator's non-root user, the image's own (containers/evaluator/Dockerfile, USER).
+EVALUATOR_USER = "10001"
+# Its one writable path: TMPDIR, HOME and each run's workspace (code, output). A Fargate
+# bind mount is root's, mode 0755, unless the image declares the path a VOLUME, whose
+# owner and mode (/tmp: 1777) it then takes.
+EVALUATOR_SCRATCH = ("/tmp",)  # noqa: S108 - the container's own, on its task storage
+# Batch's own time limit backs up the evaluator's: its class's seconds plus this margin,
+# as BatchJobRunner.submit sets it per job.
+CLASS_TIMEOUT_MARGIN_S = 300
+
+JOBS = (
+    JobType(
+        "trainer",
+        "containers/gpu-trainer",
+        "gpu",
+        vcpus=4,
+        memory_mib=15_000,
+        gpus=1,
+        command=("--job-id", "Ref::job_id"),  # the image's ENTRYPOINT: python -m crucible_trainer
+    ),
+    JobType(
+        "evaluator",
+        "containers/evaluator",
+        "cpu",
+        vcpus=1,  # the seed's small class; SubmitJob overrides both with the job's class
+        memory_mib=2048,
+        command=("--job-id", "Ref::job_id"),  # the ENTRYPOINT: python -m crucible_evaluator
+        per_class=True,
+        read_only_root=True,
+        scratch=EVALUATOR_SCRATCH,
+        user=EVALUATOR_USER,
+        # The image names its submissions' interpreter (CRUCIBLE_SANDBOX_PYTHON) itself.
+        environment=(
+            ("TMPDIR", "/tmp"),  # noqa: S108 - the task's own scratch volume
+            ("HOME", "/tmp"),  # noqa: S108 - the root filesystem is read-only
+        ),
+    ),
+)
+
+# What the evaluator's MLflow client calls on the tracking server (set_experiment,
+# start_run, log_params/log_metrics/set_tags, end_run): no search, delete, UI or registry.
+MLFLOW_LOGGING = (
+    "GetExperimentByName",
+    "GetExperiment",
+    "CreateExperiment",
+    "CreateRun",
+    "GetRun",
+    "UpdateRun",
+    "LogBatch",
+    "LogMetric",
+    "LogParam",
+    "SetTag",
+)
 
 # What a job and its host reach without internet access: the table and the buckets (also
 # ECR's image layers) through gateway endpoints; image pulls, logs, the ECS agent of the
@@ -153,11 +220,16 @@ class Batch(Construct):
             "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket,
             "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
             "CRUCIBLE_MLFLOW_TRACKING_URI": tracking_uri,
+            # Settings require one of the JWT settings; jobs get the ARN, never a grant on it.
+            "CRUCIBLE_JWT_SECRET_ARN": data.jwt_secret.secret_arn,
         }
         for job in JOBS:
             if (ROOT / job.folder / "Dockerfile").exists():
                 self.job_roles[job.name] = self._job_role(job, data, tracking_uri)
-                self.definitions[job.name] = self._definition(env, names, job, environment)
+                job_environment = {**environment, **dict(job.environment)}
+                if job.per_class:  # the same classes as the API's and the sweeper's
+                    job_environment["CRUCIBLE_RESOURCE_CLASSES"] = env.resource_classes
+                self.definitions[job.name] = self._definition(env, names, job, job_environment)
 
         nag(
             self,
@@ -195,6 +267,17 @@ class Batch(Construct):
                 "A job reads datasets, reads and writes jobs' checkpoints and results, and "
                 "logs to MLflow's artifact store: Batch gives a job no identity of its own "
                 "to scope these to its own job (README, Security model).",
+            )
+        for bucket, prefix in (
+            (names.uploads_bucket, "submissions/*"),
+            (names.artifacts_bucket, "evaluations/*"),
+        ):
+            nag(
+                self,
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}]",
+                "The evaluator reads submitted files by key and writes its job's log and "
+                "output: Batch gives a job no identity of its own to scope these to the one "
+                "submission and job it runs (README, Security model).",
             )
 
     def _endpoints(
@@ -247,7 +330,20 @@ class Batch(Construct):
             )
 
     def _job_role(self, job: JobType, data: DataRefs, tracking_uri: str) -> iam.Role:
-        """A job's role: its spec and dataset, its records and events, checkpoints, MLflow.
+        """A job type's own role, granted what its code uses (``_trainer_grants``,
+        ``_evaluator_grants``)."""
+        role = iam.Role(
+            self,
+            f"{job.name.title()}JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        )
+        grants = {"trainer": self._trainer_grants, "evaluator": self._evaluator_grants}
+        grants[job.name](role, data, tracking_uri)
+        return role
+
+    @staticmethod
+    def _trainer_grants(role: iam.Role, data: DataRefs, tracking_uri: str) -> None:
+        """A trainer: its spec and dataset, its records and events, checkpoints, MLflow.
 
         Batch gives a job no identity of its own (no per-job session tags), so "its own"
         is as narrow as key shapes allow: it reads ``JOB#*`` and ``DATASET#*`` items,
@@ -256,11 +352,6 @@ class Batch(Construct):
         locks); objects under ``jobs/*`` (a resumed job reads another job's checkpoint,
         which the API checked the user may read) and MLflow's prefix. No user, counter,
         upload intent, connection or secret; datasets are read-only."""
-        role = iam.Role(
-            self,
-            f"{job.name.title()}JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-        )
         data.grant_table(role, ("GetItem",), keys=("JOB#*", "DATASET#*"))
         data.grant_table(role, ("UpdateItem",), keys=("JOB#*",))
         data.grant_table(role, ("PutItem",), keys=("JOB#*", *event_keys("job")))
@@ -272,12 +363,46 @@ class Batch(Construct):
         role.add_to_policy(
             iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
         )
-        return role
+
+    @staticmethod
+    def _evaluator_grants(role: iam.Role, data: DataRefs, tracking_uri: str) -> None:
+        """The evaluator (the trusted worker around a sandboxed submission; the submission
+        itself gets no credentials): reads its job and the job's submission, moves the job
+        (``EVALUATION#*``, and at its end the owner's slot in ``ACTIVE#<uid>``, one
+        transaction), puts the completed job on its leaderboard (``BOARD#*``), publishes on
+        the job's topic (``EVENTS#job:*`` and the event-id locks); reads submitted files
+        (``submissions/*`` in the uploads bucket, by key: no listing), writes logs and
+        kept output (``evaluations/*`` in the artifacts bucket, no reads or deletes), and
+        logs params, metrics and tags to the tracking server (``MLFLOW_LOGGING``).
+
+        Batch gives a job no identity of its own, so these cover every submission, job and
+        leaderboard, not only this job's: the narrowest the key shapes allow. No user,
+        dataset, training job, connection or secret; nothing under ``mlflow/*``, since no
+        artifact is logged; submissions are read-only; nothing can be deleted."""
+        data.grant_table(role, ("GetItem",), keys=("EVALUATION#*", "SUBMISSION#*"))
+        data.grant_table(role, ("UpdateItem",), keys=("EVALUATION#*", "ACTIVE#*"))
+        data.grant_table(role, ("PutItem",), keys=("BOARD#*", *event_keys("job")))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[data.uploads.arn_for_objects("submissions/*")]
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[data.artifacts.arn_for_objects("evaluations/*")],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[f"sagemaker-mlflow:{a}" for a in MLFLOW_LOGGING], resources=[tracking_uri]
+            )
+        )
 
     def allow_submit(self, fn: lambda_.Function) -> None:
         """Let ``fn`` submit jobs to the queues and terminate them (the API's runner)."""
         stack = cdk.Stack.of(self)
-        fn.add_environment("CRUCIBLE_JOB_RUNNER", "batch")
+        self.allow_terminate(fn)
         names = [self.names.job_definition(job) for job in self.definitions]
         definitions = [
             stack.format_arn(service="batch", resource="job-definition", resource_name=f"{n}:*")
@@ -289,22 +414,29 @@ class Batch(Construct):
                 resources=[q.job_queue_arn for q in self.queues.values()] + definitions,
             )
         )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["batch:TerminateJob"],
-                resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
-            )
-        )
         for n in names:
             nag(
                 fn.role,
                 f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job-definition/{n}:*]",
                 "Any revision of Crucible's own job definition: SubmitJob by name runs the latest one.",
             )
+
+    def allow_terminate(self, fn: lambda_.Function) -> None:
+        """Let ``fn`` stop jobs (the API's cancel, the sweeper's deadline) through the Batch
+        job runner; it can start none."""
+        stack = cdk.Stack.of(self)
+        fn.add_environment("CRUCIBLE_JOB_RUNNER", "batch")
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["batch:TerminateJob"],
+                resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+            )
+        )
         nag(
             fn.role,
             f"IAM5[Resource::arn:<AWS::Partition>:batch:{stack.region}:<AWS::AccountId>:job/*]",
-            "Batch job ids are only known after SubmitJob; TerminateJob is called for jobs the API submitted.",
+            "Batch job ids are only known after SubmitJob; TerminateJob is called with the ids "
+            "Crucible's own job items recorded (the API's cancel, the sweeper's deadline).",
         )
 
     def _definition(
@@ -317,42 +449,64 @@ class Batch(Construct):
                 exclude=IMAGE_EXCLUDE,
             )
         )
-        logging = ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs)
+        common = dict(
+            image=image,
+            cpu=job.vcpus,
+            memory=cdk.Size.mebibytes(job.memory_mib),
+            command=list(job.command) or None,
+            job_role=self.job_roles[job.name],
+            execution_role=self.execution_role,
+            environment=environment,
+            logging=ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs),
+            readonly_root_filesystem=job.read_only_root,
+            user=job.user,
+            # Writable paths on the task's storage (Fargate: a bind mount of its ephemeral
+            # storage, 20 GiB by default; tmpfs mounts are EC2-only in Batch).
+            volumes=[
+                batch.HostVolume(
+                    name=path.strip("/").replace("/", "-"), container_path=path, readonly=False
+                )
+                for path in job.scratch
+            ],
+        )
         if job.queue == "gpu":
             container = batch.EcsEc2ContainerDefinition(
-                self,
-                f"{job.name}Container",
-                image=image,
-                cpu=job.vcpus,
-                gpu=job.gpus,
-                memory=cdk.Size.mebibytes(job.memory_mib),
-                job_role=self.job_roles[job.name],
-                execution_role=self.execution_role,
-                environment=environment,
-                logging=logging,
+                self, f"{job.name}Container", gpu=job.gpus, **common
             )
         else:
             container = batch.EcsFargateContainerDefinition(
                 self,
                 f"{job.name}Container",
-                image=image,
-                cpu=job.vcpus,
-                memory=cdk.Size.mebibytes(job.memory_mib),
-                job_role=self.job_roles[job.name],
-                execution_role=self.execution_role,
-                environment=environment,
-                logging=logging,
+                # bind mounts of ephemeral storage need 1.4.0; no public address (isolated
+                # subnets have no route out anyway)
+                fargate_platform_version=ecs.FargatePlatformVersion.VERSION1_4,
+                assign_public_ip=False,
+                **common,
             )
-        return batch.EcsJobDefinition(
+        timeout = (
+            cdk.Duration.seconds(
+                max(c.seconds for c in env.classes.values()) + CLASS_TIMEOUT_MARGIN_S
+            )
+            if job.per_class
+            else cdk.Duration.hours(env.job_timeout_hours)
+        )
+        definition = batch.EcsJobDefinition(
             self,
             f"{job.name}Definition",
             job_definition_name=names.job_definition(job.name),
             container=container,
-            timeout=cdk.Duration.hours(env.job_timeout_hours),
+            timeout=timeout,
             retry_attempts=3,
             retry_strategies=[
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
             ],
-            parameters={"job_id": "unset"},  # SubmitJob sets it; the image's CMD passes Ref::job_id
+            parameters={"job_id": "unset"},  # SubmitJob sets it; the command passes Ref::job_id
         )
+        if job.queue == "cpu" and job.scratch:
+            # A Fargate volume is named only: Batch wants no ``host`` there (the data lives
+            # on the task's ephemeral storage), though HostVolume always renders one.
+            cfn = definition.node.default_child
+            for i in range(len(job.scratch)):
+                cfn.add_property_deletion_override(f"ContainerProperties.Volumes.{i}.Host")
+        return definition

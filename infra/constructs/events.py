@@ -1,14 +1,18 @@
-"""EventBridge rules from shared.routing.ROUTES to their handlers, and the table's
-stream to the push handler — each with retries and a dead-letter queue."""
+"""EventBridge rules from shared.routing.ROUTES to their handlers, the table's stream to
+the push handler, and the sweeper's schedule (EventBridge Scheduler, every minute) — each
+with retries and a dead-letter queue."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -87,3 +91,52 @@ class Events(Construct):
                 ],
             )
         )
+        self.sweep = self._sweep(stage, functions)
+
+    def _sweep(self, stage: str, functions: Functions) -> scheduler.Schedule:
+        """The sweeper every minute. Scheduler assumes a role of its own that may invoke
+        the sweeper and send what it cannot deliver to the dead-letter queue, nothing else,
+        and only on this schedule's behalf. A tick it cannot deliver is retried for a few
+        minutes (the next tick does the same work); a sweep that fails is not retried (the
+        next minute's is the retry) but dead-lettered, so a broken sweeper raises the
+        dead-letter alarm as well as its own errors alarm."""
+        stack = cdk.Stack.of(self)
+        name = f"crucible-{stage}-sweeper"
+        arn = stack.format_arn(
+            service="scheduler", resource="schedule", resource_name=f"default/{name}"
+        )
+        role = iam.Role(
+            self,
+            "SweepRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account, "aws:SourceArn": arn}
+                },
+            ),
+        )
+        sweeper = functions.sweeper
+        sweeper.configure_async_invoke(
+            retry_attempts=0, on_failure=destinations.SqsDestination(self.dlq)
+        )
+        schedule = scheduler.Schedule(
+            self,
+            "Sweep",
+            schedule_name=name,
+            description="Ends leaderboard jobs past their deadline (functions/events/sweeper.py)",
+            schedule=scheduler.ScheduleExpression.rate(cdk.Duration.minutes(1)),
+            target=scheduler_targets.LambdaInvoke(
+                sweeper,
+                role=role,
+                dead_letter_queue=self.dlq,
+                retry_attempts=3,
+                max_event_age=cdk.Duration.minutes(5),
+            ),
+        )
+        fn = stack.get_logical_id(sweeper.node.default_child)
+        nag(
+            role,
+            f"IAM5[Resource::<{fn}.Arn>:*]",
+            "grant_invoke covers the sweeper's versions and aliases; the role invokes nothing else.",
+        )
+        return schedule

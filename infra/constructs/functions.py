@@ -19,6 +19,7 @@ from infra import packaging
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.refs import CONNECTIONS, IDENTITY, TOPIC_OWNERS, DataRefs, event_keys
+from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE
 from shared.routing import ROUTES
 from shared.settings import ResourceNames
 
@@ -96,6 +97,11 @@ class Functions(Construct):
         self.websocket = self.add("WebSocket", "functions.events.websocket.handler", layers=[core])
         self.stream_push = self.add(
             "StreamPush", "functions.events.stream_push.handler", layers=[core]
+        )
+        # Every minute (EventBridge Scheduler, infra/constructs/events.py): ends leaderboard
+        # jobs past their deadline, whatever became of their evaluator.
+        self.sweeper = self.add(
+            "Sweeper", "functions.events.sweeper.handler", layers=[core], timeout=60
         )
         # Predictions from checkpoints: the trainer image, run by the Lambda runtime client.
         self.inference = self.add(
@@ -195,6 +201,7 @@ class Functions(Construct):
         The functions that parse what users upload (analysis: audio decoders; datasets:
         zip, YAML, JSON) reach only their own item kinds."""
         api, ws, push, inference = self.api, self.websocket, self.stream_push, self.inference
+        sweeper = self.sweeper
         analysis = self.by_module["functions.events.analysis"]
         datasets = self.by_module["functions.events.datasets"]
         objects = self.by_module["functions.events.s3_object"]
@@ -230,11 +237,20 @@ class Functions(Construct):
         data.grant_table(push, ("DeleteItem",), keys=CONNECTIONS)
         # Object created: publishes an event on the uploader's topic, nothing else.
         data.grant_table(objects, ("PutItem",), keys=event_keys("user"))
-        # Batch job state: reads and moves the job, gives back its owner's active-job
+        # Batch job state: reads and moves the job (a training job, or a leaderboard
+        # job whose evaluator ended without saying so), gives back its owner's active-job
         # slots (ACTIVE#<uid>, a partition of its own) and publishes on the job's topic.
-        data.grant_table(batch_state, ("GetItem",), keys=("JOB#*",))
-        data.grant_table(batch_state, ("UpdateItem",), keys=("JOB#*", "ACTIVE#*"))
+        data.grant_table(batch_state, ("GetItem",), keys=("JOB#*", "EVALUATION#*"))
+        data.grant_table(batch_state, ("UpdateItem",), keys=("JOB#*", "EVALUATION#*", "ACTIVE#*"))
         data.grant_table(batch_state, ("PutItem",), keys=event_keys("job"))
+        # The sweeper: leaderboard jobs not ended (the sparse ACTIVE#EVALUATION partition
+        # of GSI2, and nothing else of it), each past its deadline read, ended failed with
+        # its owner's slot given back (one transaction) and told on the job's topic; its
+        # Batch job is stopped (Batch.allow_terminate). No user, submission or object.
+        data.grant_table(sweeper, ("Query",), keys=(EVALUATIONS_ACTIVE,), index="GSI2")
+        data.grant_table(sweeper, ("GetItem",), keys=("EVALUATION#*",))
+        data.grant_table(sweeper, ("UpdateItem",), keys=("EVALUATION#*", "ACTIVE#*"))
+        data.grant_table(sweeper, ("PutItem",), keys=event_keys("job"))
         # Analysis (audio decoders on uploaded bytes): the file and its upload intent,
         # the next result id, events on the file's topic. No query, no index.
         data.grant_table(analysis, ("GetItem",), keys=("FILE#*", "UPLOAD#*"))
@@ -295,6 +311,8 @@ class Functions(Construct):
             "CRUCIBLE_JWT_SECRET_ARN": self.data.jwt_secret.secret_arn,
             "CRUCIBLE_INTERNAL_SECRET_ARN": self.data.internal_secret.secret_arn,
             "CRUCIBLE_CORS_ORIGINS": ",".join(env.cors_origins),
+            # The leaderboard's classes, the same for the API, the sweeper and the evaluator.
+            "CRUCIBLE_RESOURCE_CLASSES": env.resource_classes,
             "POWERTOOLS_SERVICE_NAME": f"crucible-{id.lower()}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_METRICS_NAMESPACE": "Crucible",

@@ -1,16 +1,27 @@
-"""MLflow for the trainers: a SageMaker managed tracking server with its artifact
-store in the artifacts bucket. Its ARN is the tracking URI the jobs receive (the
-sagemaker-mlflow plugin resolves it)."""
+"""MLflow for the trainers and the evaluator: a SageMaker managed tracking server with
+its artifact store in the artifacts bucket. Its ARN is the tracking URI the jobs receive
+(the sagemaker-mlflow plugin resolves it); its URL (``ui_url``) is where the leaderboard's
+results link to.
+
+CloudFormation returns only the server's ARN, so the URL is read once per deployment
+with DescribeMlflowTrackingServer (a custom resource allowed that one call on this one
+server). A browser opens it with a SageMaker session (Studio, or a presigned URL from
+CreatePresignedMlflowTrackingServerUrl); its REST API answers SigV4-signed requests."""
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.refs import DataRefs
+
+# The id CDK gives the function behind every AwsCustomResource of a stack.
+AWS_CUSTOM_RESOURCE_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 class Tracking(Construct):
@@ -30,6 +41,36 @@ class Tracking(Construct):
             automatic_model_registration=False,
         )
         self.uri = self.server.attr_tracking_server_arn
+        describe = cr.AwsSdkCall(
+            service="SageMaker",
+            action="describeMlflowTrackingServer",
+            parameters={"TrackingServerName": self.server.tracking_server_name},
+            physical_resource_id=cr.PhysicalResourceId.of(self.server.tracking_server_name),
+            output_paths=["TrackingServerUrl"],
+        )
+        url = cr.AwsCustomResource(
+            self,
+            "Url",
+            on_create=describe,
+            on_update=describe,
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["sagemaker:DescribeMlflowTrackingServer"], resources=[self.uri]
+                    )
+                ]
+            ),
+            install_latest_aws_sdk=False,  # the runtime's SDK has the call; synth stays offline
+        )
+        url.node.add_dependency(self.server)
+        self.ui_url = url.get_response_field("TrackingServerUrl")
+        # The custom resources' shared function (one per stack, made by CDK).
+        provider = cdk.Stack.of(self).node.find_child(AWS_CUSTOM_RESOURCE_PROVIDER)
+        nag(
+            provider,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's own custom-resource function (it reads the MLflow server's URL): its log writes.",
+        )
         nag(self, "IAM5[Action::s3:GetObject*]", "MLflow reads its own artifacts under mlflow/.")
         nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")
         nag(self, "IAM5[Action::s3:List*]", "MLflow lists its artifact prefix.")

@@ -13,17 +13,21 @@ cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
+from infra.config import ConfigError, load  # noqa: E402
+from infra.constructs.batch import EVALUATOR_USER, JOBS  # noqa: E402
+from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE  # noqa: E402
 from shared.adapters.dynamodb.jobs import active_key  # noqa: E402
 from shared.adapters.dynamodb.table import TABLE_SCHEMA  # noqa: E402
 from shared.events import TOPIC_RE  # noqa: E402
 from shared.routing import ROUTES  # noqa: E402
-from shared.settings import ResourceNames  # noqa: E402
+from shared.settings import DEFAULT_RESOURCE_CLASSES, ResourceNames  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.infra
 ENVS = ("dev", "staging", "prod")
 # The kinds of topic there are (``<kind>:<id>``).
 TOPIC_KINDS = re.match(r"\^\(([a-z|]+)\)", TOPIC_RE.pattern)[1].split("|")
+RESOURCE_CLASSES = DEFAULT_RESOURCE_CLASSES  # cdk.json sets none: the seed's small and medium
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +162,7 @@ def test_functions_are_traced_logged_and_configured(synth, env):
         "functions.events.batch_state.handler",
         "functions.events.stream_push.handler",
         "functions.events.datasets.handler",
+        "functions.events.sweeper.handler",
     } <= handlers
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
     assert sorted(i["Properties"]["Timeout"] for i in images) == [120, 900]  # inference, analysis
@@ -168,13 +173,15 @@ def test_functions_are_traced_logged_and_configured(synth, env):
     )
     assert api["Environment"]["Variables"]["CRUCIBLE_JOB_RUNNER"] == "batch"
     assert api["Environment"]["Variables"]["CRUCIBLE_PREDICTOR"] == "lambda"
-    for f in fns.values():
+    for name, f in fns.items():
         p = f["Properties"]
-        if "Handler" not in p and p.get("PackageType") != "Image":
-            continue  # CDK's own helpers
+        if not name.startswith("Functions"):
+            continue  # CDK's own helpers (a custom resource's function)
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert p["Environment"]["Variables"]["CRUCIBLE_STAGE"] == env
         assert "CRUCIBLE_JWT_SECRET_ARN" in p["Environment"]["Variables"]
+        # the leaderboard's classes: one value for the API, the sweeper and the evaluator
+        assert p["Environment"]["Variables"]["CRUCIBLE_RESOURCE_CLASSES"] == RESOURCE_CLASSES
         assert p["LoggingConfig"]["LogGroup"]
 
 
@@ -212,8 +219,8 @@ def test_iam_is_scoped(synth, env):
         if n.startswith("Functions")
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
-    # API, WebSocket, stream push, inference, and one per routed handler module
-    assert len(ours) == 4 + len({route.handler for route in ROUTES}) == 8
+    # API, WebSocket, stream push, inference, sweeper, and one per routed handler module
+    assert len(ours) == 5 + len({route.handler for route in ROUTES}) == 9
     assert len(set(roles)) == len(ours)  # one role per function
     api_text = json.dumps(api)
     assert "batch:SubmitJob" in api_text and "batch:TerminateJob" in api_text
@@ -344,6 +351,9 @@ def test_trainer_job_definition(synth, env):
             "ContainerProperties": Match.object_like(
                 {
                     "ResourceRequirements": Match.array_with([{"Type": "GPU", "Value": "1"}]),
+                    # Batch fills in parameters only in the definition's command (after the
+                    # image's ENTRYPOINT, python -m crucible_trainer), never in the image's CMD
+                    "Command": ["--job-id", "Ref::job_id"],
                     "JobRoleArn": Match.any_value(),
                     "ExecutionRoleArn": Match.any_value(),
                 }
@@ -502,8 +512,9 @@ def test_object_created_role(synth):
 def test_batch_state_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsBatchStateRole")
     assert _table_grants(st) == {
-        "dynamodb:GetItem": ["JOB#*"],
-        "dynamodb:UpdateItem": ["ACTIVE#*", "JOB#*"],  # the job, its owner's slots
+        # a training job, or a leaderboard job whose evaluator died without ending it
+        "dynamodb:GetItem": ["EVALUATION#*", "JOB#*"],
+        "dynamodb:UpdateItem": ["ACTIVE#*", "EVALUATION#*", "JOB#*"],  # the job, its owner's slots
         "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*"],
     }
     # The active-job counters live outside the user's partition.
@@ -582,9 +593,8 @@ def test_trainer_job_role(synth):
     }
     assert _objects(st, "s3:PutObject") == {"artifacts/jobs/*", "artifacts/mlflow/*"}
     assert _objects(st, "s3:DeleteObject*") == {"artifacts/mlflow/*"}
-    definition = app_(synth, "dev").find_resources("AWS::Batch::JobDefinition")
-    (job,) = definition.values()
-    role = job["Properties"]["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
+    job = _definition(app_(synth, "dev"), "crucible-dev-trainer")
+    role = job["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
     assert role.startswith("BatchTrainerJobRole")
 
 
@@ -676,3 +686,318 @@ def test_the_cloud_batch_rule_takes_aws_batch_only(synth, env):
     (route,) = [r for r in ROUTES if r.name == "batch-job-state-change"]
     local = route.pattern(ResourceNames.for_stage("local"), cloud=False)
     assert local["source"] == ["aws.batch", "crucible.local-batch"]
+
+
+# --- seed 004: the evaluator, the sweeper and the API's side ------------------------------
+
+
+def _definition(t, name: str) -> dict:
+    """The properties of the job definition called ``name``."""
+    found = [
+        d["Properties"]
+        for d in t.find_resources("AWS::Batch::JobDefinition").values()
+        if d["Properties"]["JobDefinitionName"] == name
+    ]
+    # A job type's definition appears once its folder has a Dockerfile (batch.py, JOBS).
+    assert len(found) == 1, (
+        f"no job definition {name}: is its containers/<folder>/Dockerfile there?"
+    )
+    return found[0]
+
+
+def _image_dockerfile(synth, env: str, image: dict) -> str:
+    """The Dockerfile (relative to the repository, the build context) an image URI of the
+    app stack is built from, as the stack's asset manifest records it."""
+    digest = image["Fn::Sub"].rsplit(":", 1)[1]
+    assets = json.loads((synth["out"] / f"crucible-{env}-app.assets.json").read_text())
+    return assets["dockerImages"][digest]["source"]["dockerFile"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_evaluator_job_definition(synth, env):
+    t = app_(synth, env)
+    job = _definition(t, ResourceNames.for_stage(env).job_definition("evaluator"))
+    assert job["PlatformCapabilities"] == ["FARGATE"]
+    assert job["Parameters"] == {"job_id": "unset"}
+    # Batch's backstop when SubmitJob sets none: the longest class (3600 s) and a margin;
+    # the API sets each job's own (its class's seconds + 300, BatchJobRunner.submit).
+    assert job["Timeout"] == {"AttemptDurationSeconds": 3600 + 300}
+    c = job["ContainerProperties"]
+    # after the image's ENTRYPOINT (python -m crucible_evaluator): Batch fills in Ref::job_id
+    assert c["Command"] == ["--job-id", "Ref::job_id"]
+    assert _image_dockerfile(synth, env, c["Image"]) == "containers/evaluator/Dockerfile"
+    # the seed's small class by default; SubmitJob overrides both with the job's class
+    assert sorted(c["ResourceRequirements"], key=lambda r: r["Type"]) == [
+        {"Type": "MEMORY", "Value": "2048"},
+        {"Type": "VCPU", "Value": "1"},
+    ]
+    # hardened: read-only root, non-root user, writable scratch on the task's own storage
+    assert c["ReadonlyRootFilesystem"] is True
+    assert c["User"] == EVALUATOR_USER and c["User"].split(":")[0] not in ("0", "root")
+    assert c["Volumes"] == [{"Name": "tmp"}]  # no host path on Fargate: its own storage
+    assert c["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}]
+    assert c["FargatePlatformConfiguration"] == {"PlatformVersion": "1.4.0"}
+    assert "Privileged" not in c and "LinuxParameters" not in c
+    variables = {v["Name"]: v["Value"] for v in c["Environment"]}
+    names = ResourceNames.for_stage(env)
+    assert variables["CRUCIBLE_STAGE"] == env
+    assert variables["CRUCIBLE_TABLE_NAME"] == names.table
+    assert variables["CRUCIBLE_UPLOADS_BUCKET"] == names.uploads_bucket
+    assert variables["CRUCIBLE_ARTIFACTS_BUCKET"] == names.artifacts_bucket
+    assert variables["CRUCIBLE_RESOURCE_CLASSES"] == RESOURCE_CLASSES
+    assert variables["TMPDIR"] == variables["HOME"] == "/tmp"  # the one writable path
+    assert "CRUCIBLE_SANDBOX_PYTHON" not in variables  # the image names its interpreter
+    assert "TrackingServerArn" in json.dumps(variables["CRUCIBLE_MLFLOW_TRACKING_URI"])
+    assert "JwtSecret" in json.dumps(variables["CRUCIBLE_JWT_SECRET_ARN"])  # an ARN, no grant
+    assert not any("UNSANDBOXED" in name for name in variables)  # the sandbox is required
+    role = c["JobRoleArn"]["Fn::GetAtt"][0]
+    assert role.startswith("BatchEvaluatorJobRole")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_evaluator_runs_where_jobs_have_no_internet(synth, env):
+    """Its queue's only compute environment is the Fargate one: in the same isolated
+    subnets as the GPU jobs' (which ``test_batch_jobs_have_no_internet`` checks have no
+    route out), with no public address, and a security group the VPC endpoints admit."""
+    t = app_(synth, env)
+    job = _definition(t, f"crucible-{env}-evaluator")
+    assert job["ContainerProperties"]["NetworkConfiguration"] == {"AssignPublicIp": "DISABLED"}
+    (queue,) = [
+        q["Properties"]
+        for q in t.find_resources("AWS::Batch::JobQueue").values()
+        if q["Properties"]["JobQueueName"] == f"crucible-{env}-cpu"
+    ]
+    (order,) = queue["ComputeEnvironmentOrder"]
+    envs = t.find_resources("AWS::Batch::ComputeEnvironment")
+    cpu = envs[order["ComputeEnvironment"]["Fn::GetAtt"][0]]["Properties"]["ComputeResources"]
+    assert cpu["Type"] in ("FARGATE", "FARGATE_SPOT")
+    (gpu,) = [
+        e["Properties"]["ComputeResources"]
+        for e in envs.values()
+        if not e["Properties"]["ComputeResources"]["Type"].startswith("FARGATE")
+    ]
+    assert cpu["Subnets"] == gpu["Subnets"] and len(cpu["Subnets"]) == 2
+    for subnet in cpu["Subnets"]:
+        props = t.find_resources("AWS::EC2::Subnet")[subnet["Ref"]]["Properties"]
+        assert "Isolated" in json.dumps(props["Tags"]) and not props.get("MapPublicIpOnLaunch")
+    (group,) = cpu["SecurityGroupIds"]
+    sg = group["Fn::GetAtt"][0]
+    assert (
+        "SecurityGroupIngress" not in t.find_resources("AWS::EC2::SecurityGroup")[sg]["Properties"]
+    )
+    admitted = {
+        i["Properties"]["GroupId"]["Fn::GetAtt"][0]
+        for i in t.find_resources("AWS::EC2::SecurityGroupIngress").values()
+        if i["Properties"].get("SourceSecurityGroupId") == group
+    }
+    endpoints = t.find_resources("AWS::EC2::VPCEndpoint")
+    interface = {
+        e["Properties"]["SecurityGroupIds"][0]["Fn::GetAtt"][0]
+        for e in endpoints.values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    }
+    assert admitted == interface and len(interface) == 7  # ECR x2, logs, ECS x3, MLflow
+
+
+def test_evaluator_job_role(synth):
+    """Its job, submission, board, slots and events; submitted files read by key, its
+    logs written; MLflow logging only. Batch gives the job no identity of its own, so the
+    role covers every submission and job of these shapes, not only this one's."""
+    st = _statements(app_(synth, "dev"), "BatchEvaluatorJobRole")
+    assert _table_grants(st) == {
+        "dynamodb:GetItem": ["EVALUATION#*", "SUBMISSION#*"],  # the job and what it runs
+        "dynamodb:UpdateItem": ["ACTIVE#*", "EVALUATION#*"],  # the job; at its end, the slot
+        "dynamodb:PutItem": ["BOARD#*", "EVENT#*", "EVENTS#job:*"],  # its board entry, events
+    }
+    assert _secrets(st) == set() and not _actions(st, "secretsmanager:")
+    assert _actions(st, "s3:") == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+    assert _objects(st, "s3:GetObject") == {"uploads/submissions/*"}
+    assert _objects(st, "s3:PutObject") == {"artifacts/evaluations/*"}
+    mlflow = _actions(st, "sagemaker-mlflow:")
+    assert {"sagemaker-mlflow:CreateRun", "sagemaker-mlflow:LogBatch"} <= mlflow
+    assert not {a for a in mlflow if a.split(":")[1].startswith(("Delete", "Search", "Access"))}
+    assert "sagemaker-mlflow:*" not in mlflow
+    (tracking,) = [s for s in st if _actions([s], "sagemaker-mlflow:")]
+    assert tracking["Resource"]["Fn::GetAtt"][1] == "TrackingServerArn"  # the one server
+    assert not _actions(st, "batch:") and not _actions(st, "lambda:")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_sweeper_runs_every_minute(synth, env):
+    t = app_(synth, env)
+    (schedule,) = t.find_resources("AWS::Scheduler::Schedule").values()
+    p = schedule["Properties"]
+    assert p["ScheduleExpression"] == "rate(1 minute)" and p["State"] == "ENABLED"
+    assert p["Name"] == f"crucible-{env}-sweeper"
+    target = p["Target"]
+    fn = target["Arn"]["Fn::GetAtt"][0]
+    assert fn.startswith("FunctionsSweeper")
+    handler = t.find_resources("AWS::Lambda::Function")[fn]["Properties"]["Handler"]
+    assert handler == "functions.events.sweeper.handler"
+    dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert dlq.startswith("EventsDeadLetters")
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # a failed sweep is not retried (the next minute's is) but dead-lettered
+    t.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": fn},
+            "MaximumRetryAttempts": 0,
+            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [dlq, "Arn"]}}},
+        },
+    )
+    # Scheduler's role: assumed on this schedule's behalf only; it invokes the sweeper
+    # and dead-letters, nothing else
+    role = target["RoleArn"]["Fn::GetAtt"][0]
+    trust = t.find_resources("AWS::IAM::Role")[role]["Properties"]["AssumeRolePolicyDocument"]
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    source = assume["Condition"]["StringEquals"]
+    arn = json.dumps(source["aws:SourceArn"])
+    assert arn.endswith(f':schedule/default/crucible-{env}-sweeper"]]}}')
+    assert source["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    st = _statements(t, role[:-8])
+    assert _actions(st) == {"lambda:InvokeFunction", "sqs:SendMessage"}
+    for s in st:
+        assert fn in json.dumps(s["Resource"]) or dlq in json.dumps(s["Resource"])
+
+
+def test_sweeper_role(synth):
+    """Jobs not ended (the sparse ACTIVE#EVALUATION partition of GSI2, nothing else of
+    it), each past its deadline ended failed with its slot given back and told on its
+    topic, its Batch job stopped. No user, submission, object or secret; it starts nothing."""
+    t = app_(synth, "dev")
+    st = _statements(t, "FunctionsSweeperRole")
+    assert EVALUATIONS_ACTIVE == "ACTIVE#EVALUATION"
+    assert _table_grants(st) == {
+        "dynamodb:Query": [f"GSI2/{EVALUATIONS_ACTIVE}"],
+        "dynamodb:GetItem": ["EVALUATION#*"],
+        "dynamodb:UpdateItem": ["ACTIVE#*", "EVALUATION#*"],
+        "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*"],
+    }
+    assert _actions(st, "batch:") == {"batch:TerminateJob"}
+    assert _actions(st, "s3:") == set() and _secrets(st) == set()
+    (fn,) = [
+        f["Properties"]
+        for n, f in t.find_resources("AWS::Lambda::Function").items()
+        if n.startswith("FunctionsSweeper")
+    ]
+    assert fn["Environment"]["Variables"]["CRUCIBLE_JOB_RUNNER"] == "batch"  # terminates
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_api_submits_and_stops_the_evaluator(synth, env):
+    t = app_(synth, env)
+    names = ResourceNames.for_stage(env)
+    st = _statements(t, "FunctionsApiRole")
+    (submit,) = [s for s in st if "batch:SubmitJob" in _actions([s])]
+    resources = json.dumps(submit["Resource"])
+    assert f"job-definition/{names.job_definition('evaluator')}:*" in resources
+    assert f"job-definition/{names.job_definition('trainer')}:*" in resources
+    queues = {
+        n: q["Properties"]["JobQueueName"]
+        for n, q in t.find_resources("AWS::Batch::JobQueue").items()
+    }
+    submit_queues = {queues[r["Fn::GetAtt"][0]] for r in submit["Resource"] if "Fn::GetAtt" in r}
+    assert names.cpu_queue in submit_queues
+    (stop,) = [s for s in st if "batch:TerminateJob" in _actions([s])]
+    assert ":job/*" in json.dumps(stop["Resource"])
+    (api,) = [
+        f["Properties"]
+        for n, f in t.find_resources("AWS::Lambda::Function").items()
+        if n.startswith("FunctionsApi") and f["Properties"].get("Handler")
+    ]
+    variables = api["Environment"]["Variables"]
+    assert variables["CRUCIBLE_RESOURCE_CLASSES"] == RESOURCE_CLASSES
+    # the results' links: the managed MLflow server's URL, read at deploy time
+    url = variables["CRUCIBLE_MLFLOW_UI_URL"]["Fn::GetAtt"]
+    assert url[1] == "TrackingServerUrl"
+    lookup = t.find_resources("Custom::AWS")[url[0]]["Properties"]
+    assert "describeMlflowTrackingServer" in lookup["Create"]
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for n, p in t.find_resources("AWS::IAM::Policy").items()
+        if n.startswith(url[0][:-8] + "CustomResourcePolicy")  # its id, less the hash
+    ]
+    (describe,) = policy  # that one call, on that one server
+    assert describe["Action"] == "sagemaker:DescribeMlflowTrackingServer"
+    assert describe["Resource"]["Fn::GetAtt"][1] == "TrackingServerArn"
+
+
+@pytest.mark.parametrize(
+    ("classes", "says"),
+    [
+        ("small=1800:1024:1", "1 vCPU with 1024 MiB; Fargate pairs 1 vCPU with 2048 to 8192"),
+        ("x=60:5000:2.5", "2.5 vCPU; Fargate offers 0.25, 0.5, 1, 2, 4, 8, 16 vCPU"),
+        ("tiny=60:4096:0.25", "Fargate pairs 0.25 vCPU with 512, 1024 or 2048 MiB"),
+        ("big=60:9000:8", "Fargate pairs 8 vCPU with 16384 to 61440 MiB in steps of 4096"),
+        ("huge=60:32768:16", "asks for 16 vCPU but the CPU environment has cpu_max_vcpus=8"),
+        ("small=1800", "write each class as name=seconds:MiB:vCPU"),
+    ],
+)
+def test_resource_classes_must_run_on_fargate(classes, says):
+    """A class the CPU environment cannot run stops synth, naming the environment, the
+    class and what Fargate offers (no template is built; this needs no synth)."""
+    context = {"dev": {"cpu_max_vcpus": 8, "resource_classes": classes}}
+    with pytest.raises(ConfigError, match=re.escape(says)) as err:
+        load(context)
+    assert str(err.value).startswith("cdk.json crucible:environments.dev:")
+    app = cdk.App(context={"crucible:environments": context})
+    with pytest.raises(ConfigError):
+        build(app)
+
+
+def test_resource_classes_that_fit_are_passed_on_as_written():
+    (env,) = load(
+        {"prod": {"resource_classes": " small=600:512:0.25 , large=7200:30720:4"}}
+    ).values()
+    assert env.resource_classes == "small=600:512:0.25,large=7200:30720:4"
+    assert {c.name: (c.vcpu, c.memory_mib) for c in env.classes.values()} == {
+        "small": (0.25, 512),
+        "large": (4, 30720),
+    }
+
+
+def test_image_contexts_leave_out_local_environments(synth):
+    """Images build from the repository (they need shared/), less what only this machine
+    has: virtual environments (the sandbox's interpreter, .sandbox/, is gigabytes), local
+    data, build output."""
+    assets = json.loads((synth["out"] / "crucible-dev-app.assets.json").read_text())
+    images = assets["dockerImages"].values()
+    assert images
+    for image in images:
+        staged = synth["out"] / image["source"]["directory"]
+        assert (staged / "shared").is_dir() and (staged / "pyproject.toml").is_file()
+        local = (".venv", ".sandbox", ".ministack", ".crucible", "build", "cdk.out", ".git")
+        assert not [name for name in local if (staged / name).exists()], staged
+
+
+def test_the_evaluator_image_matches_its_job_definition():
+    """What the definition assumes of containers/evaluator/Dockerfile: the command is the
+    arguments after its ENTRYPOINT, its user is the definition's, and each writable path
+    is a VOLUME there, which is how a Fargate bind mount gets the image's owner and mode
+    (else it is root's, 0755, and the non-root worker cannot write its TMPDIR)."""
+    (job,) = [j for j in JOBS if j.name == "evaluator"]
+    text = (ROOT / job.folder / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+
+    def last(instruction: str) -> str:
+        found = [line.split(None, 1)[1] for line in lines if line.startswith(instruction + " ")]
+        assert found, f"{job.folder}/Dockerfile has no {instruction}"
+        return found[-1]
+
+    assert json.loads(last("ENTRYPOINT")) == ["python", "-m", "crucible_evaluator"]
+    assert job.command == ("--job-id", "Ref::job_id")
+    assert last("USER") == job.user == EVALUATOR_USER
+    volumes = {
+        v
+        for line in lines
+        if line.startswith("VOLUME ")
+        for v in (
+            json.loads(line.split(None, 1)[1])
+            if line.split(None, 1)[1].startswith("[")
+            else line.split()[1:]
+        )
+    }
+    missing = set(job.scratch) - volumes
+    assert not missing, f"declare VOLUME {sorted(missing)} in {job.folder}/Dockerfile"
