@@ -242,6 +242,15 @@ def local_environment(data_dir: Path, emulator_endpoint: str) -> None:
             os.environ.pop(name, None)
 
 
+def _die_with_parent() -> None:
+    """In the child: a SIGTERM when the stack dies, even by SIGKILL (Linux)."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: stopped by stop() only
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class MlflowUI:
     """The MLflow UI on loopback (``mlflow server`` over the local tracking store), where
     the leaderboard's results links open; stopped with the stack."""
@@ -271,6 +280,7 @@ class MlflowUI:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )  # fmt: skip
         return self
 

@@ -39,7 +39,7 @@ class BatchJobRunner:
         if limits is not None:  # Batch enforces the class: its memory, vCPUs and wall time
             overrides["resourceRequirements"] = [
                 {"type": "VCPU", "value": f"{limits.vcpu:g}"},
-                {"type": "MEMORY", "value": str(limits.memory_mib)},
+                {"type": "MEMORY", "value": str(limits.memory_mib + 512)},  # + the worker
             ]
             # The evaluator's own limit comes first; Batch's is the backstop.
             extra["timeout"] = {"attemptDurationSeconds": max(60, limits.seconds + 300)}

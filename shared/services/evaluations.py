@@ -352,7 +352,6 @@ class EvaluationService:
                     "rank": rank,
                     "score": e["metrics"][metric],
                     **{k: e.get(k) for k in ("job_id", "submission_id", "user_id", "run_id")},
-                    "user": e.get("user_name") or str(e["user_id"]),
                     "params": e.get("params", {}),
                     "metrics": e.get("metrics", {}),
                     "metadata": e.get("metadata", {}),
@@ -423,9 +422,7 @@ class EvaluationService:
             )
         )
 
-    def complete(
-        self, job_id: str, params: dict, metrics: dict, user_name: str | None = None
-    ) -> Evaluation | None:
+    def complete(self, job_id: str, params: dict, metrics: dict) -> Evaluation | None:
         """The job measured ``metrics``: completed, and on its leaderboard."""
         done = self.jobs.transition(
             job_id,
@@ -442,7 +439,6 @@ class EvaluationService:
                 "job_id": done.id,
                 "submission_id": done.submission_id,
                 "user_id": done.owner_id,
-                "user_name": user_name,
                 "run_id": done.run_id,
                 "experiment_id": done.experiment_id,
                 "params": params,

@@ -86,7 +86,6 @@ class LeaderboardEntry(BaseModel):
     job_id: str
     submission_id: str
     user_id: int
-    user: str
     run_id: str | None
     params: dict[str, Any]
     metrics: dict[str, float]

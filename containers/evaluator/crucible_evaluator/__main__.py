@@ -1,0 +1,5 @@
+import sys
+
+from crucible_evaluator.entrypoint import main
+
+sys.exit(main())
