@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Literal
 
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from shared.settings import DEFAULT_RESOURCE_CLASSES, ResourceClass, parse_resource_classes
+from shared.settings import (
+    DEFAULT_RESOURCE_CLASSES,
+    EVALUATION_WORKER_MIB,
+    ResourceClass,
+    parse_resource_classes,
+)
 
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -22,40 +29,80 @@ RETENTION = {
     3653: logs.RetentionDays.TEN_YEARS,
 }
 
-# The vCPU and memory (MiB) pairs a Fargate job may ask for (AWS Batch, Fargate
-# ``resourceRequirements``; Linux, platform 1.4.0): a leaderboard job runs with its resource
-# class's pair (the API's SubmitJob overrides), so each class must be one of these.
-FARGATE_MEMORY_MIB: dict[float, tuple[int, ...]] = {
-    0.25: (512, 1024, 2048),
-    0.5: tuple(range(1024, 4096 + 1, 1024)),
-    1: tuple(range(2048, 8192 + 1, 1024)),
-    2: tuple(range(4096, 16384 + 1, 1024)),
-    4: tuple(range(8192, 30720 + 1, 1024)),
-    8: tuple(range(16384, 61440 + 1, 4096)),
-    16: tuple(range(32768, 122880 + 1, 8192)),
+# The CPU queue's instances (``cpu_instance_types``): x86 (the evaluator's image is
+# linux/amd64) 6th and 7th generation Intel or AMD types of the compute (c, 2 GiB per
+# vCPU), general purpose (m, 4 GiB) or memory (r, 8 GiB) families, in the sizes each of
+# them offers, so that their vCPU and memory follow from the name.
+CPU_INSTANCE_TYPE = re.compile(
+    r"^(?P<family>[cmr])[67][ia]\.(?P<size>large|xlarge|2xlarge|4xlarge|8xlarge|12xlarge|16xlarge|24xlarge)$"
+)
+SIZE_VCPUS = {
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "12xlarge": 48,
+    "16xlarge": 64,
+    "24xlarge": 96,
 }
+GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8}
+# Of an instance's installed memory, what a job can reserve: the kernel and firmware keep
+# some (an m4.large registers 7985 of its 8192 MiB), the Batch AMI reserves 32 MiB for the
+# ECS agent, and AWS Batch recommends leaving a 5% buffer for both (Batch user guide,
+# "Compute resource memory management" and "Reserve system memory").
+USABLE_MEMORY = 0.95
+# What the API adds to each job's class for the worker around the submission
+# (BatchJobRunner.submit: MEMORY = the class's MiB + this).
+WORKER_MIB = EVALUATION_WORKER_MIB  # shared/settings.py: the worker's share of the container
 
 
-def fargate_problem(c: ResourceClass) -> str | None:
-    """Why Fargate cannot run resource class ``c``, or None when it can."""
-    memory = FARGATE_MEMORY_MIB.get(c.vcpu)
-    if memory is None:
-        return (
-            f"resource class '{c.name}' asks for {c.vcpu:g} vCPU; Fargate offers "
-            f"{', '.join(f'{v:g}' for v in FARGATE_MEMORY_MIB)} vCPU"
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    vcpus: int
+    memory_mib: int  # installed
+
+    @property
+    def usable_mib(self) -> int:
+        return int(self.memory_mib * USABLE_MEMORY)
+
+
+def cpu_instance_type(name: str) -> InstanceType:
+    """``c6i.2xlarge`` as its vCPU and memory; ValueError for a name outside
+    ``CPU_INSTANCE_TYPE``."""
+    m = CPU_INSTANCE_TYPE.match(name)
+    if m is None:
+        raise ValueError(
+            f"'{name}' is not a CPU instance type this stack knows: use a c, m or r family of "
+            "the 6th or 7th generation, Intel (i) or AMD (a), sized large to 24xlarge "
+            "(e.g. c6i.xlarge, m7a.2xlarge)"
         )
-    if c.memory_mib not in memory:
-        steps = memory[1] - memory[0]
+    vcpus = SIZE_VCPUS[m["size"]]
+    return InstanceType(name, vcpus, vcpus * GIB_PER_VCPU[m["family"]] * 1024)
+
+
+def ec2_problem(c: ResourceClass, types: list[InstanceType]) -> str | None:
+    """Why none of the CPU queue's instance ``types`` can run a job of resource class
+    ``c`` (its vCPU, its memory and the worker's ``WORKER_MIB``), or None when one can."""
+    if c.vcpu != int(c.vcpu) or c.vcpu < 1:
         return (
-            f"resource class '{c.name}' asks for {c.vcpu:g} vCPU with {c.memory_mib} MiB; "
-            f"Fargate pairs {c.vcpu:g} vCPU with "
-            + (
-                f"{memory[0]} to {memory[-1]} MiB in steps of {steps}"
-                if len(memory) > 3
-                else ", ".join(map(str, memory[:-1])) + f" or {memory[-1]} MiB"
-            )
+            f"resource class '{c.name}' asks for {c.vcpu:g} vCPU; a job on EC2 reserves whole "
+            "vCPUs, at least 1"
         )
-    return None
+    need = c.memory_mib + WORKER_MIB
+    if any(t.vcpus >= c.vcpu and t.usable_mib >= need for t in types):
+        return None
+    largest = max(types, key=lambda t: (t.vcpus, t.memory_mib))
+    roomiest = max(types, key=lambda t: (t.memory_mib, t.vcpus))
+    offer = f"{largest.name} has {largest.vcpus} vCPU and {largest.usable_mib} MiB for jobs"
+    if roomiest is not largest:
+        offer += f", {roomiest.name} {roomiest.vcpus} vCPU and {roomiest.usable_mib} MiB"
+    return (
+        f"resource class '{c.name}' asks for {c.vcpu:g} vCPU and {c.memory_mib} MiB "
+        f"(+{WORKER_MIB} MiB for the worker: {need} MiB); no type of cpu_instance_types "
+        f"holds that ({offer})"
+    )
 
 
 class EnvironmentConfig(BaseModel):
@@ -68,11 +115,19 @@ class EnvironmentConfig(BaseModel):
     gpu_instance_classes: list[str] = ["g5", "g6"]
     gpu_max_vcpus: int = Field(16, ge=0)
     cpu_max_vcpus: int = Field(16, ge=0)
-    spot: bool = False
+    # The CPU queue (the evaluator): EC2, since its sandbox needs user namespaces, which
+    # Fargate does not offer. Types, not classes, so each resource class can be checked
+    # against the largest instance Batch may start.
+    cpu_instance_types: list[str] = Field(
+        default=[f"{f}.{s}" for f in ("c6i", "m6i") for s in ("large", "xlarge", "2xlarge")],
+        min_length=1,
+    )
+    spot: bool = False  # both queues
     job_timeout_hours: int = Field(12, ge=1, le=336)
-    # Seed 004's leaderboard jobs (the evaluator, on the CPU Fargate queue): the classes as
+    # Seed 004's leaderboard jobs (the evaluator, on the CPU queue): the classes as
     # CRUCIBLE_RESOURCE_CLASSES writes them (name=seconds:MiB:vCPU, comma-separated), given
-    # to the API, the evaluator and the sweeper alike. Each must be a pair Fargate offers.
+    # to the API, the evaluator and the sweeper alike. Each must fit one of
+    # cpu_instance_types with the worker's share, within cpu_max_vcpus.
     resource_classes: str = DEFAULT_RESOURCE_CLASSES
     # API
     throttle_rate: float = 50
@@ -96,17 +151,25 @@ class EnvironmentConfig(BaseModel):
             raise ValueError(f"log_retention_days must be one of {sorted(RETENTION)}")
         return v
 
+    @field_validator("cpu_instance_types")
+    @classmethod
+    def _cpu_instance_types(cls, v: list[str]) -> list[str]:
+        for name in v:
+            cpu_instance_type(name)  # ValueError says what to use
+        return list(dict.fromkeys(v))
+
     @field_validator("resource_classes")
     @classmethod
     def _resource_classes(cls, v: str) -> str:
         classes = parse_resource_classes(v)  # ValueError says what to fix
-        problems = [p for c in classes.values() if (p := fargate_problem(c))]
-        if problems:
-            raise ValueError("; ".join(problems))
         return ",".join(f"{c.name}={c.seconds}:{c.memory_mib}:{c.vcpu:g}" for c in classes.values())
 
     @model_validator(mode="after")
     def _classes_fit_the_cpu_environment(self) -> EnvironmentConfig:
+        types = [cpu_instance_type(t) for t in self.cpu_instance_types]
+        problems = [p for c in self.classes.values() if (p := ec2_problem(c, types))]
+        if problems:
+            raise ValueError("; ".join(problems))
         for c in self.classes.values():
             if c.vcpu > self.cpu_max_vcpus:
                 raise ValueError(

@@ -105,6 +105,9 @@ class ResourceClass:
 
 
 DEFAULT_RESOURCE_CLASSES = "small=1800:2048:1,medium=3600:4096:2"
+# What an evaluation's container gets on top of its class's memory: the worker's share
+# (the submission's own bound is the class's MiB, in its cgroup where there is one).
+EVALUATION_WORKER_MIB = 512
 _CLASS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 

@@ -251,6 +251,30 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def prepare_mlflow_store(tracking_uri: str) -> None:
+    """Create the local MLflow database before anything uses it: the UI server, trainers
+    and evaluators would otherwise race to create its tables on a fresh data directory
+    (SQLite migrations are not safe to run twice at once). Once, in a subprocess, so the
+    dev server never imports mlflow."""
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if db.exists():
+        return
+    artifacts = db.resolve().parent / "artifacts"
+    code = (
+        "import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
+        "SqlAlchemyStore(sys.argv[1], sys.argv[2])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRUCIBLE_"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    subprocess.run(
+        [sys.executable, "-c", code, tracking_uri, artifacts.as_uri()],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
 class MlflowUI:
     """The MLflow UI on loopback (``mlflow server`` over the local tracking store), where
     the leaderboard's results links open; stopped with the stack."""
@@ -330,13 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir).resolve()
     emulator = Emulator(args.ministack, data_dir / "aws", args.emulator_port)
     local_environment(data_dir, emulator.endpoint)
-    mlflow_ui = None
-    if args.mlflow_port:
-        mlflow_ui = MlflowUI(
-            os.environ["CRUCIBLE_MLFLOW_TRACKING_URI"],
-            args.mlflow_port,
-            data_dir / "mlflow" / "ui.log",
-        )
+    mlflow_ui, tracking = None, os.environ["CRUCIBLE_MLFLOW_TRACKING_URI"]
+    if args.mlflow_port and tracking.startswith("sqlite:///"):  # a local store: serve it
+        mlflow_ui = MlflowUI(tracking, args.mlflow_port, data_dir / "mlflow" / "ui.log")
         os.environ.setdefault("CRUCIBLE_MLFLOW_UI_URL", mlflow_ui.url)
     settings = load_settings()
     emulator.cors_origins = settings.cors_origins  # the uploads bucket's CORS rules in AWS
@@ -344,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
     dispatcher = None
     try:
+        if tracking.startswith("sqlite:///"):
+            prepare_mlflow_store(tracking)
         if mlflow_ui:
             mlflow_ui.start()
             log.info("MLflow UI on %s", mlflow_ui.url)

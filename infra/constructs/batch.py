@@ -1,5 +1,5 @@
-"""AWS Batch: a VPC, a GPU EC2 environment (trainers) and a CPU Fargate environment
-(the leaderboard's evaluator), their queues, and a job definition per job type.
+"""AWS Batch: a VPC, a GPU EC2 environment (trainers) and a CPU EC2 environment (the
+leaderboard's evaluator), their queues, and a job definition per job type.
 
 Each job type is data (``JOBS``); a definition appears once its folder has a
 Dockerfile, so adding the next container is one entry here.
@@ -11,7 +11,16 @@ VPC endpoints (``GATEWAY_ENDPOINTS``, ``INTERFACE_ENDPOINTS``), whose policies a
 Crucible's buckets and table and this account's principals, so no endpoint carries data
 to someone else's account. Each job type has its own role (``_job_role``), which reads no
 secret. The evaluator's container is also hardened: a read-only root filesystem, writable
-scratch only on the task's own ephemeral storage, and a non-root user.
+scratch only on a volume of its own, and a non-root user.
+
+The evaluator runs each submission in bubblewrap, which needs unprivileged user
+namespaces: Fargate offers none (``user.max_user_namespaces`` is 0 there), and on EC2
+Docker's default seccomp profile refuses ``unshare(CLONE_NEWUSER)``. A Batch job
+definition can set neither a seccomp profile nor capabilities; ``privileged`` is the
+switch it has, so the evaluator's container is privileged on instances of its own (the CPU
+environment runs nothing else). Its worker is uid 10001, so it holds no capability
+itself; bubblewrap then makes the sandbox's namespaces as that user, and the submission
+has no network, no environment and no platform file (containers/evaluator/README.md).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from shared.settings import ResourceNames
 class JobType:
     name: str
     folder: str  # the image asset's folder (its Dockerfile)
-    queue: str  # "gpu" or "cpu"
+    queue: str  # "gpu" or "cpu" (both EC2)
     vcpus: float
     memory_mib: int
     gpus: int = 0
@@ -50,19 +59,30 @@ class JobType:
     # limit (shared/adapters/runners.py); the definition's own timeout is the longest class's.
     per_class: bool = False
     # Hardening for jobs that run untrusted code: a read-only root filesystem with these
-    # paths writable (each on the task's own ephemeral storage), and a non-root ``uid:gid``.
+    # paths writable (each a volume of the job's own), and a non-root ``uid:gid``.
     read_only_root: bool = False
     scratch: tuple[str, ...] = ()
     user: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
+    # Docker's default seccomp profile lifted, and every capability in the bounding set:
+    # only for a non-root ``user`` whose own sandbox needs user namespaces (module doc).
+    privileged: bool = False
+
+    def __post_init__(self) -> None:
+        if self.privileged and (self.user is None or self.user.split(":")[0] in ("0", "root")):
+            raise ValueError(f"job {self.name}: a privileged container must run as a non-root user")
 
 
 # The evaluator's non-root user, the image's own (containers/evaluator/Dockerfile, USER).
 EVALUATOR_USER = "10001"
-# Its one writable path: TMPDIR, HOME and each run's workspace (code, output). A Fargate
-# bind mount is root's, mode 0755, unless the image declares the path a VOLUME, whose
-# owner and mode (/tmp: 1777) it then takes.
-EVALUATOR_SCRATCH = ("/tmp",)  # noqa: S108 - the container's own, on its task storage
+# Its one writable path: TMPDIR, HOME and each run's workspace (code, output). On EC2 a
+# volume without a host path is a Docker volume of the job's own, on the instance's disk
+# (the evaluator deletes each run's workspace, ECS the volume when it cleans up the job).
+# Docker fills a new volume from the image, owner and mode included, and the image
+# declares /tmp a VOLUME of mode 1777, so uid 10001 can write there. Not a tmpfs: its pages
+# would count against the job's memory (the class's MiB plus the worker's 512), so the
+# code and output would shrink what the submission may use.
+EVALUATOR_SCRATCH = ("/tmp",)  # noqa: S108 - the container's own volume
 # Batch's own time limit backs up the evaluator's: its class's seconds plus this margin,
 # as BatchJobRunner.submit sets it per job.
 CLASS_TIMEOUT_MARGIN_S = 300
@@ -88,9 +108,10 @@ JOBS = (
         read_only_root=True,
         scratch=EVALUATOR_SCRATCH,
         user=EVALUATOR_USER,
+        privileged=True,  # user namespaces for bubblewrap (module doc)
         # The image names its submissions' interpreter (CRUCIBLE_SANDBOX_PYTHON) itself.
         environment=(
-            ("TMPDIR", "/tmp"),  # noqa: S108 - the task's own scratch volume
+            ("TMPDIR", "/tmp"),  # noqa: S108 - the job's own volume (EVALUATOR_SCRATCH)
             ("HOME", "/tmp"),  # noqa: S108 - the root filesystem is read-only
         ),
     ),
@@ -176,13 +197,31 @@ class Batch(Construct):
             ),
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
         )
-        self.cpu_env = batch.FargateComputeEnvironment(
+        # The evaluator's instances (its containers are privileged: module doc): EC2,
+        # the ECS-optimized AL2023 AMI, IMDSv2 only, and nothing else runs on them.
+        self.cpu_env = batch.ManagedEc2EcsComputeEnvironment(
             self,
-            "CpuEnv",
+            "CpuEc2Env",
             vpc=self.vpc,
             vpc_subnets=subnets,
+            instance_types=[ec2.InstanceType(t) for t in env.cpu_instance_types],
+            use_optimal_instance_classes=False,
+            minv_cpus=0,
             maxv_cpus=env.cpu_max_vcpus,
             spot=env.spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if env.spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
+            launch_template=ec2.LaunchTemplate(
+                self,
+                "CpuLaunchTemplate",
+                http_endpoint=True,  # the ECS agent reads the instance's identity there
+                http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+                http_put_response_hop_limit=1,
+            ),
         )
         self._endpoints(names, data, [self.gpu_env, self.cpu_env])
         self.queues = {
@@ -449,7 +488,9 @@ class Batch(Construct):
                 exclude=IMAGE_EXCLUDE,
             )
         )
-        common = dict(
+        container = batch.EcsEc2ContainerDefinition(
+            self,
+            f"{job.name}Container",
             image=image,
             cpu=job.vcpus,
             memory=cdk.Size.mebibytes(job.memory_mib),
@@ -460,8 +501,9 @@ class Batch(Construct):
             logging=ecs.LogDriver.aws_logs(stream_prefix=job.name, log_group=self.job_logs),
             readonly_root_filesystem=job.read_only_root,
             user=job.user,
-            # Writable paths on the task's storage (Fargate: a bind mount of its ephemeral
-            # storage, 20 GiB by default; tmpfs mounts are EC2-only in Batch).
+            privileged=job.privileged or None,
+            gpu=job.gpus or None,
+            # Writable paths, each a Docker volume of the job's own (EVALUATOR_SCRATCH).
             volumes=[
                 batch.HostVolume(
                     name=path.strip("/").replace("/", "-"), container_path=path, readonly=False
@@ -469,20 +511,6 @@ class Batch(Construct):
                 for path in job.scratch
             ],
         )
-        if job.queue == "gpu":
-            container = batch.EcsEc2ContainerDefinition(
-                self, f"{job.name}Container", gpu=job.gpus, **common
-            )
-        else:
-            container = batch.EcsFargateContainerDefinition(
-                self,
-                f"{job.name}Container",
-                # bind mounts of ephemeral storage need 1.4.0; no public address (isolated
-                # subnets have no route out anyway)
-                fargate_platform_version=ecs.FargatePlatformVersion.VERSION1_4,
-                assign_public_ip=False,
-                **common,
-            )
         timeout = (
             cdk.Duration.seconds(
                 max(c.seconds for c in env.classes.values()) + CLASS_TIMEOUT_MARGIN_S
@@ -490,7 +518,7 @@ class Batch(Construct):
             if job.per_class
             else cdk.Duration.hours(env.job_timeout_hours)
         )
-        definition = batch.EcsJobDefinition(
+        return batch.EcsJobDefinition(
             self,
             f"{job.name}Definition",
             job_definition_name=names.job_definition(job.name),
@@ -503,10 +531,3 @@ class Batch(Construct):
             ],
             parameters={"job_id": "unset"},  # SubmitJob sets it; the command passes Ref::job_id
         )
-        if job.queue == "cpu" and job.scratch:
-            # A Fargate volume is named only: Batch wants no ``host`` there (the data lives
-            # on the task's ephemeral storage), though HostVolume always renders one.
-            cfn = definition.node.default_child
-            for i in range(len(job.scratch)):
-                cfn.add_property_deletion_override(f"ContainerProperties.Volumes.{i}.Host")
-        return definition

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.routing import LOCAL_BATCH_SOURCE
-from shared.settings import ResourceClass
+from shared.settings import EVALUATION_WORKER_MIB, ResourceClass
 
 BATCH_EVENT = "Batch Job State Change"
 
@@ -39,7 +39,7 @@ class BatchJobRunner:
         if limits is not None:  # Batch enforces the class: its memory, vCPUs and wall time
             overrides["resourceRequirements"] = [
                 {"type": "VCPU", "value": f"{limits.vcpu:g}"},
-                {"type": "MEMORY", "value": str(limits.memory_mib + 512)},  # + the worker
+                {"type": "MEMORY", "value": str(limits.memory_mib + EVALUATION_WORKER_MIB)},
             ]
             # The evaluator's own limit comes first; Batch's is the backstop.
             extra["timeout"] = {"attemptDurationSeconds": max(60, limits.seconds + 300)}

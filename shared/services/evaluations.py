@@ -273,9 +273,9 @@ class EvaluationService:
             "metrics": job.metrics,
         }
 
-    def links(self, experiment_id: str | None, run_id: str) -> dict[str, str | None]:
+    def links(self, experiment_id: str | None, run_id: str | None) -> dict[str, str | None]:
         base = self.mlflow_ui_url
-        if base is None:
+        if base is None or not run_id:
             return {"mlflow_ui_link": None, "mlflow_rest_link": None}
         return {
             "mlflow_ui_link": f"{base}/#/experiments/{experiment_id or 0}/runs/{run_id}",
@@ -356,7 +356,7 @@ class EvaluationService:
                     "metrics": e.get("metrics", {}),
                     "metadata": e.get("metadata", {}),
                     "finished_at": e.get("finished_at"),
-                    **self.links(e.get("experiment_id"), e["run_id"]),
+                    **self.links(e.get("experiment_id"), e.get("run_id")),
                 }
             )
         return {

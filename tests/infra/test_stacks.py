@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
 from infra.config import ConfigError, load  # noqa: E402
-from infra.constructs.batch import EVALUATOR_USER, JOBS  # noqa: E402
+from infra.constructs.batch import EVALUATOR_USER, JOBS, JobType  # noqa: E402
 from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE  # noqa: E402
 from shared.adapters.dynamodb.jobs import active_key  # noqa: E402
 from shared.adapters.dynamodb.table import TABLE_SCHEMA  # noqa: E402
@@ -293,24 +293,27 @@ def test_event_routes_and_stream(synth, env):
 def test_batch(synth, env, spot):
     t = app_(synth, env)
     envs = t.find_resources("AWS::Batch::ComputeEnvironment")
-    ec2 = [
-        e["Properties"]["ComputeResources"]
-        for e in envs.values()
-        if e["Properties"]["ComputeResources"]["Type"] in ("EC2", "SPOT")
-    ]
-    (gpu,) = ec2
-    assert gpu["Type"] == ("SPOT" if spot else "EC2")
-    assert gpu["AllocationStrategy"] == (
-        "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE"
+    # both on EC2 (the evaluator's sandbox needs user namespaces, which Fargate lacks)
+    assert all(
+        e["Properties"]["ComputeResources"]["Type"] in ("EC2", "SPOT") for e in envs.values()
     )
-    assert set(gpu["InstanceTypes"]) >= {"g5", "g6"} and gpu["MinvCpus"] == 0
-    assert gpu["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
-    fargate = [
-        e
+    by_image = {
+        e["Properties"]["ComputeResources"]["Ec2Configuration"][0]["ImageType"]: e["Properties"][
+            "ComputeResources"
+        ]
         for e in envs.values()
-        if e["Properties"]["ComputeResources"]["Type"].startswith("FARGATE")
-    ]
-    assert len(fargate) == 1
+    }
+    assert set(by_image) == {"ECS_AL2023_NVIDIA", "ECS_AL2023"}
+    gpu, cpu = by_image["ECS_AL2023_NVIDIA"], by_image["ECS_AL2023"]
+    for ce in (gpu, cpu):
+        assert ce["Type"] == ("SPOT" if spot else "EC2") and ce["MinvCpus"] == 0
+        assert ce["AllocationStrategy"] == (
+            "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE"
+        )
+    assert set(gpu["InstanceTypes"]) >= {"g5", "g6"}
+    config = load(json.loads((ROOT / "cdk.json").read_text())["context"]["crucible:environments"])
+    assert cpu["InstanceTypes"] == config[env].cpu_instance_types
+    assert cpu["MaxvCpus"] == config[env].cpu_max_vcpus
     queues = {
         q["Properties"]["JobQueueName"] for q in t.find_resources("AWS::Batch::JobQueue").values()
     }
@@ -360,6 +363,7 @@ def test_trainer_job_definition(synth, env):
             ),
         },
     )
+    assert "Privileged" not in _definition(t, f"crucible-{env}-trainer")["ContainerProperties"]
 
 
 # --- least privilege, role by role (README, Security model) ------------------------------
@@ -717,7 +721,7 @@ def _image_dockerfile(synth, env: str, image: dict) -> str:
 def test_evaluator_job_definition(synth, env):
     t = app_(synth, env)
     job = _definition(t, ResourceNames.for_stage(env).job_definition("evaluator"))
-    assert job["PlatformCapabilities"] == ["FARGATE"]
+    assert job["PlatformCapabilities"] == ["EC2"]
     assert job["Parameters"] == {"job_id": "unset"}
     # Batch's backstop when SubmitJob sets none: the longest class (3600 s) and a margin;
     # the API sets each job's own (its class's seconds + 300, BatchJobRunner.submit).
@@ -731,13 +735,17 @@ def test_evaluator_job_definition(synth, env):
         {"Type": "MEMORY", "Value": "2048"},
         {"Type": "VCPU", "Value": "1"},
     ]
-    # hardened: read-only root, non-root user, writable scratch on the task's own storage
+    # privileged (Docker's seccomp profile refuses bubblewrap its user namespaces), and so
+    # hardened: read-only root, a non-root user (no capability of its own), one writable path
+    assert c["Privileged"] is True
     assert c["ReadonlyRootFilesystem"] is True
     assert c["User"] == EVALUATOR_USER and c["User"].split(":")[0] not in ("0", "root")
-    assert c["Volumes"] == [{"Name": "tmp"}]  # no host path on Fargate: its own storage
+    # /tmp: a Docker volume of the job's own (no host path), filled from the image's VOLUME
+    # (mode 1777), so uid 10001 writes there; on disk, not counted against its memory
+    assert c["Volumes"] == [{"Name": "tmp", "Host": {}}]
     assert c["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}]
-    assert c["FargatePlatformConfiguration"] == {"PlatformVersion": "1.4.0"}
-    assert "Privileged" not in c and "LinuxParameters" not in c
+    assert "LinuxParameters" not in c  # no tmpfs, devices or shared memory of the host
+    assert "FargatePlatformConfiguration" not in c and "NetworkConfiguration" not in c
     variables = {v["Name"]: v["Value"] for v in c["Environment"]}
     names = ResourceNames.for_stage(env)
     assert variables["CRUCIBLE_STAGE"] == env
@@ -756,12 +764,11 @@ def test_evaluator_job_definition(synth, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_the_evaluator_runs_where_jobs_have_no_internet(synth, env):
-    """Its queue's only compute environment is the Fargate one: in the same isolated
-    subnets as the GPU jobs' (which ``test_batch_jobs_have_no_internet`` checks have no
-    route out), with no public address, and a security group the VPC endpoints admit."""
+    """Its queue's only compute environment is an EC2 one of its own (ECS-optimized
+    AL2023, IMDSv2 only, no public address): in the same isolated subnets as the GPU jobs'
+    (which ``test_batch_jobs_have_no_internet`` checks have no route out), with a security
+    group that admits nothing and that the VPC endpoints admit."""
     t = app_(synth, env)
-    job = _definition(t, f"crucible-{env}-evaluator")
-    assert job["ContainerProperties"]["NetworkConfiguration"] == {"AssignPublicIp": "DISABLED"}
     (queue,) = [
         q["Properties"]
         for q in t.find_resources("AWS::Batch::JobQueue").values()
@@ -769,13 +776,30 @@ def test_the_evaluator_runs_where_jobs_have_no_internet(synth, env):
     ]
     (order,) = queue["ComputeEnvironmentOrder"]
     envs = t.find_resources("AWS::Batch::ComputeEnvironment")
-    cpu = envs[order["ComputeEnvironment"]["Fn::GetAtt"][0]]["Properties"]["ComputeResources"]
-    assert cpu["Type"] in ("FARGATE", "FARGATE_SPOT")
-    (gpu,) = [
-        e["Properties"]["ComputeResources"]
-        for e in envs.values()
-        if not e["Properties"]["ComputeResources"]["Type"].startswith("FARGATE")
+    cpu_id = order["ComputeEnvironment"]["Fn::GetAtt"][0]
+    cpu = envs[cpu_id]["Properties"]["ComputeResources"]
+    assert cpu["Type"] in ("EC2", "SPOT")
+    assert cpu["Ec2Configuration"] == [{"ImageType": "ECS_AL2023"}]
+    assert all(re.fullmatch(r"[cmr][67][ia]\.\d*x?large", i) for i in cpu["InstanceTypes"])
+    # its instances run the evaluator's jobs only: no other queue uses this environment
+    users = [
+        o["ComputeEnvironment"]["Fn::GetAtt"][0]
+        for q in t.find_resources("AWS::Batch::JobQueue").values()
+        for o in q["Properties"]["ComputeEnvironmentOrder"]
     ]
+    assert users.count(cpu_id) == 1
+    # IMDSv2 only, one hop; no public address, no key, no user data of its own
+    template = t.find_resources("AWS::EC2::LaunchTemplate")[
+        cpu["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+    ]
+    data = template["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"] == {
+        "HttpEndpoint": "enabled",
+        "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 1,
+    }
+    assert not {"NetworkInterfaces", "KeyName", "UserData", "IamInstanceProfile"} & set(data)
+    (gpu,) = [e["Properties"]["ComputeResources"] for n, e in envs.items() if n != cpu_id]
     assert cpu["Subnets"] == gpu["Subnets"] and len(cpu["Subnets"]) == 2
     for subnet in cpu["Subnets"]:
         props = t.find_resources("AWS::EC2::Subnet")[subnet["Ref"]]["Properties"]
@@ -797,6 +821,19 @@ def test_the_evaluator_runs_where_jobs_have_no_internet(synth, env):
         if e["Properties"].get("VpcEndpointType") == "Interface"
     }
     assert admitted == interface and len(interface) == 7  # ECR x2, logs, ECS x3, MLflow
+
+
+def test_only_the_evaluator_is_privileged_and_alone_on_its_queue():
+    """Privileged only where a non-root worker needs user namespaces for its sandbox; the
+    CPU queue (and so its instances) holds the evaluator's jobs only."""
+    assert [j.name for j in JOBS if j.privileged] == ["evaluator"]
+    assert [j.name for j in JOBS if j.queue == "cpu"] == ["evaluator"]
+    (evaluator,) = [j for j in JOBS if j.privileged]
+    assert evaluator.user == EVALUATOR_USER != "0" and evaluator.read_only_root
+    with pytest.raises(ValueError, match="non-root"):
+        JobType("x", "containers/x", "cpu", vcpus=1, memory_mib=512, privileged=True)
+    with pytest.raises(ValueError, match="non-root"):
+        JobType("x", "containers/x", "cpu", 1, 512, user="0:0", privileged=True)
 
 
 def test_evaluator_job_role(synth):
@@ -925,20 +962,46 @@ def test_the_api_submits_and_stops_the_evaluator(synth, env):
 
 
 @pytest.mark.parametrize(
-    ("classes", "says"),
+    ("settings", "says"),
     [
-        ("small=1800:1024:1", "1 vCPU with 1024 MiB; Fargate pairs 1 vCPU with 2048 to 8192"),
-        ("x=60:5000:2.5", "2.5 vCPU; Fargate offers 0.25, 0.5, 1, 2, 4, 8, 16 vCPU"),
-        ("tiny=60:4096:0.25", "Fargate pairs 0.25 vCPU with 512, 1024 or 2048 MiB"),
-        ("big=60:9000:8", "Fargate pairs 8 vCPU with 16384 to 61440 MiB in steps of 4096"),
-        ("huge=60:32768:16", "asks for 16 vCPU but the CPU environment has cpu_max_vcpus=8"),
-        ("small=1800", "write each class as name=seconds:MiB:vCPU"),
+        # the default types: c6i/m6i large to 2xlarge, at most 8 vCPU and 32 GiB (30.4 usable)
+        (
+            {"resource_classes": "big=60:8192:16"},
+            "resource class 'big' asks for 16 vCPU and 8192 MiB (+512 MiB for the worker: "
+            "8704 MiB); no type of cpu_instance_types holds that (m6i.2xlarge has 8 vCPU and "
+            "31129 MiB for jobs)",
+        ),
+        (
+            {"resource_classes": "fat=60:30720:8"},  # 30 GiB + the worker's 512 MiB
+            "no type of cpu_instance_types holds that (m6i.2xlarge has 8 vCPU and 31129 MiB",
+        ),
+        (
+            {
+                "resource_classes": "odd=60:4096:2,wide=60:20000:4",
+                "cpu_instance_types": ["c6i.xlarge", "r6i.large"],
+            },
+            "'wide' asks for 4 vCPU and 20000 MiB (+512 MiB for the worker: 20512 MiB); no type "
+            "of cpu_instance_types holds that (c6i.xlarge has 4 vCPU and 7782 MiB for jobs, "
+            "r6i.large 2 vCPU and 15564 MiB)",
+        ),
+        ({"resource_classes": "tiny=60:512:0.25"}, "0.25 vCPU; a job on EC2 reserves whole vCPUs"),
+        ({"resource_classes": "x=60:2048:1.5"}, "1.5 vCPU; a job on EC2 reserves whole vCPUs"),
+        (
+            {"resource_classes": "huge=60:16384:8", "cpu_max_vcpus": 4},
+            "asks for 8 vCPU but the CPU environment has cpu_max_vcpus=4",
+        ),
+        ({"resource_classes": "small=1800"}, "write each class as name=seconds:MiB:vCPU"),
+        ({"cpu_instance_types": ["c6g.large"]}, "'c6g.large' is not a CPU instance type"),
+        ({"cpu_instance_types": ["t3.micro"]}, "use a c, m or r family of the 6th or 7th"),
+        ({"cpu_instance_types": []}, "cpu_instance_types: List should have at least 1 item"),
     ],
 )
-def test_resource_classes_must_run_on_fargate(classes, says):
-    """A class the CPU environment cannot run stops synth, naming the environment, the
-    class and what Fargate offers (no template is built; this needs no synth)."""
-    context = {"dev": {"cpu_max_vcpus": 8, "resource_classes": classes}}
+def test_resource_classes_must_fit_the_cpu_instances(settings, says):
+    """A class no CPU instance type can hold (its vCPU, its memory plus the worker's 512
+    MiB, within what the instance leaves to jobs), or a type this stack cannot size, stops
+    synth, naming the environment, the class and what the types offer (no template is
+    built; this needs no synth)."""
+    context = {"dev": {"cpu_max_vcpus": 8, **settings}}
     with pytest.raises(ConfigError, match=re.escape(says)) as err:
         load(context)
     assert str(err.value).startswith("cdk.json crucible:environments.dev:")
@@ -949,13 +1012,41 @@ def test_resource_classes_must_run_on_fargate(classes, says):
 
 def test_resource_classes_that_fit_are_passed_on_as_written():
     (env,) = load(
-        {"prod": {"resource_classes": " small=600:512:0.25 , large=7200:30720:4"}}
+        {
+            "prod": {
+                "resource_classes": " small=600:512:1 , large=7200:28672:8",
+                "cpu_instance_types": ["m6i.2xlarge", "c6i.large", "m6i.2xlarge"],
+            }
+        }
     ).values()
-    assert env.resource_classes == "small=600:512:0.25,large=7200:30720:4"
+    assert env.resource_classes == "small=600:512:1,large=7200:28672:8"
     assert {c.name: (c.vcpu, c.memory_mib) for c in env.classes.values()} == {
-        "small": (0.25, 512),
-        "large": (4, 30720),
+        "small": (1, 512),
+        "large": (8, 28672),
     }
+    assert env.cpu_instance_types == ["m6i.2xlarge", "c6i.large"]
+
+
+def test_the_worker_share_is_the_one_the_api_asks_for():
+    """What the config adds to each class for the worker is what BatchJobRunner.submit
+    asks Batch for on top of the class's memory, with the class's vCPU."""
+    from infra.config import WORKER_MIB
+    from shared.adapters.runners import BatchJobRunner
+    from shared.settings import parse_resource_classes
+
+    class Client:
+        def submit_job(self, **kwargs):
+            self.sent = kwargs
+            return {"jobId": "b-1"}
+
+    client = Client()
+    runner = BatchJobRunner(client, queues={"cpu": "q"}, definitions={"evaluator": "d"})
+    (cls,) = parse_resource_classes("small=1800:2048:2").values()
+    runner.submit("j-1", job_type="evaluator", queue="cpu", limits=cls)
+    asked = {
+        r["type"]: r["value"] for r in client.sent["containerOverrides"]["resourceRequirements"]
+    }
+    assert asked == {"MEMORY": str(2048 + WORKER_MIB), "VCPU": "2"}
 
 
 def test_image_contexts_leave_out_local_environments(synth):
@@ -975,8 +1066,9 @@ def test_image_contexts_leave_out_local_environments(synth):
 def test_the_evaluator_image_matches_its_job_definition():
     """What the definition assumes of containers/evaluator/Dockerfile: the command is the
     arguments after its ENTRYPOINT, its user is the definition's, and each writable path
-    is a VOLUME there, which is how a Fargate bind mount gets the image's owner and mode
-    (else it is root's, 0755, and the non-root worker cannot write its TMPDIR)."""
+    is a VOLUME there, which is how the job's Docker volume gets the image's owner and mode
+    (/tmp: 1777; else an empty volume is root's, 0755, and the non-root worker cannot
+    write its TMPDIR)."""
     (job,) = [j for j in JOBS if j.name == "evaluator"]
     text = (ROOT / job.folder / "Dockerfile").read_text()
     lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
@@ -1001,3 +1093,5 @@ def test_the_evaluator_image_matches_its_job_definition():
     }
     missing = set(job.scratch) - volumes
     assert not missing, f"declare VOLUME {sorted(missing)} in {job.folder}/Dockerfile"
+    # the mode the job's volume takes from the image: anyone may write, only owners delete
+    assert any(re.search(r"chmod 1777 /tmp\b", line) for line in lines)

@@ -142,3 +142,24 @@ def _try(fn):
         return fn()
     except Exception as exc:
         return exc
+
+
+def test_a_completed_job_ranks_on_its_board(service):
+    me, board = user(), f"b{time.time_ns()}"
+    sid = service.submit(
+        me, files(), "main.py", "config.yaml", f'{{"leaderboard": "{board}", "m": 1}}'
+    ).id
+    job = service.create_job(me, sid, None)
+    assert service.begin(job.id)[0].status == "running"
+    service.record_run(job.id, "run1", "7")
+    done = service.complete(job.id, {"dataset": "d"}, {"auc": 0.5, "loss": 2.0})
+    assert done.status == "completed" and done.leaderboard == board
+    ranked = service.leaderboard(
+        board, metric="auc", order="desc", filters={"dataset": "d"}, every_run=False, limit=10
+    )
+    assert [e["job_id"] for e in ranked["entries"]] == [job.id], ranked
+    top = ranked["entries"][0]
+    assert top["metadata"] == {"leaderboard": board, "m": 1}
+    assert top["mlflow_ui_link"] == "http://127.0.0.1:5010/#/experiments/7/runs/run1"
+    assert ranked["metrics"] == ["auc", "loss"]
+    assert service.complete(job.id, {}, {"auc": 1.0}) is None  # once

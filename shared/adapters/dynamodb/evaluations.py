@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.adapters.dynamodb.slots import ATTEMPTS, SLOTS, give_back, take, transact
-from shared.adapters.dynamodb.table import Table, _set_clause, _to_ddb, from_ddb, json_values
+from shared.adapters.dynamodb.table import Table, _set_clause, _to_ddb, from_ddb
 from shared.models import EVALUATION_TERMINAL, Evaluation, Submission, utcnow
 
 COUNTER = "evaluations"
@@ -222,7 +222,7 @@ class DynamoLeaderboards:
                 "PK": f"BOARD#{board}",
                 "SK": f"ENTRY#{entry['job_id']}",
                 "type": "leaderboard_entry",
-                **json_values(dict(entry)),
+                **entry,
             }
         )
 
