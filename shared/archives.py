@@ -217,15 +217,15 @@ def tar_members(
             total += info.size
             if total > max_total:
                 raise InvalidDataset(f"The archive expands beyond {mib(max_total)}")
+            if total > RATIO_FLOOR and total > MAX_RATIO * max(packed, 1):  # before expanding on
+                raise InvalidDataset(
+                    f"The archive expands more than {MAX_RATIO}x (past {mib(total)} from "
+                    f"{mib(packed)}): refused as a bomb"
+                )
             if not _skipped(path):
                 files.append(info)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise InvalidDataset(f"The archive cannot be read as a .tar.gz: {exc}") from None
-    if total > RATIO_FLOOR and total > MAX_RATIO * max(packed, 1):
-        raise InvalidDataset(
-            f"The archive expands {total // max(packed, 1)}x ({mib(total)} from {mib(packed)}): "
-            "refused as a bomb"
-        )
     if not files:
         raise InvalidDataset("The archive contains no files")
     return files

@@ -23,6 +23,7 @@ import logging
 import math
 import secrets
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -60,6 +61,7 @@ WINDOW_S = 3600  # seed 004: submissions per user per hour (a rolling window)
 CONCURRENCY_RETRY_S = 30  # a hint: a slot frees when one of the caller's jobs ends
 LEADERBOARD_ORDER = ("desc", "asc")
 MAX_LOG_LINES_PUSHED = 50
+MAX_METRIC_NAMES = 100  # listed in a ranking: those its rows report
 
 
 @dataclass(frozen=True)
@@ -136,32 +138,37 @@ class EvaluationService:
                 inside = submissions.archive_paths(kind, data, size)
                 data.seek(0)
             else:
-                inside = [name]
+                inside = [(name, size)]
             listed.append((name, inside))
         paths = submissions.tree(listed)
         entry, config = submissions.check_entry(paths, entrypoint, config_file)
         self._check_rate(actor.user_id)  # before the bytes are kept: refusals cost nothing
         sid = new_id()
         kept = []
-        for i, (name, data, size) in enumerate(files):
-            key = keys.submission_file(actor.user_id, sid, i, name)
-            self.uploads.put(key, data.read(), content_type="application/octet-stream")
-            kept.append(SubmissionFile(name=name, size=size, key=key))
-        sub = Submission(
-            id=sid,
-            owner_id=actor.user_id,
-            entrypoint=entry,
-            config_file=config,
-            metadata=meta,
-            leaderboard=board,
-            files=kept,
-            paths=paths,
-            total_bytes=total,
-        )
-        retry_at = self.submissions.create(sub, per_window=self.limits.per_hour, window_s=WINDOW_S)
-        if retry_at is not None:  # another request took the last place meanwhile
+        try:  # whatever stops it from here, the files it kept go
+            for i, (name, data, size) in enumerate(files):
+                key = keys.submission_file(actor.user_id, sid, i, name)
+                self.uploads.put(key, data.read(), content_type="application/octet-stream")
+                kept.append(SubmissionFile(name=name, size=size, key=key))
+            sub = Submission(
+                id=sid,
+                owner_id=actor.user_id,
+                entrypoint=entry,
+                config_file=config,
+                metadata=meta,
+                leaderboard=board,
+                files=kept,
+                paths=paths,
+                total_bytes=total,
+            )
+            retry_at = self.submissions.create(
+                sub, per_window=self.limits.per_hour, window_s=WINDOW_S
+            )
+            if retry_at is not None:  # another request took the last place meanwhile
+                raise self._too_many_submissions(retry_at)
+        except BaseException:
             self.uploads.delete_prefix(keys.submission_prefix(actor.user_id, sid))
-            raise self._too_many_submissions(retry_at)
+            raise
         return sub
 
     def _check_rate(self, user_id: int) -> None:
@@ -249,10 +256,9 @@ class EvaluationService:
         return self.jobs.list(actor.user_id, limit=limit)
 
     def logs(self, actor: Principal, job_id: str) -> str:
-        """The job's log (its owner's only): a timestamped line per line it printed."""
+        """The job's log (its owner's, and an admin's, as its WebSocket topic is): a
+        timestamped line per line it printed."""
         job = self.get(actor, job_id)
-        if job.owner_id != actor.user_id:
-            raise NotFound("Job not found", code="JOB_NOT_FOUND")
         key = keys.evaluation_logs(job.id)
         if not self.artifacts.exists(key):
             raise NotFound("No log for this job yet", code="LOGS_NOT_FOUND")
@@ -325,8 +331,9 @@ class EvaluationService:
         every_run: bool,
         limit: int,
     ) -> dict[str, Any]:
-        """Completed jobs ranked by ``metric`` (``desc``: higher is better), only those
-        whose params match ``filters``; each user's best run unless ``every_run``."""
+        """Completed jobs ranked by ``metric`` (``desc``: higher is better; by default the
+        metric most of them report), only those whose params match ``filters``; each
+        user's best run unless ``every_run``."""
         if order not in LEADERBOARD_ORDER:
             raise InvalidInput("order must be desc or asc", field="order")
         entries = [
@@ -334,12 +341,12 @@ class EvaluationService:
             for e in self.boards.entries(board)
             if all(str(e.get("params", {}).get(k)) == v for k, v in filters.items())
         ]
-        names = sorted({m for e in entries for m in e.get("metrics", {})})
-        metric = metric or (names[0] if names else None)
+        if metric is None:  # the metric most runs report (ties: by name)
+            counts = Counter(m for e in entries for m in e.get("metrics", {}))
+            metric = min(counts, key=lambda m: (-counts[m], m)) if counts else None
         ranked = [e for e in entries if metric is not None and _number(e["metrics"].get(metric))]
-        ranked.sort(
-            key=lambda e: (e["metrics"][metric] * (-1 if order == "desc" else 1), e["finished_at"])
-        )
+        sign = -1 if order == "desc" else 1
+        ranked.sort(key=lambda e: (e["metrics"][metric] * sign, e["finished_at"]))
         if not every_run:
             best: dict[int, dict] = {}
             for e in ranked:
@@ -359,6 +366,7 @@ class EvaluationService:
                     **self.links(e.get("experiment_id"), e.get("run_id")),
                 }
             )
+        names = sorted({m for row in rows for m in row["metrics"]})[:MAX_METRIC_NAMES]
         return {
             "leaderboard": board,
             "metric": metric,

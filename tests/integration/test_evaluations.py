@@ -163,3 +163,32 @@ def test_a_completed_job_ranks_on_its_board(service):
     assert top["mlflow_ui_link"] == "http://127.0.0.1:5010/#/experiments/7/runs/run1"
     assert ranked["metrics"] == ["auc", "loss"]
     assert service.complete(job.id, {}, {"auc": 1.0}) is None  # once
+
+
+def test_a_submission_that_cannot_be_stored_leaves_no_files(service, monkeypatch):
+    me = user()
+
+    def down(*args, **kwargs):
+        raise RuntimeError("the table is unavailable")
+
+    monkeypatch.setattr(service.submissions, "create", down)
+    with pytest.raises(RuntimeError):
+        service.submit(me, files(), "main.py", "config.yaml", None)
+    assert list(service.uploads.keys(f"submissions/{me.user_id}/")) == []
+
+
+def test_the_default_metric_is_the_one_most_runs_report(service):
+    board = f"d{time.time_ns()}"
+    for metrics in ({"auc": 0.9}, {"auc": 0.8, " odd": 1.0}, {"auc": 0.7}):
+        me = user()
+        sid = service.submit(
+            me, files(), "main.py", "config.yaml", f'{{"leaderboard": "{board}"}}'
+        ).id
+        job = service.create_job(me, sid, None)
+        service.begin(job.id)
+        service.complete(job.id, {}, metrics)
+    ranked = service.leaderboard(
+        board, metric=None, order="desc", filters={}, every_run=False, limit=2
+    )
+    assert ranked["metric"] == "auc" and [e["score"] for e in ranked["entries"]] == [0.9, 0.8]
+    assert ranked["metrics"] == [" odd", "auc"]  # what the rows shown report

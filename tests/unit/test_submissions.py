@@ -58,8 +58,10 @@ def test_other_names_are_refused(name):
 
 
 def test_archives_list_their_files_and_refuse_escapes_links_and_bombs():
-    assert s.archive_paths("zip", io.BytesIO(zipped({"pkg/a.py": b"1"})), 10) == ["pkg/a.py"]
-    assert s.archive_paths("tar.gz", io.BytesIO(tgz({"./src/m.py": b"1"})), 10) == ["src/m.py"]
+    assert s.archive_paths("zip", io.BytesIO(zipped({"pkg/a.py": b"1"})), 10) == [("pkg/a.py", 1)]
+    assert s.archive_paths("tar.gz", io.BytesIO(tgz({"./src//m.py": b"12"})), 10) == [
+        ("src/m.py", 2)
+    ]
     with pytest.raises(s.InvalidSubmission, match="Unsafe path"):
         s.archive_paths("tar.gz", io.BytesIO(tgz({"../m.py": b"1"})), 10)
     with pytest.raises(s.InvalidSubmission, match="link"):
@@ -72,12 +74,16 @@ def test_archives_list_their_files_and_refuse_escapes_links_and_bombs():
 
 
 def test_the_tree_refuses_a_path_twice_and_finds_the_entrypoint():
-    paths = s.tree([("main.py", ["main.py"]), ("p.zip", ["pkg/__init__.py", "cfg/c.yaml"])])
+    paths = s.tree(
+        [("main.py", [("main.py", 8)]), ("p.zip", [("pkg/__init__.py", 1), ("cfg/c.yaml", 1)])]
+    )
     assert s.check_entry(paths, "./main.py", "cfg/c.yaml") == ("main.py", "cfg/c.yaml")
     with pytest.raises(s.InvalidSubmission, match="twice"):
-        s.tree([("main.py", ["main.py"]), ("p.zip", ["main.py"])])
+        s.tree([("main.py", [("main.py", 1)]), ("p.zip", [("main.py", 1)])])
     with pytest.raises(s.InvalidSubmission, match="both a file and a folder"):
-        s.tree([("pkg", ["pkg"]), ("p.zip", ["pkg/a.py"])])
+        s.tree([("pkg", [("pkg", 1)]), ("p.zip", [("pkg/a.py", 1)])])
+    with pytest.raises(s.InvalidSubmission, match="unpack to"):  # the whole tree, not each archive
+        s.tree([(f"a{i}.zip", [(f"a{i}/x", s.MAX_TREE_BYTES // 2)]) for i in range(3)])
     with pytest.raises(s.InvalidSubmission, match=r"must end with \.py"):
         s.check_entry(paths, "cfg/c.yaml", "cfg/c.yaml")
     with pytest.raises(s.InvalidSubmission, match="not among"):
@@ -89,7 +95,17 @@ def test_the_tree_refuses_a_path_twice_and_finds_the_entrypoint():
 def test_metadata_is_a_json_object_naming_its_board():
     assert s.parse_metadata(None) == ({}, "default")
     assert s.parse_metadata('{"method": "padim", "leaderboard": "mvtec"}')[1] == "mvtec"
-    for bad in ("[1]", "{", '{"leaderboard": "../x"}', "x" * 20_000):
+    deep = '{"a": ' * 12 + "1" + "}" * 12
+    for bad in (
+        "[1]",
+        "{",
+        '{"leaderboard": "../x"}',
+        "x" * 20_000,
+        "[" * 5000,
+        deep,
+        '{"x": 1e-200}',
+        '{"x": 1' + "0" * 60 + "}",
+    ):
         with pytest.raises(s.InvalidSubmission):
             s.parse_metadata(bad)
 
@@ -110,7 +126,7 @@ def test_unpack_gives_the_tree_the_api_listed(tmp_path):
         [
             (
                 n,
-                [n]
+                [(n, len(b))]
                 if s.kind_of(n) == "py"
                 else s.archive_paths(s.kind_of(n), io.BytesIO(b), len(b)),
             )

@@ -41,7 +41,11 @@ def submit(
     entrypoint: Annotated[str, Form(max_length=300, description="e.g. main.py")],
     config_file: Annotated[str, Form(max_length=300, description="e.g. config.yaml")],
     metadata: Annotated[
-        str | None, Form(description='JSON object, e.g. {"method":"padim"}')
+        str | None,
+        Form(
+            description='JSON object, e.g. {"method":"padim"}; shown on the public leaderboard '
+            'with the results ("leaderboard": "<name>" picks the board)'
+        ),
     ] = None,
 ) -> SubmissionOut:
     """Send code to evaluate: 100 MB in all; archives unpack at the root beside the other
@@ -119,14 +123,14 @@ def leaderboard(
     principal: CurrentUser,
     c: Services,
     metric: Annotated[
-        str | None, Query(max_length=250, description="default: the first by name")
+        str | None, Query(max_length=250, description="default: the metric most runs report")
     ] = None,
     order: Annotated[Literal["desc", "asc"], Query(description="desc: higher is better")] = "desc",
     board: Annotated[
         str, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$", description="metadata.leaderboard")
     ] = "default",
     every_run: Annotated[bool, Query(description="every run, not each user's best")] = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
 ) -> LeaderboardOut:
     """Completed jobs ranked by one metric; filter on params with ``param.<name>=<value>``
     (e.g. ``param.dataset=mvtec_ad``). Public to every signed-in user; code and logs are not."""

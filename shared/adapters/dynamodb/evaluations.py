@@ -21,6 +21,7 @@ from typing import Any
 
 from shared.adapters.dynamodb.slots import ATTEMPTS, SLOTS, give_back, take, transact
 from shared.adapters.dynamodb.table import Table, _set_clause, _to_ddb, from_ddb
+from shared.errors import Conflict
 from shared.models import EVALUATION_TERMINAL, Evaluation, Submission, utcnow
 
 COUNTER = "evaluations"
@@ -107,7 +108,10 @@ class DynamoSubmissions:
             ]
             if transact(self.t, ops) == "ok":
                 return None
-        raise RuntimeError("the submission window kept changing; try again")
+        raise Conflict(
+            "Too many of your submissions arrived at once; send this one again",
+            code="SUBMISSION_BUSY",
+        )
 
 
 class DynamoEvaluations:
