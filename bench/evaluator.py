@@ -1,10 +1,10 @@
 """Evaluator overhead: one small submission (numpy least squares, about a second, printing
 a progress line every few milliseconds) through the evaluator's own machinery -- the
-sandbox (workspace, cgroup, setpriv, prlimit, bwrap, every line captured and stamped),
-metrics.json read and checked, and an MLflow run (experiment, tags, params, metrics) on a
-local SQLite store -- against the same submission run bare (``python main.py --config
-config.yaml --output out``) by the same interpreter, interleaved, after a warm-up of
-each, N pairs. Prints the median ratio and its spread. No AWS: the job's table writes,
+sandbox (workspace and its output tmpfs, cgroup, setpriv, prlimit, bwrap with its seccomp
+filter, every line captured and stamped), metrics.json read and checked, and an MLflow run
+(experiment, tags, params, metrics) on a local SQLite store -- against the same
+submission run bare (``python main.py --config config.yaml --output out``) by the same
+interpreter, interleaved, after a warm-up of each, N pairs. Prints the median ratio and its spread. No AWS: the job's table writes,
 log uploads and pushes are the same whatever the sandbox does, and are left out.
 
     .venv/bin/python bench/evaluator.py [--runs 7 --size 500 --reps 40]

@@ -11,7 +11,8 @@ VPC endpoints (``GATEWAY_ENDPOINTS``, ``INTERFACE_ENDPOINTS``), whose policies a
 Crucible's buckets and table and this account's principals, so no endpoint carries data
 to someone else's account. Each job type has its own role (``_job_role``), which reads no
 secret. The evaluator's container is also hardened: a read-only root filesystem, writable
-scratch only on a volume of its own, and a non-root user.
+scratch only on a tmpfs of its own (bounded by its memory, never the instance's disk), and
+a non-root user.
 
 The evaluator runs each submission in bubblewrap, which needs unprivileged user
 namespaces: Fargate offers none (``user.max_user_namespaces`` is 0 there), and on EC2
@@ -59,9 +60,10 @@ class JobType:
     # limit (shared/adapters/runners.py); the definition's own timeout is the longest class's.
     per_class: bool = False
     # Hardening for jobs that run untrusted code: a read-only root filesystem with these
-    # paths writable (each a volume of the job's own), and a non-root ``uid:gid``.
+    # paths writable (each a tmpfs of the job's own, ``tmpfs_mib`` large, mounted with
+    # ``TMPFS_OPTIONS``), and a non-root ``uid:gid``.
     read_only_root: bool = False
-    scratch: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()
     user: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
     # Docker's default seccomp profile lifted, and every capability in the bounding set:
@@ -75,17 +77,36 @@ class JobType:
 
 # The evaluator's non-root user, the image's own (containers/evaluator/Dockerfile, USER).
 EVALUATOR_USER = "10001"
-# Its one writable path: TMPDIR, HOME and each run's workspace (code, output). On EC2 a
-# volume without a host path is a Docker volume of the job's own, on the instance's disk
-# (the evaluator deletes each run's workspace, ECS the volume when it cleans up the job).
-# Docker fills a new volume from the image, owner and mode included, and the image
-# declares /tmp a VOLUME of mode 1777, so uid 10001 can write there. Not a tmpfs: its pages
-# would count against the job's memory (the class's MiB plus the worker's 512), so the
-# code and output would shrink what the submission may use.
-EVALUATOR_SCRATCH = ("/tmp",)  # noqa: S108 - the container's own volume
+# Its one writable path: TMPDIR, HOME and each run's workspace (code, output). A tmpfs
+# (linuxParameters), not a volume on the instance's disk: a submission could fill that
+# disk in milliseconds (fallocate reserves gigabytes without writing them), and with it
+# every other job on the instance. A tmpfs's pages are charged to the memory cgroup of
+# whoever writes them, so what the job keeps there counts against its own memory (the
+# class's MiB plus the worker's EVALUATION_WORKER_MIB), never beyond it; its size
+# (``tmpfs_mib``) is only a second bound. The cost: the code and output a run keeps
+# there shrink what the submission may use.
+EVALUATOR_TMPFS = ("/tmp",)  # noqa: S108 - the container's own tmpfs
+# How each such tmpfs is mounted (ECS's tmpfs mountOptions, as Docker's --tmpfs takes
+# them): anyone may write, only a file's owner delete (1777: the worker is uid 10001 and
+# the image declares no VOLUME there), no setuid or device files, and nothing executed
+# from it (Docker's default for a tmpfs, said here so that the template shows it: the
+# submission's code is Python read by the image's interpreter, and its /code and /out,
+# bound from here, are noexec in the sandbox too, so it loads no native library of its own).
+TMPFS_OPTIONS = ("rw", "nosuid", "nodev", "noexec", "mode=1777")
 # Batch's own time limit backs up the evaluator's: its class's seconds plus this margin,
 # as BatchJobRunner.submit sets it per job.
 CLASS_TIMEOUT_MARGIN_S = 300
+
+
+def tmpfs_mib(env: EnvironmentConfig, job: JobType) -> int:
+    """The size of each of ``job``'s tmpfs mounts: the most memory any job of its type
+    may be given (a leaderboard job's largest class), so the size gives no room beyond
+    memory; the job's memory cgroup (its own class's MiB plus the worker's) bounds what a
+    tmpfs holds first. No larger either: ECS may count a tmpfs's size when it places a job."""
+    if job.per_class:
+        return max(c.memory_mib for c in env.classes.values())
+    return job.memory_mib
+
 
 JOBS = (
     JobType(
@@ -106,12 +127,12 @@ JOBS = (
         command=("--job-id", "Ref::job_id"),  # the ENTRYPOINT: python -m crucible_evaluator
         per_class=True,
         read_only_root=True,
-        scratch=EVALUATOR_SCRATCH,
+        tmpfs=EVALUATOR_TMPFS,
         user=EVALUATOR_USER,
         privileged=True,  # user namespaces for bubblewrap (module doc)
         # The image names its submissions' interpreter (CRUCIBLE_SANDBOX_PYTHON) itself.
         environment=(
-            ("TMPDIR", "/tmp"),  # noqa: S108 - the job's own volume (EVALUATOR_SCRATCH)
+            ("TMPDIR", "/tmp"),  # noqa: S108 - the job's own tmpfs (EVALUATOR_TMPFS)
             ("HOME", "/tmp"),  # noqa: S108 - the root filesystem is read-only
         ),
     ),
@@ -503,13 +524,7 @@ class Batch(Construct):
             user=job.user,
             privileged=job.privileged or None,
             gpu=job.gpus or None,
-            # Writable paths, each a Docker volume of the job's own (EVALUATOR_SCRATCH).
-            volumes=[
-                batch.HostVolume(
-                    name=path.strip("/").replace("/", "-"), container_path=path, readonly=False
-                )
-                for path in job.scratch
-            ],
+            linux_parameters=self._tmpfs(env, job),
         )
         timeout = (
             cdk.Duration.seconds(
@@ -518,7 +533,7 @@ class Batch(Construct):
             if job.per_class
             else cdk.Duration.hours(env.job_timeout_hours)
         )
-        return batch.EcsJobDefinition(
+        definition = batch.EcsJobDefinition(
             self,
             f"{job.name}Definition",
             job_definition_name=names.job_definition(job.name),
@@ -531,3 +546,20 @@ class Batch(Construct):
             ],
             parameters={"job_id": "unset"},  # SubmitJob sets it; the command passes Ref::job_id
         )
+        # The L2's TmpfsMountOption names an option but cannot give it a value ("mode", not
+        # "mode=1777"), so the options are set on the template itself.
+        cfn = definition.node.default_child
+        for i, _ in enumerate(job.tmpfs):
+            cfn.add_property_override(
+                f"ContainerProperties.LinuxParameters.Tmpfs.{i}.MountOptions", list(TMPFS_OPTIONS)
+            )
+        return definition
+
+    def _tmpfs(self, env: EnvironmentConfig, job: JobType) -> batch.LinuxParameters | None:
+        """The job's writable paths (``job.tmpfs``), each a tmpfs of ``tmpfs_mib``."""
+        if not job.tmpfs:
+            return None
+        linux = batch.LinuxParameters(self, f"{job.name}LinuxParameters")
+        size = cdk.Size.mebibytes(tmpfs_mib(env, job))
+        linux.add_tmpfs(*(batch.Tmpfs(container_path=path, size=size) for path in job.tmpfs))
+        return linux

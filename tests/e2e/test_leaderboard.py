@@ -19,6 +19,7 @@ import zipfile
 import httpx
 import pytest
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import Client
 
@@ -323,7 +324,7 @@ def test_another_users_jobs_and_submissions_are_not_theirs(stack, seed):
         ) as ws:
             await ws.recv()
 
-    with pytest.raises(websockets.exceptions.InvalidStatus):
+    with pytest.raises(InvalidStatus):
         asyncio.run(follow())
     assert seed.get("/jobs/nonexistent1/status").status_code == 404
     assert seed.get("/jobs/../../etc/status").status_code == 404

@@ -14,13 +14,18 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
 from infra.config import ConfigError, load  # noqa: E402
-from infra.constructs.batch import EVALUATOR_USER, JOBS, JobType  # noqa: E402
+from infra.constructs.batch import EVALUATOR_USER, JOBS, JobType, tmpfs_mib  # noqa: E402
 from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE  # noqa: E402
 from shared.adapters.dynamodb.jobs import active_key  # noqa: E402
 from shared.adapters.dynamodb.table import TABLE_SCHEMA  # noqa: E402
 from shared.events import TOPIC_RE  # noqa: E402
 from shared.routing import ROUTES  # noqa: E402
-from shared.settings import DEFAULT_RESOURCE_CLASSES, ResourceNames  # noqa: E402
+from shared.settings import (  # noqa: E402
+    DEFAULT_RESOURCE_CLASSES,
+    EVALUATION_WORKER_MIB,
+    ResourceNames,
+    parse_resource_classes,
+)
 from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.infra
@@ -727,7 +732,7 @@ def test_evaluator_job_definition(synth, env):
     # the API sets each job's own (its class's seconds + 300, BatchJobRunner.submit).
     assert job["Timeout"] == {"AttemptDurationSeconds": 3600 + 300}
     c = job["ContainerProperties"]
-    # after the image's ENTRYPOINT (python -m crucible_evaluator): Batch fills in Ref::job_id
+    # after the image's ENTRYPOINT (/opt/worker/bin/python -m crucible_evaluator): Batch fills in Ref::job_id
     assert c["Command"] == ["--job-id", "Ref::job_id"]
     assert _image_dockerfile(synth, env, c["Image"]) == "containers/evaluator/Dockerfile"
     # the seed's small class by default; SubmitJob overrides both with the job's class
@@ -740,11 +745,21 @@ def test_evaluator_job_definition(synth, env):
     assert c["Privileged"] is True
     assert c["ReadonlyRootFilesystem"] is True
     assert c["User"] == EVALUATOR_USER and c["User"].split(":")[0] not in ("0", "root")
-    # /tmp: a Docker volume of the job's own (no host path), filled from the image's VOLUME
-    # (mode 1777), so uid 10001 writes there; on disk, not counted against its memory
-    assert c["Volumes"] == [{"Name": "tmp", "Host": {}}]
-    assert c["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}]
-    assert "LinuxParameters" not in c  # no tmpfs, devices or shared memory of the host
+    # /tmp: a tmpfs of the job's own, never the instance's disk (which a submission could
+    # fill for every job there); writable by uid 10001 (1777, sticky), no setuid, devices
+    # or executables; as large as the largest class's memory, which its pages count against
+    assert "Volumes" not in c and "MountPoints" not in c  # nothing on the instance's disk
+    largest = max(k.memory_mib for k in parse_resource_classes(RESOURCE_CLASSES).values())
+    assert largest == 4096  # the seed's medium class
+    assert c["LinuxParameters"] == {  # no devices, shared memory or swap of the host
+        "Tmpfs": [
+            {
+                "ContainerPath": "/tmp",
+                "Size": largest,
+                "MountOptions": ["rw", "nosuid", "nodev", "noexec", "mode=1777"],
+            }
+        ]
+    }
     assert "FargatePlatformConfiguration" not in c and "NetworkConfiguration" not in c
     variables = {v["Name"]: v["Value"] for v in c["Environment"]}
     names = ResourceNames.for_stage(env)
@@ -1065,10 +1080,9 @@ def test_image_contexts_leave_out_local_environments(synth):
 
 def test_the_evaluator_image_matches_its_job_definition():
     """What the definition assumes of containers/evaluator/Dockerfile: the command is the
-    arguments after its ENTRYPOINT, its user is the definition's, and each writable path
-    is a VOLUME there, which is how the job's Docker volume gets the image's owner and mode
-    (/tmp: 1777; else an empty volume is root's, 0755, and the non-root worker cannot
-    write its TMPDIR)."""
+    arguments after its ENTRYPOINT, its user is the definition's, and no writable path is
+    a VOLUME there: each is the job's tmpfs (its mode, 1777, from the mount's options), and
+    a VOLUME would put it back on the instance's disk wherever the tmpfs is not mounted."""
     (job,) = [j for j in JOBS if j.name == "evaluator"]
     text = (ROOT / job.folder / "Dockerfile").read_text()
     lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
@@ -1078,20 +1092,34 @@ def test_the_evaluator_image_matches_its_job_definition():
         assert found, f"{job.folder}/Dockerfile has no {instruction}"
         return found[-1]
 
-    assert json.loads(last("ENTRYPOINT")) == ["python", "-m", "crucible_evaluator"]
+    assert json.loads(last("ENTRYPOINT")) == ["/opt/worker/bin/python", "-m", "crucible_evaluator"]
     assert job.command == ("--job-id", "Ref::job_id")
     assert last("USER") == job.user == EVALUATOR_USER
     volumes = {
-        v
+        v.rstrip("/") or "/"
         for line in lines
-        if line.startswith("VOLUME ")
+        if line.upper().startswith("VOLUME ")
         for v in (
             json.loads(line.split(None, 1)[1])
             if line.split(None, 1)[1].startswith("[")
             else line.split()[1:]
         )
     }
-    missing = set(job.scratch) - volumes
-    assert not missing, f"declare VOLUME {sorted(missing)} in {job.folder}/Dockerfile"
-    # the mode the job's volume takes from the image: anyone may write, only owners delete
-    assert any(re.search(r"chmod 1777 /tmp\b", line) for line in lines)
+    assert job.tmpfs == ("/tmp",)
+    declared = volumes & set(job.tmpfs)
+    assert not declared, f"{job.folder}/Dockerfile declares VOLUME {sorted(declared)}: drop it"
+
+
+def test_the_evaluator_tmpfs_follows_the_resource_classes():
+    """The tmpfs's size is the largest configured class's memory, whatever the classes:
+    never more than a job of the largest class may use (its memory limit is that plus the
+    worker's share), so the memory cgroup bounds what it holds either way."""
+    (job,) = [j for j in JOBS if j.name == "evaluator"]
+    envs = load({"seed": {}, "custom": {"resource_classes": "tiny=60:512:1,big=600:12288:4"}})
+    assert tmpfs_mib(envs["seed"], job) == 4096
+    assert tmpfs_mib(envs["custom"], job) == 12288
+    for env in envs.values():
+        most = max(c.memory_mib for c in env.classes.values())
+        assert tmpfs_mib(env, job) == most < most + EVALUATION_WORKER_MIB
+    (trainer,) = [j for j in JOBS if j.name == "trainer"]
+    assert not trainer.tmpfs and tmpfs_mib(envs["seed"], trainer) == trainer.memory_mib

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -249,7 +251,7 @@ def test_writes_only_to_its_output_and_private_tmp():
     r = run(
         WRITE_METRICS
         + f"""
-import json
+import json, os
 tried = {{}}
 for path in ["/code/main.py", "/code/new.py", "/usr/{marker}", "/{marker}", "/etc/{marker}",
              "/tmp/{marker}", "/out/note.txt"]:
@@ -265,6 +267,7 @@ try:
     tried["big"] = "written"
 except OSError as exc:
     tried["big"] = exc.strerror
+os.remove("/out/big.bin")  # its first MiB: the whole output budget
 print(json.dumps(tried))
 report(ok=1)
 """
@@ -470,3 +473,279 @@ def test_stop_kills_a_running_sandbox():
     assert outcome.error == "Stopped by the test"
     assert time.monotonic() - started < 10
     assert lines == ["up"]
+
+
+# --- the output directory's bound, the kernel's surface, the OOM killer's pick ----------
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the worker is root here only")
+
+
+def test_fallocate_cannot_reserve_past_the_output_budget():
+    """posix_fallocate reserved 3.2 GiB in 17 ms: now fallocate is refused (EOPNOTSUPP, so
+    glibc writes the blocks) and the writes stop at the output directory's budget."""
+    limits = Limits(seconds=30, memory_mib=512, vcpu=1, log_bytes=MIB, file_bytes=8 * MIB)
+    r = run(
+        """
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("/out/raw", os.O_CREAT | os.O_WRONLY, 0o600)
+raw = libc.syscall(285, fd, 0, ctypes.c_long(0), ctypes.c_long(1 << 30))  # fallocate, 1 GiB
+raw = os.strerror(ctypes.get_errno()) if raw < 0 else "allowed"
+os.close(fd)
+n, error = 0, None
+try:
+    while n < 400:  # at most 400 x 8 MiB = 3.2 GiB
+        fd = os.open(f"/out/f{n}", os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, 8 * 1024 * 1024)
+        finally:
+            os.close(fd)
+        n += 1
+except OSError as exc:
+    error = exc.strerror
+st = os.statvfs("/out")
+print(json.dumps({"raw": raw, "files": n, "error": error,
+                  "used": (st.f_blocks - st.f_bfree) * st.f_frsize}))
+""",
+        limits,
+    )
+    report = r.report()
+    assert report["raw"] == "Operation not supported", report
+    assert report["files"] <= 1 and report["error"] is not None, report
+    assert r.outcome.error == "Wrote more than 8 MiB to its output directory"
+    if os.geteuid() == 0:  # its own tmpfs: never more than the budget and a page
+        assert report["error"] == "No space left on device"
+        assert report["used"] <= 8 * MIB + 4096
+
+
+@ROOT_ONLY
+def test_the_output_tmpfs_refuses_writes_past_its_size():
+    r = run(
+        """
+import json, os
+st = os.statvfs("/out")
+written, error = 0, None
+try:
+    for i in range(10):
+        with open(f"/out/part-{i}", "wb") as f:
+            for _ in range(8):
+                f.write(b"x" * 65536)
+                f.flush()
+                written += 65536
+except OSError as exc:
+    error = exc.strerror
+print(json.dumps({"size": st.f_blocks * st.f_frsize, "inodes": st.f_files,
+                  "written": written, "error": error}))
+"""
+    )
+    report = r.report()
+    assert report["size"] == MIB + 4096  # its budget (1 MiB) and a page
+    assert report["inodes"] == 10_002  # 10,000 entries, its root and one more
+    assert report["error"] == "No space left on device"
+    assert MIB <= report["written"] <= MIB + 4096
+    assert r.outcome.error == "Wrote more than 1 MiB to its output directory"
+
+
+def test_the_kernel_surface_is_filtered():
+    """seccomp: io_uring, unshare, keyrings, bpf, x32 numbers refused, clone3 'missing'
+    (glibc falls back to clone: threads and subprocesses still work); the OOM killer's
+    first pick; /tmp and /dev/shm half its memory each."""
+    r = run(
+        """
+import ctypes, json, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(256)
+def call(nr, *args):
+    ret = libc.syscall(nr, *args)
+    return os.strerror(ctypes.get_errno()) if ret < 0 else "allowed"
+seen = {
+    "io_uring_setup": call(425, 8, buf),
+    "unshare(0)": call(272, 0),
+    "unshare(CLONE_NEWUSER)": call(272, 0x10000000),
+    "keyctl": call(250, 0, -3, 0),
+    "bpf": call(321, 0, buf, 48),
+    "userfaultfd": call(323, 0),
+    "x32 getpid": call(0x40000000 | 39),
+    "personality(ADDR_NO_RANDOMIZE)": call(135, 0x0040000),
+    "clone3": call(435, buf, 88),
+}
+seen["personality query"] = call(135, 0xFFFFFFFF)
+t = threading.Thread(target=seen.__setitem__, args=("thread", "ran"))
+t.start(); t.join()
+seen["subprocess"] = subprocess.run(["/bin/echo", "ran"], capture_output=True, text=True).stdout
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+seen["seccomp"] = status["Seccomp"].strip()
+seen["oom_score_adj"] = open("/proc/self/oom_score_adj").read().strip()
+for d in ("/tmp", "/dev/shm"):
+    st = os.statvfs(d)
+    seen[d] = st.f_blocks * st.f_frsize
+print(json.dumps(seen))
+"""
+    )
+    assert r.outcome.ok, r.lines
+    seen = r.report()
+    for name in (
+        "io_uring_setup",
+        "unshare(0)",
+        "unshare(CLONE_NEWUSER)",
+        "keyctl",
+        "bpf",
+        "userfaultfd",
+        "x32 getpid",
+        "personality(ADDR_NO_RANDOMIZE)",
+    ):
+        assert seen[name] == "Operation not permitted", (name, seen)
+    assert seen["clone3"] == "Function not implemented"
+    assert seen["personality query"] == "allowed"
+    assert seen["thread"] == "ran" and seen["subprocess"] == "ran\n"
+    assert seen["seccomp"] == "2" and seen["oom_score_adj"] == "1000"
+    assert seen["/tmp"] == seen["/dev/shm"] == LIMITS.memory_mib * MIB // 2
+
+
+def test_torch_numpy_and_sklearn_still_run():
+    limits = Limits(seconds=60, memory_mib=2048, vcpu=1, log_bytes=MIB, file_bytes=MIB)
+    r = run(
+        WRITE_METRICS
+        + """
+import numpy, sklearn.linear_model, torch
+x = numpy.arange(6.0).reshape(3, 2)
+fit = sklearn.linear_model.LinearRegression().fit(x, x[:, 0])
+report(torch=torch.ones(3).sum().item(), sklearn=float(fit.coef_.sum()))
+""",
+        limits,
+    )
+    if "No module named 'torch'" in " ".join(line for _, line in r.lines):
+        pytest.skip(f"{PYTHON} has no torch (`make` builds .sandbox/ with it)")
+    assert r.outcome.ok, r.lines[-5:]
+    assert r.metrics[1]["torch"] == 3.0
+    assert abs(r.metrics[1]["sklearn"] - 1.0) < 1e-9
+
+
+@ROOT_ONLY
+def test_the_oom_killer_picks_the_submission_over_the_worker():
+    """As in AWS: no cgroup of its own, the container's limit shared with a worker that
+    holds more memory than the submission does; the kernel kills the submission."""
+    from crucible_evaluator.cgroups import CGROUP_ROOT, own_cgroups
+
+    own = own_cgroups()
+    if "memory" not in own or not (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+        pytest.skip("no cgroup v1 memory controller to play the container")
+    container = CGROUP_ROOT / "memory" / own["memory"].lstrip("/") / f"oom-test-{os.getpid()}"
+    container.mkdir()
+    try:
+        (container / "memory.limit_in_bytes").write_text(str(640 * MIB))
+        worker = f"""
+import json, os, sys
+sys.path[:0] = {[str(ROOT), str(ROOT / "containers" / "evaluator")]!r}
+from crucible_evaluator.sandbox import Limits, Sandbox, isolate_mounts, probe
+assert isolate_mounts()  # as the evaluator does: its output tmpfs goes with it, killed or not
+ballast = bytearray(400 * 1024 * 1024)
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1
+limits = Limits(seconds=30, memory_mib=256, vcpu=1, log_bytes=1 << 20, file_bytes=1 << 29)
+with Sandbox(probe({PYTHON!r}), limits, name="oom-{os.getpid()}", use_cgroup=False) as box:
+    (box.code / "main.py").write_text(
+        "import os\\n"
+        "with open('/dev/shm/fill', 'wb') as f:\\n"
+        "    try:\\n"
+        "        for _ in range(1024): f.write(b'x' * (1 << 20)); f.flush()\\n"
+        "    except OSError as exc: print('shm', exc.strerror, flush=True)\\n"
+        "block = bytearray(300 * 1024 * 1024)\\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\\n"
+        "print('survived')\\n"
+    )
+    lines = []
+    outcome = box.run("main.py", "main.py", lambda s, line: lines.append(line))
+print(json.dumps({{"error": outcome.error, "lines": lines}}))
+"""
+        proc = subprocess_in(container, [sys.executable, "-c", worker])
+    finally:
+        with contextlib.suppress(OSError):
+            container.rmdir()
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # the worker lived
+    said = json.loads(proc.stdout.splitlines()[-1])
+    assert "shm No space left on device" in said["lines"]  # /dev/shm: half its memory
+    assert said["error"] == "Ran out of memory (limit 256 MiB): killed", said
+    assert "survived" not in said["lines"]
+
+
+def subprocess_in(cgroup: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside ``cgroup`` (entered before it starts)."""
+    return subprocess.run(
+        ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# --- workspaces ---------------------------------------------------------------------------
+@ROOT_ONLY
+def test_removing_a_workspace_never_chmods_through_a_link():
+    """A non-root worker (AWS) removes what its sandbox left, as the same uid: a folder
+    made read-only or unreadable is opened up, a link's target is never touched."""
+    from crucible_evaluator.sandbox import _remove_tree
+
+    uid = 1_999_999_000 + os.getpid() % 1000
+    base = Path(tempfile.mkdtemp(prefix="crucible-rmtree-"))
+    try:
+        base.chmod(0o1777)  # as TMPDIR is
+        target = base / "worker-file"
+        target.write_text("the worker's")
+        ws = base / "ws"
+        (ws / "locked").mkdir(parents=True)
+        (ws / "locked" / "link").symlink_to(target)
+        (ws / "hidden" / "deep").mkdir(parents=True)
+        (ws / "hidden" / "deep" / "f").write_text("x")
+        for p in (target, ws, ws / "locked", ws / "hidden", ws / "hidden" / "deep"):
+            os.chown(p, uid, uid)
+        os.lchown(ws / "locked" / "link", uid, uid)
+        os.chown(ws / "hidden" / "deep" / "f", uid, uid)
+        target.chmod(0o600)
+        (ws / "locked").chmod(0o500)  # its link cannot be unlinked by its owner as it is
+        (ws / "hidden").chmod(0o000)
+        pid = os.fork()
+        if pid == 0:  # the worker's uid, no capabilities
+            code = 1
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                _remove_tree(ws)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not ws.exists()
+        assert target.stat().st_mode & 0o777 == 0o600  # not chmodded through the link
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@ROOT_ONLY
+def test_stale_workspaces_are_removed_with_their_mounts():
+    from crucible_evaluator.sandbox import _mount_output, remove_stale_workspaces
+
+    tmp = Path(tempfile.mkdtemp(prefix="crucible-stale-"))
+    outside = Path(tempfile.mkdtemp(prefix="crucible-outside-"))
+    try:
+        (outside / "keep").write_text("x")
+        old, new = tmp / "crucible-eval-old", tmp / "crucible-eval-new"
+        (old / "out").mkdir(parents=True)
+        new.mkdir()
+        assert _mount_output(old / "out", MIB, 12345)
+        (old / "out" / "f").write_text("x")
+        (old / "link").symlink_to(outside)
+        (tmp / "crucible-worker-link").symlink_to(outside)
+        hour_ago = time.time() - 3600
+        os.utime(old, (hour_ago, hour_ago))
+        os.utime(tmp / "crucible-worker-link", (hour_ago, hour_ago), follow_symlinks=False)
+        removed = remove_stale_workspaces(1800, tmp=str(tmp))
+        assert removed == [str(old)]
+        assert not old.exists() and new.exists()
+        assert str(old) not in Path("/proc/self/mountinfo").read_text()
+        assert (outside / "keep").exists() and (tmp / "crucible-worker-link").is_symlink()
+    finally:
+        for p in (tmp, outside):
+            shutil.rmtree(p, ignore_errors=True)

@@ -1,5 +1,6 @@
 """metrics.json, as the evaluator reads it: the seed's contract checked, every refusal
-naming what to fix, and the file read without trusting it (no links, no FIFOs, a size cap)."""
+naming what to fix, and the file read without trusting it (no links, no FIFOs, a size cap);
+and the job's log around its final state, which followers hear last."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ def test_params_may_be_left_out_and_numbers_become_floats():
     assert params == {}
     assert metrics == {"acc": 1.0, "val/loss": 0.5, "top-1 acc:test": 0.0025, "neg": -3.0}
     assert all(type(v) is float for v in metrics.values())
+
+
+def test_numbers_and_names_at_the_edges_are_kept():
+    edge = {"zero": 0, "tiny": -1e-130, "huge": 9.99e125, "digits": 10**38 - 1}
+    params, metrics = validate(
+        {"params": {**edge, "s": "x" * 500}, "metrics": {**edge, " a:b/c-d.e": 1, ".5": 2}}
+    )
+    assert params["digits"] == 10**38 - 1 and params["tiny"] == -1e-130
+    assert metrics["huge"] == 9.99e125 and metrics["zero"] == 0.0
+    assert set(metrics) == {*edge, " a:b/c-d.e", ".5"}
 
 
 def test_params_keep_strings_numbers_and_booleans():
@@ -71,6 +82,29 @@ def test_params_keep_strings_numbers_and_booleans():
         ({"metrics": {"": 1}}, 'metric name "" is not allowed'),
         ({"params": {f"p{i}": i for i in range(101)}, "metrics": {"a": 1}}, "at most 100"),
         ({"metrics": {f"m{i}": i for i in range(101)}}, "has 101 entries: at most 100"),
+        # names MLflow would refuse, or keep as another path than written
+        ({"metrics": {"a/": 1}}, 'metric name "a/" is not allowed: no empty'),
+        ({"metrics": {"./a": 1}}, 'metric name "./a" is not allowed: no empty'),
+        ({"metrics": {"a//b": 1}}, 'metric name "a//b" is not allowed: no empty'),
+        ({"metrics": {"a/./b": 1}}, 'metric name "a/./b" is not allowed'),
+        ({"metrics": {"a/..": 1}}, 'metric name "a/.." is not allowed'),
+        ({"metrics": {".": 1}}, 'metric name "." is not allowed'),
+        ({"params": {"..": 1}, "metrics": {"a": 1}}, 'param name ".." is not allowed'),
+        ({"metrics": {" ": 1}}, 'metric name " " is not allowed: it needs a letter or a digit'),
+        ({"metrics": {"-": 1}}, "it needs a letter or a digit"),
+        ({"params": {"_:.": 1}, "metrics": {"a": 1}}, "it needs a letter or a digit"),
+        # numbers the leaderboard (DynamoDB) cannot store
+        ({"metrics": {"m": 1e200}}, 'metric "m" is 1e+200: numbers must be 0 or of a magnitude'),
+        ({"metrics": {"m": -1e126}}, 'metric "m" is -1e+126: numbers must be 0'),
+        ({"metrics": {"m": 1e-200}}, 'metric "m" is 1e-200: numbers must be 0'),
+        ({"metrics": {"m": 10**38}}, 'metric "m" is 1' + "0" * 38 + "... (39 digits)"),
+        ({"params": {"p": 10**60}, "metrics": {"a": 1}}, "(61 digits): integers may have at most"),
+        ({"params": {"p": 1e-131}, "metrics": {"a": 1}}, 'param "p" is 1e-131: numbers must'),
+        ({"params": {"p": -1e200}, "metrics": {"a": 1}}, 'param "p" is -1e+200'),
+        (
+            {"params": {f"p{i}": "v" * 400 for i in range(21)}, "metrics": {"a": 1}},
+            "as JSON: at most 8 KiB in all",
+        ),
     ],
 )
 def test_what_breaks_the_contract_is_refused_with_the_reason(doc, error):
@@ -129,3 +163,125 @@ def test_a_file_past_the_cap_is_not_read(tmp_path):
     big = json.dumps({"metrics": {"a": 1}, "params": {}}) + " " * MAX_BYTES
     with pytest.raises(InvalidMetrics, match="larger than 1024 KiB"):
         read_metrics(write(tmp_path, big))
+
+
+# --- the job's log around its final state (crucible_evaluator.joblog, entrypoint._end) ---
+class Followers:
+    """A stand-in for the evaluation service: what followers hear, in order."""
+
+    def __init__(self, ended: bool = False) -> None:
+        self.heard: list[str] = []
+        self.saved = b""
+        self.ended = ended
+
+    def save_logs(self, _job_id: str, text: bytes) -> None:
+        self.saved = text
+
+    def publish_logs(self, _job: object, _seq: int, lines: list[str]) -> None:
+        self.heard += [line.split("] ", 1)[1] for line in lines]
+
+    def end(self, status: str):
+        if self.ended:
+            return None  # the service's conditional write: it had ended already
+        self.ended = True
+        self.heard.append(f"status: {status}")
+        return status
+
+
+def joblog(followers: Followers, **kw):
+    from types import SimpleNamespace
+
+    from crucible_evaluator.joblog import JobLog
+
+    job = SimpleNamespace(id="job1")
+    return JobLog(followers, job, ended=lambda: followers.ended, **kw)  # type: ignore[arg-type]
+
+
+def test_followers_hear_the_last_lines_then_the_final_state_last():
+    from crucible_evaluator.entrypoint import _end
+
+    followers = Followers()
+    log = joblog(followers).start()
+    log.add("Metrics: auc=0.9")
+    log.add("Job completed")
+    assert _end(log, lambda: followers.end("completed")) == "completed"
+    assert followers.heard == ["Metrics: auc=0.9", "Job completed", "status: completed"]
+    assert followers.saved.endswith(b"Job completed\n")
+
+
+def test_a_job_ended_meanwhile_gets_its_log_saved_not_pushed():
+    from crucible_evaluator.entrypoint import _end
+
+    followers = Followers(ended=True)  # cancelled: followers heard "cancelled" already
+    log = joblog(followers).start()
+    log.add("Stopped: the job was cancelled or its evaluator was stopped (SIGTERM)")
+    assert _end(log, lambda: followers.end("failed")) is None
+    assert followers.heard == []
+    assert b"Stopped: the job was cancelled" in followers.saved
+
+
+def test_the_log_thread_stops_pushing_once_the_job_has_ended():
+    import time
+
+    followers = Followers()
+    log = joblog(followers, push_every=0.02, save_every=0.02).start()
+    log.add("first")
+    deadline = time.monotonic() + 5
+    while not followers.heard and time.monotonic() < deadline:
+        time.sleep(0.01)
+    followers.end("cancelled")  # the API cancelled it: its state is the last word
+    log.add("after the cancel")
+    time.sleep(0.2)
+    assert followers.heard == ["first", "status: cancelled"]
+    log.close(push=False)
+    assert followers.saved.endswith(b"after the cancel\n")  # saved, never pushed
+
+
+# --- the sandbox's seccomp filter, run by a small classic-BPF interpreter -----------------
+def run_filter(program: bytes, arch: int, nr: int, arg0: int = 0) -> int:
+    """What the kernel would do with this system call: the filter's return value."""
+    import struct
+
+    insns = [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
+    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, 0, 0, 0, 0, 0)
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        if code == 0x20:  # ld [k]
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code == 0x06:  # ret k
+            return k
+        else:
+            taken = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += jt if taken else jf
+        pc += 1
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_seccomp_filter_refuses_what_it_lists_and_allows_the_rest(machine):
+    import errno
+
+    from crucible_evaluator import seccomp
+
+    program = seccomp.program(machine)
+    arch, nr, x32 = seccomp.ARCHES[machine]
+    assert program is not None and len(program) % 8 == 0
+    eperm = seccomp.RET_ERRNO | errno.EPERM
+    for name in seccomp.DENIED:
+        assert run_filter(program, arch, nr[name]) == eperm, name
+    assert run_filter(program, arch, nr["clone3"]) == seccomp.RET_ERRNO | errno.ENOSYS
+    assert run_filter(program, arch, nr["fallocate"]) == seccomp.RET_ERRNO | errno.EOPNOTSUPP
+    assert run_filter(program, arch, nr["personality"], 0xFFFFFFFF) == seccomp.RET_ALLOW
+    assert run_filter(program, arch, nr["personality"], 0) == seccomp.RET_ALLOW
+    assert run_filter(program, arch, nr["personality"], 0x0040000) == eperm
+    thread = 0x3D0F00  # what glibc's pthread_create passes: no namespace flag
+    assert run_filter(program, arch, nr["clone"], thread) == seccomp.RET_ALLOW
+    for flag in (seccomp.CLONE_NEWUSER, seccomp.CLONE_NEWNET, seccomp.CLONE_NEWNS):
+        assert run_filter(program, arch, nr["clone"], 0x11 | flag) == eperm
+    for allowed in (0, 1, 3, 60, 200, 424):  # read, write, close, exit... (either table)
+        if allowed not in nr.values():
+            assert run_filter(program, arch, allowed) == seccomp.RET_ALLOW, allowed
+    assert run_filter(program, 0x40000003, 1) == seccomp.RET_KILL_PROCESS  # i386
+    if x32:
+        assert run_filter(program, arch, 0x40000000 | 1) == eperm
+    assert seccomp.program("sparc64") is None

@@ -8,6 +8,14 @@ its MLflow run) or ``failed`` with the reason: a limit, an exit status, a bad
 ``metrics.json``, a missing protection, or the evaluator's own error. Whatever happens,
 the job ends.
 
+The job's log is saved and its last lines pushed before its final state, which is the
+last thing its followers hear; a job that has ended meanwhile (a cancel, the sweeper)
+gets no more pushes, its log is only saved.
+
+At start (as root) it removes the workspaces of runs killed long ago (a SIGKILLed
+evaluator's) and takes a private mount namespace, so that its sandboxes' output tmpfs
+go with it whatever happens.
+
 Exit status: 0 once the job has ended (however the submission did), 1 when the
 evaluator itself failed, 143 on SIGTERM (a cancel, or the runner stopping it: the
 sandbox is killed and the job failed, unless it had ended already, then 0)."""
@@ -18,15 +26,23 @@ import argparse
 import logging
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from crucible_evaluator.joblog import JobLog
 from crucible_evaluator.outputs import InvalidMetrics, Metrics, Params, read_metrics
-from crucible_evaluator.sandbox import Limits, Sandbox, SandboxUnavailable, probe
+from crucible_evaluator.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxUnavailable,
+    isolate_mounts,
+    probe,
+    remove_stale_workspaces,
+)
 from crucible_evaluator.tracking import Tracking
 from shared.errors import CrucibleError
-from shared.models import Evaluation, Submission
+from shared.models import EVALUATION_TERMINAL, Evaluation, Submission
 from shared.services.evaluations import EvaluationService
 from shared.settings import Settings, load_settings
 from shared.submissions import unpack
@@ -34,6 +50,7 @@ from shared.wiring import Container, build
 
 log = logging.getLogger("crucible.evaluator")
 INTERRUPTED = 128 + signal.SIGTERM
+STALE_AFTER_S = 3600  # a workspace older than the longest class and this is a dead run's
 
 
 class JobFailed(Exception):
@@ -50,10 +67,13 @@ class StopOnSigterm:
     def __init__(self) -> None:
         self.requested = False
         self.box: Sandbox | None = None
+        self.joblog: JobLog | None = None
         signal.signal(signal.SIGTERM, self)
 
     def __call__(self, _signum: int, _frame: FrameType | None) -> None:
         self.requested = True
+        if self.joblog is not None:  # a cancel, or the sweeper: the job ends (or has ended)
+            self.joblog.silence()
         if self.box is not None:
             self.box.stop("Stopped: the job was cancelled or its evaluator was stopped")
 
@@ -70,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopOnSigterm()
 
     settings = load_settings()
+    _prepare(settings)
     c = build(settings)
     svc = c.evaluations
     started = svc.begin(args.job_id)
@@ -77,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("job %s has ended already (or does not exist): nothing to run", args.job_id)
         return 0
     job, sub = started
-    joblog = JobLog(svc, job).start()
+
+    def ended() -> bool:
+        now = svc.jobs.get(job.id)
+        return now is None or now.status in EVALUATION_TERMINAL
+
+    joblog = JobLog(svc, job, ended=ended).start()
+    stop.joblog = joblog
     joblog.add(f"Starting job {job.id}")
     tracking: Tracking | None = None
     with tempfile.TemporaryDirectory(prefix="crucible-worker-") as tmp:
@@ -106,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     shown = ", ".join(f"{k}={v:g}" for k, v in list(metrics.items())[:10])
     joblog.add(f"Metrics: {shown}{' ...' if len(metrics) > 10 else ''}")
     joblog.add("Job completed")
-    joblog.close()
     try:
-        done = svc.complete(job.id, params, metrics)
+        done = _end(joblog, lambda: svc.complete(job.id, params, metrics))
     except Exception as exc:
         log.exception("could not complete job %s", job.id)
-        svc.fail(job.id, f"The evaluator could not record the result: {type(exc).__name__}")
+        reason = f"The evaluator could not record the result: {type(exc).__name__}"
+        joblog.add(f"Job failed: {reason}")
+        joblog.save()
+        svc.fail(job.id, reason)
         return 1
     if done is None:
         joblog.add("The job had ended meanwhile (cancelled): its result is not recorded")
@@ -187,12 +216,32 @@ def _failed(
 ) -> int:
     """End the job failed (unless it has ended already): the log first, then the state."""
     joblog.add(reason if code == INTERRUPTED else f"Job failed: {reason}")
-    joblog.close()
     if tracking is not None:
         try:
             tracking.end("KILLED" if code == INTERRUPTED else "FAILED")
         except Exception:
             log.exception("could not end the MLflow run of job %s", job.id)
-    if svc.fail(job.id, reason) is None:
+    if _end(joblog, lambda: svc.fail(job.id, reason)) is None:
         return 0  # it had ended already (a cancel): nothing left to report
     return code
+
+
+def _end(joblog: JobLog, end: Callable[[], Evaluation | None]) -> Evaluation | None:
+    """Save the log, push its last lines, then ``end`` the job (its final state, pushed by
+    the service, is the last thing followers hear). If the job has ended already (a
+    cancel, the sweeper: its followers heard that final state), the log is only saved."""
+    joblog.silence()
+    joblog.close(push=not joblog.job_ended())
+    return end()
+
+
+def _prepare(settings: Settings) -> None:
+    """Remove the workspaces of runs long dead (a SIGKILLed evaluator's, with their
+    mounts), then take a mount namespace of this process's own (as root)."""
+    longest = max((rc.seconds for rc in settings.resource_classes.values()), default=0)
+    try:
+        for path in remove_stale_workspaces(longest + STALE_AFTER_S):
+            log.info("removed the stale workspace %s", path)
+    except Exception:
+        log.exception("could not remove stale workspaces")
+    isolate_mounts()

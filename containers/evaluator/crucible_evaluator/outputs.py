@@ -1,10 +1,14 @@
 """What a submission leaves behind: ``<output>/metrics.json``, read without trusting it.
 
 Seed 004's contract: ``{"params": {...}, "metrics": {...}}``. ``params`` (optional) maps
-names to strings, numbers or booleans; ``metrics`` maps names to finite numbers and holds
-at least one. Names are what MLflow accepts. The file is read only if it is a regular
-file (never through a link: the submission could point it at any file of the worker's)
-of at most MAX_BYTES. Every refusal is an ``InvalidMetrics`` that says what to fix.
+names to strings, numbers or booleans (at most MAX_ENTRIES, MAX_PARAMS_BYTES as JSON in
+all); ``metrics`` maps names to finite numbers and holds at least one (at most
+MAX_ENTRIES). Names are what MLflow accepts, in their normal form (no empty, ``.`` or
+``..`` segment, no trailing ``/``) and with at least one letter or digit. Numbers are what
+the leaderboard (DynamoDB) can store: 0 or a magnitude from 1e-130 to below 1e126, and
+integers of at most 38 digits. The file is read only if it is a regular file (never
+through a link: the submission could point it at any file of the worker's) of at most
+MAX_BYTES. Every refusal is an ``InvalidMetrics`` that says what to fix.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import posixpath
 import re
 import stat
 from pathlib import Path
@@ -22,6 +27,9 @@ MAX_BYTES = 1024 * 1024
 MAX_ENTRIES = 100  # params, and metrics
 MAX_NAME = 250  # MLflow's longest param key and metric name
 MAX_VALUE = 500  # a param's value, as a string
+MAX_PARAMS_BYTES = 8 * 1024  # all params, as JSON (UTF-8)
+# What DynamoDB stores of a number: a magnitude in [1e-130, 1e126) (or 0), 38 digits.
+MIN_MAGNITUDE, MAX_MAGNITUDE, MAX_DIGITS = 1e-130, 1e126, 38
 # What MLflow accepts in a name: letters, digits, '_', '-', '.', ' ', ':' and '/'.
 _NAME = re.compile(r"[A-Za-z0-9_\-. :/]+")
 
@@ -110,13 +118,23 @@ def validate(doc: object) -> tuple[Params, Metrics]:
             raise InvalidMetrics(
                 f'param "{name}" is {_kind(value)}: params are strings, numbers or booleans'
             )
+        if not isinstance(value, str | bool):
+            _check_storable("param", name, value)
         if len(str(value)) > MAX_VALUE:
             raise InvalidMetrics(f'param "{name}" is longer than {MAX_VALUE} characters')
         params[name] = value
+    encoded = len(json.dumps(params, ensure_ascii=False).encode("utf-8"))
+    if encoded > MAX_PARAMS_BYTES:
+        raise InvalidMetrics(
+            f'"params" in {FILE} take {encoded} bytes as JSON: at most '
+            f"{MAX_PARAMS_BYTES // 1024} KiB in all"
+        )
     metrics: Metrics = {}
     for name, value in metrics_doc.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidMetrics(f'metric "{name}" is {_kind(value)}: metrics are numbers')
+        if isinstance(value, int):
+            _check_storable("metric", name, value)
         try:
             number = float(value)
         except OverflowError:
@@ -125,8 +143,26 @@ def validate(doc: object) -> tuple[Params, Metrics]:
             raise InvalidMetrics(
                 f'metric "{name}" is {str(value)[:40]}: metrics must be finite numbers'
             )
+        _check_storable("metric", name, number)
         metrics[name] = number
     return params, metrics
+
+
+def _check_storable(what: str, name: str, value: int | float) -> None:
+    """A number the leaderboard (DynamoDB) can store as it is."""
+    if isinstance(value, int):
+        digits = len(str(abs(value)))
+        if digits > MAX_DIGITS:
+            raise InvalidMetrics(
+                f'{what} "{name}" is {str(value)[:40]}... ({digits} digits): integers may have '
+                f"at most {MAX_DIGITS} digits"
+            )
+        return
+    if value != 0 and math.isfinite(value) and not MIN_MAGNITUDE <= abs(value) < MAX_MAGNITUDE:
+        raise InvalidMetrics(
+            f'{what} "{name}" is {value:g}: numbers must be 0 or of a magnitude from 1e-130 to '
+            "below 1e126"
+        )
 
 
 def _check_name(key: str, name: str) -> None:
@@ -139,6 +175,13 @@ def _check_name(key: str, name: str) -> None:
             f"{what} name {shown} is not allowed: use letters, digits, '_', '-', '.', ' ', ':' "
             "and '/' (MLflow's rule)"
         )
+    if posixpath.normpath(name) != name or name in (".", ".."):
+        raise InvalidMetrics(
+            f"{what} name {shown} is not allowed: no empty, '.' or '..' part and no '/' at "
+            "its end (MLflow keeps names as paths)"
+        )
+    if not any(c.isalnum() for c in name):
+        raise InvalidMetrics(f"{what} name {shown} is not allowed: it needs a letter or a digit")
 
 
 def _kind(value: Any) -> str:

@@ -1,14 +1,21 @@
 """The sandbox a submission runs in, built from what Linux offers without a daemon.
 
-    [sh: enter the job's cgroup] -> setpriv (a uid of its own) -> prlimit -> bwrap -> python
+    [sh: oom_score_adj, the job's cgroup] -> setpriv (a uid of its own) -> prlimit -> bwrap -> python
 
 * **bwrap** (bubblewrap): new user, network, pid, ipc, uts, mount and cgroup
   namespaces. The submission sees ``/usr``, ``/lib*``, ``/bin`` and the interpreter's
   prefix read-only, its code read-only at ``/code``, a writable ``/out``, a private
-  ``/tmp`` and ``/dev/shm`` (tmpfs, each at most its memory), its own ``/proc`` and a
+  ``/tmp`` and ``/dev/shm`` (tmpfs, each at most half its memory), its own ``/proc`` and a
   minimal ``/dev``; everything else (``/etc``, ``/home``, ``/root``, the repository, the
   local stack's data) is absent and the root is read-only. No network but a loopback
-  that is down, an environment of a few fixed variables, no further user namespaces.
+  that is down, an environment of a few fixed variables, no further user namespaces, and
+  a seccomp filter (``seccomp.py``) that refuses io_uring, mounts, namespaces, bpf,
+  ptrace, keyrings and the like.
+* **the output directory** (when the worker is root): a tmpfs of the output budget
+  mounted on it in the worker's mount namespace, so a write past the budget fails at once
+  (its pages are charged to the run's memory cgroup too); sampled every 0.2 s as well.
+* **sh**: ``oom_score_adj`` 1000, so that the kernel's OOM killer picks the submission
+  rather than the worker when they share a memory limit (AWS), and the run's cgroup.
 * **setpriv** (when the worker is root): a uid of the job's own (``uid_for``), no
   supplementary groups, no new privileges. Its own uid keeps ``RLIMIT_NPROC`` per job
   (the kernel counts it per uid, whichever namespace a process is in).
@@ -27,15 +34,21 @@ main process ends. ``probe`` checks once per process what this machine can enfor
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
+import platform
+import re
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -43,16 +56,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from crucible_evaluator import seccomp
 from crucible_evaluator.cgroups import Bounds, Cgroup, enclosing_memory, oom_kills
 from shared.settings import ResourceClass, Settings
 
+log = logging.getLogger("crucible.evaluator")
 CODE, OUT = "/code", "/out"  # where the submission sees its code and output directory
 MIB = 1024 * 1024
 MAX_LINE_BYTES = 4096  # a longer line is cut
 LINE_OVERHEAD = 24  # its timestamp and newline in the log, counted against the log budget
-OUTPUT_CHECK_S = 1.0  # how often the output directory is measured
+OUTPUT_CHECK_S = 0.2  # how often the output directory is measured (its tmpfs bounds it too)
 EXIT_GRACE_S = 2.0  # how long children may hold its output open once the main process ended
 MAX_OUTPUT_ENTRIES = 10_000  # files and folders in the output directory
+WORKSPACE_PREFIXES = ("crucible-eval-", "crucible-worker-")  # under TMPDIR, one per run
 UID_BASE, UID_SPAN = 1_000_000_000, 100_000_000  # the sandbox uids (no passwd entries)
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin")  # mounted read-only in every sandbox
 # Namespaces, the system read-only, its own /proc and /dev, an empty environment.
@@ -61,7 +77,12 @@ BWRAP_FLAGS = (  # noqa: SIM905 - reads as the command line it is
     "--hostname sandbox --clearenv --ro-bind /usr /usr --ro-bind /lib /lib "
     "--ro-bind-try /lib64 /lib64 --ro-bind /bin /bin --proc /proc --dev /dev"
 ).split()
-ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+# The launch chain's first link: the kernel's OOM killer is to pick the submission (and
+# whatever it starts) rather than the worker; then the run's cgroups, entered as root.
+LAUNCH = (
+    "echo 1000 > /proc/self/oom_score_adj || exit 125; "
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+)
 TORCH_NOTE = (
     "torch maps about 3.3 GB of address space on import, so it cannot run under a class "
     "with less memory than that"
@@ -181,9 +202,19 @@ def _prefixes(python: str) -> tuple[str, ...]:
 
 
 PROBE_SCRIPT = """
-import json, os, socket
+import ctypes, json, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *args):  # what a refused system call says (None: no number to try)
+    if nr is None:
+        return None
+    ret = libc.syscall(nr, *args)
+    return os.strerror(ctypes.get_errno()) if ret < 0 else "allowed"
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 print(json.dumps({"interfaces": [n for _, n in socket.if_nameindex()], "uid": os.getuid(),
-                  "env": sorted(os.environ)}))
+                  "env": sorted(os.environ), "seccomp": status["Seccomp"].strip(),
+                  "oom_score_adj": open("/proc/self/oom_score_adj").read().strip(),
+                  "io_uring_setup": call(%(io_uring_setup)s, 8, ctypes.create_string_buffer(256)),
+                  "unshare": call(%(unshare)s, 0)}))
 """
 
 
@@ -191,8 +222,10 @@ def _check_isolation(p: Probe) -> str | None:
     """None when a sandbox runs here as built by ``Sandbox``; otherwise what is wrong."""
     limits = Limits(seconds=60, memory_mib=1024, vcpu=1, log_bytes=MIB, file_bytes=MIB)
     said: dict[str, list[str]] = {"stdout": [], "stderr": [], "sandbox": []}
+    numbers = seccomp.syscalls() or {}
+    script = PROBE_SCRIPT % {k: numbers.get(k) for k in ("io_uring_setup", "unshare")}
     with Sandbox(p, limits, name=f"probe-{os.getpid()}", use_cgroup=False) as box:
-        (box.code / "probe.py").write_text(PROBE_SCRIPT)
+        (box.code / "probe.py").write_text(script)
         outcome = box.run("probe.py", "probe.py", lambda s, line: said[s].append(line))
         allowed = {*box.env(), "PWD"}  # bwrap sets PWD
     try:
@@ -209,6 +242,12 @@ def _check_isolation(p: Probe) -> str | None:
         )
     if seen["interfaces"] != ["lo"] or seen["uid"] == 0 or set(seen["env"]) - allowed:
         return f"bubblewrap ran but did not isolate the submission as expected: {seen}"
+    if seen["oom_score_adj"] != "1000":
+        return f"the sandbox's oom_score_adj is {seen['oom_score_adj']}, not 1000"
+    if numbers and (
+        seen["seccomp"] != "2" or "allowed" in (seen["io_uring_setup"], seen["unshare"])
+    ):
+        return f"the sandbox's seccomp filter is not in force: {seen}"
     return None
 
 
@@ -260,6 +299,7 @@ class Sandbox:
         self.workdir: Path | None = None
         self.cgroup: Cgroup | None = None
         self.memory_bound = ""  # how memory is bounded, said in the log
+        self.out_mounted = False  # its output directory is a tmpfs of the output budget
         self._proc: subprocess.Popen | None = None
         self._reason: str | None = None
 
@@ -271,17 +311,28 @@ class Sandbox:
                 f"{tmp} (TMPDIR) must be searchable by other users for the sandbox to reach "
                 "its workspace"
             )
-        self.workdir = Path(tempfile.mkdtemp(prefix="crucible-eval-"))
-        self.workdir.chmod(0o711)
-        self.code.mkdir(mode=0o755)
-        self.code.chmod(0o755)
-        for d in (self.out, self.tmp):
-            d.mkdir(mode=0o700)
-            os.chown(d, self.uid, self.uid)
+        self.workdir = Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIXES[0]))
+        try:
+            self.workdir.chmod(0o711)
+            self.code.mkdir(mode=0o755)
+            self.code.chmod(0o755)
+            for d in (self.out, self.tmp):
+                d.mkdir(mode=0o700)
+                os.chown(d, self.uid, self.uid)
+            if os.geteuid() == 0:  # a tmpfs of its budget: a write past it fails at once
+                self.out_mounted = _mount_output(self.out, self.limits.file_bytes, self.uid)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Kill what is left, then unmount its output (read what it wrote before), remove
+        its cgroup and its workspace."""
         self._kill()
+        if self.out_mounted:
+            _unmount(self.out)
+            self.out_mounted = False
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
@@ -349,21 +400,51 @@ class Sandbox:
             )
         if not self.cgroup:
             on_line("sandbox", f"Note: memory is bounded by {self.memory_bound}")
+        if os.geteuid() == 0 and not self.out_mounted:
+            on_line(
+                "sandbox",
+                f"Note: its output directory could not be made a tmpfs of {size(limits.file_bytes)}: "
+                f"it is measured every {OUTPUT_CHECK_S:g} s instead",
+            )
+        filter_fd = None
+        if self.probe.bwrap:
+            program = seccomp.program()
+            if program is None:
+                warning = (
+                    f"WARNING: NO SECCOMP FILTER: none is defined for {platform.machine()}, so "
+                    "the submission reaches every system call its namespaces allow"
+                )
+                log.warning("%s", warning)
+                on_line("sandbox", warning)
+            else:
+                filter_fd = os.memfd_create("crucible-seccomp")  # close-on-exec but for bwrap
+                os.write(filter_fd, program)
+                os.lseek(filter_fd, 0, os.SEEK_SET)
         oom_before = self._oom_kills(enclosing)
-        argv = self._command(entrypoint, config, address_space=not (self.cgroup or enclosing))
-        started = time.monotonic()
-        if self._reason is not None:  # stopped before it started
-            return Outcome(self._reason, None, 0.0, 0)
-        self._proc = subprocess.Popen(  # noqa: S603 - the sandbox, built above
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.code,
-            env=self.env() if not self.probe.bwrap else {"PATH": "/usr/bin:/bin"},
-            start_new_session=True,  # its own process group: killed as one
-            close_fds=True,
+        argv = self._command(
+            entrypoint,
+            config,
+            address_space=not (self.cgroup or enclosing),
+            seccomp_fd=filter_fd,
         )
+        started = time.monotonic()
+        try:
+            if self._reason is not None:  # stopped before it started
+                return Outcome(self._reason, None, 0.0, 0)
+            self._proc = subprocess.Popen(  # noqa: S603 - the sandbox, built above
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.code,
+                env=self.env() if not self.probe.bwrap else {"PATH": "/usr/bin:/bin"},
+                start_new_session=True,  # its own process group: killed as one
+                close_fds=True,
+                pass_fds=() if filter_fd is None else (filter_fd,),
+            )
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         printed, memory_error = self._pump(on_line, started)
         self._kill()
         try:
@@ -377,6 +458,8 @@ class Sandbox:
             error = f"Ran out of memory (limit {limits.memory_mib} MiB): killed"
         if error is None and memory_error and code != 0:
             error = f"Ran out of memory (limit {limits.memory_mib} MiB): MemoryError"
+        if error is None:  # past its output budget since the last look (and refused there)
+            error = self._output_too_large()
         if error is None and code != 0:
             error = self._exit_error(code)
         return Outcome(error, code, seconds, printed)
@@ -418,11 +501,13 @@ class Sandbox:
                     if now - ended_at > EXIT_GRACE_S:  # children of it still hold its output
                         break
                 if now >= next_check:
-                    next_check = now + OUTPUT_CHECK_S
                     too_much = self._output_too_large()
                     if too_much:
                         self.stop(too_much)
                         break
+                    # a walk of many files costs: never more than a tenth of the worker's time
+                    cost = time.monotonic() - now
+                    next_check = now + max(OUTPUT_CHECK_S, 10 * cost)
                 wait = max(0.0, min(deadline, next_check) - now)
                 if ended_at:
                     wait = min(wait, 0.5)
@@ -460,6 +545,14 @@ class Sandbox:
         return printed, memory_error
 
     def _output_too_large(self) -> str | None:
+        if self.out_mounted:  # its own tmpfs: what it holds, at once
+            try:
+                st = os.statvfs(self.out)
+            except OSError:
+                return None
+            total = (st.f_blocks - st.f_bfree) * st.f_frsize
+            entries = st.f_files - st.f_ffree - 1  # its root is one
+            return self._over(total, entries)
         total = entries = 0
         stack = [self.out]
         while stack:
@@ -473,10 +566,16 @@ class Sandbox:
                             stack.append(Path(entry.path))
             except OSError:
                 continue
-            if entries > MAX_OUTPUT_ENTRIES:
-                return f"Wrote more than {MAX_OUTPUT_ENTRIES} files to its output directory"
-            if total > self.limits.file_bytes:
-                return f"Wrote more than {size(self.limits.file_bytes)} to its output directory"
+            too_much = self._over(total, entries)
+            if too_much:
+                return too_much
+        return None
+
+    def _over(self, total: int, entries: int) -> str | None:
+        if entries > MAX_OUTPUT_ENTRIES:
+            return f"Wrote more than {MAX_OUTPUT_ENTRIES} files to its output directory"
+        if total > self.limits.file_bytes:
+            return f"Wrote more than {size(self.limits.file_bytes)} to its output directory"
         return None
 
     def _exit_error(self, code: int) -> str:
@@ -506,11 +605,12 @@ class Sandbox:
         if self.cgroup is not None:
             self.cgroup.kill()
 
-    def _command(self, entrypoint: str, config: str, *, address_space: bool) -> list[str]:
+    def _command(
+        self, entrypoint: str, config: str, *, address_space: bool, seccomp_fd: int | None = None
+    ) -> list[str]:
         p, limits = self.probe, self.limits
-        cmd: list[str] = []
-        if self.cgroup:  # entered as root, before the uid changes
-            cmd += ["/bin/sh", "-c", ENTER_CGROUPS, "enter", *map(str, self.cgroup.procs), "--"]
+        procs = map(str, self.cgroup.procs) if self.cgroup else ()  # entered as root
+        cmd: list[str] = ["/bin/sh", "-c", LAUNCH, "launch", *procs, "--"]
         if p.setpriv:
             cmd += [
                 p.setpriv,
@@ -540,8 +640,12 @@ class Sandbox:
         if not p.bwrap:
             return [*cmd, p.python, entry, "--config", config, "--output", str(self.out)]
         cmd += [p.bwrap, *BWRAP_FLAGS]
-        for tmpfs in ("/tmp", "/dev/shm"):  # noqa: S108 - its own, each at most its memory
-            cmd += ["--size", str(limits.memory_mib * MIB), "--tmpfs", tmpfs]
+        if seccomp_fd is not None:
+            cmd += ["--seccomp", str(seccomp_fd)]
+        # Its own /tmp and /dev/shm, half its memory each: together no more than its class's
+        # memory (where it shares the container's limit with the worker, as in AWS).
+        for tmpfs in ("/tmp", "/dev/shm"):  # noqa: S108
+            cmd += ["--size", str(limits.memory_mib * MIB // 2), "--tmpfs", tmpfs]
         for prefix in p.binds:
             cmd += ["--ro-bind", prefix, prefix]
         cmd += ["--ro-bind", str(self.code), CODE, "--bind", str(self.out), OUT, "--chdir", CODE]
@@ -612,14 +716,127 @@ def _make_readable(root: Path) -> None:
                 p.chmod(0o755 if p.stat().st_mode & 0o100 else 0o644)
 
 
-def _remove_tree(path: Path) -> None:
+def _remove_tree(path: Path, _seen: set[str] | None = None) -> None:
+    """Remove a workspace whatever the submission did to it, never through a link: a
+    folder it made unreadable or unwritable to its owner is made 0700 first."""
+    seen = set() if _seen is None else _seen
+
     def retry(func: Callable, p: str, _exc: object) -> None:
-        with contextlib.suppress(OSError):  # a folder it made unreadable to its owner
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
+        with contextlib.suppress(OSError):
+            for q in (os.path.dirname(p), p):
+                if not stat.S_ISLNK(os.lstat(q).st_mode):  # never chmod a link's target
+                    os.chmod(q, 0o700)
+            if func not in (os.open, os.scandir, os.listdir):
+                func(p)
+            elif p not in seen:  # a folder it could not read: now it can
+                seen.add(p)
+                _remove_tree(Path(p), seen)
 
     shutil.rmtree(path, onerror=retry)
+
+
+# --- mounts (the worker as root) ----------------------------------------------------------
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
+MNT_DETACH, UMOUNT_NOFOLLOW = 0x2, 0x8
+CLONE_NEWNS = 0x00020000
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount_output(out: Path, budget: int, uid: int) -> bool:
+    """A tmpfs of ``budget`` (and one page, so that going past it is seen before it is
+    refused) and MAX_OUTPUT_ENTRIES files on ``out``, owned by the sandbox uid; False
+    where it cannot be mounted (the caller then only measures the directory)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    nbytes = -(-budget // page) * page + page
+    options = f"size={nbytes},nr_inodes={MAX_OUTPUT_ENTRIES + 2},mode=0700,uid={uid},gid={uid}"
+    try:
+        _check(
+            _libc().mount(b"tmpfs", bytes(out), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode()),
+            f"mount tmpfs on {out}",
+        )
+    except OSError as exc:
+        log.warning("the output directory stays on TMPDIR's file system: %s", exc)
+        return False
+    return True
+
+
+def _unmount(target: Path | str) -> None:
+    """Unmount ``target``, lazily if something still holds it; nothing if not mounted."""
+    libc = _libc()
+    path = os.fsencode(target)
+    if libc.umount2(path, UMOUNT_NOFOLLOW) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EBUSY:
+        with contextlib.suppress(OSError):
+            _check(libc.umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW), f"umount {target}")
+            return
+    if err not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point
+        log.warning("could not unmount %s: %s", target, os.strerror(err))
+
+
+def isolate_mounts() -> bool:
+    """Give this (single-threaded) process a private mount namespace, so that the output
+    tmpfs of its sandboxes go with it even if it is SIGKILLed. Root only; False if not."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        _check(_libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        _check(_libc().mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    except OSError as exc:
+        log.warning("the evaluator keeps the host's mount namespace: %s", exc)
+        return False
+    return True
+
+
+def _mounts_under(root: str) -> list[str]:
+    """Mount points at or below ``root`` (deepest first), from /proc/self/mountinfo."""
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_stale_workspaces(max_age_s: float, tmp: str | None = None) -> list[str]:
+    """Remove the workspaces (``crucible-eval-*``, ``crucible-worker-*`` under TMPDIR) of
+    runs older than ``max_age_s``, left by a worker that was SIGKILLed: their mounts
+    detached, never following a link. Returns what was removed."""
+    tmp = tmp or tempfile.gettempdir()
+    now = time.time()
+    removed = []
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(WORKSPACE_PREFIXES):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or now - st.st_mtime < max_age_s:
+            continue
+        if os.geteuid() == 0:
+            for point in _mounts_under(entry.path):
+                _unmount(point)
+        _remove_tree(Path(entry.path))
+        removed.append(entry.path)
+    return removed
 
 
 def _tasks_of(uid: int) -> int:
