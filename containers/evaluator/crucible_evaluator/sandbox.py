@@ -17,10 +17,11 @@
 * **sh**: ``oom_score_adj`` 1000, so that the kernel's OOM killer picks the submission
   rather than the worker when they share a memory limit (AWS), and the run's cgroup.
 * **setpriv** (when the worker is root): a uid of the job's own (``uid_for``), no
-  supplementary groups, no new privileges. Its own uid keeps ``RLIMIT_NPROC`` per job
-  (the kernel counts it per uid, whichever namespace a process is in).
-* **prlimit**: processes and threads, open files, file size, CPU time, no core dumps,
-  and the address space where no cgroup bounds memory.
+  supplementary groups, no new privileges.
+* **prlimit**: open files, file size, CPU time, no core dumps, and the address space
+  where no cgroup bounds memory; processes and threads by a second prlimit inside the
+  sandbox's user namespace, where the kernel counts only the sandbox's own tasks (so
+  sandboxes sharing a uid, as under a non-root worker in AWS, never starve each other).
 * **cgroup** (when the worker can make one): memory (and swap) at the class's MiB,
   ``pids.max``, a CPU quota of the class's vCPUs; the worker kills the whole cgroup at
   the end, and its OOM counter tells an out-of-memory kill from any other SIGKILL.
@@ -622,11 +623,13 @@ class Sandbox:
                 "--",
             ]
         if p.prlimit:
-            # RLIMIT_NPROC counts every task of the uid, so a shared uid needs room for its own.
-            nproc = limits.processes + (0 if p.setpriv else _tasks_of(os.getuid()))
+            cmd += [p.prlimit]
+            if p.setpriv or not p.bwrap:
+                # RLIMIT_NPROC counts every task of the uid, so a shared uid needs room for its
+                # own. In bwrap's user namespace (below) it counts the sandbox's tasks only.
+                nproc = limits.processes + (0 if p.setpriv else _tasks_of(os.getuid()))
+                cmd.append(f"--nproc={nproc}")
             cmd += [
-                p.prlimit,
-                f"--nproc={nproc}",
                 f"--nofile={limits.open_files}",
                 f"--fsize={limits.file_bytes}",
                 f"--cpu={limits.cpu_seconds}",
@@ -652,7 +655,14 @@ class Sandbox:
         for k, v in self.env().items():
             cmd += ["--setenv", k, v]
         cmd += ["--remount-ro", "/"]  # its root too: only /out and /tmp are writable
-        return [*cmd, "--", p.python, entry, "--config", config, "--output", OUT]
+        cmd.append("--")
+        if p.prlimit:
+            # Set inside the sandbox's user namespace, RLIMIT_NPROC counts only its own tasks
+            # (Linux >= 5.14 keeps the count per user namespace), so where sandboxes share
+            # a uid (a non-root worker, as in AWS) one's threads never stop another's start;
+            # set outside, it would count every task of the uid on the host.
+            cmd += [p.prlimit, f"--nproc={limits.processes}", "--"]
+        return [*cmd, p.python, entry, "--config", config, "--output", OUT]
 
 
 class LineSplitter:
