@@ -402,6 +402,11 @@ class EvaluationService:
             return None
         return job, sub
 
+    def ended(self, job_id: str) -> bool:
+        """Whether the job has reached an end (or is gone): its evaluator stops reporting."""
+        job = self.jobs.get(job_id)
+        return job is None or job.status in EVALUATION_TERMINAL
+
     def record_run(self, job_id: str, run_id: str, experiment_id: str) -> None:
         self.jobs.update(job_id, {"run_id": run_id, "experiment_id": experiment_id})
 

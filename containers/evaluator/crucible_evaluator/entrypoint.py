@@ -42,7 +42,7 @@ from crucible_evaluator.sandbox import (
 )
 from crucible_evaluator.tracking import Tracking
 from shared.errors import CrucibleError
-from shared.models import EVALUATION_TERMINAL, Evaluation, Submission
+from shared.models import Evaluation, Submission
 from shared.services.evaluations import EvaluationService
 from shared.settings import Settings, load_settings
 from shared.submissions import unpack
@@ -99,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     job, sub = started
 
-    def ended() -> bool:
-        now = svc.jobs.get(job.id)
-        return now is None or now.status in EVALUATION_TERMINAL
-
-    joblog = JobLog(svc, job, ended=ended).start()
+    joblog = JobLog(svc, job, ended=lambda: svc.ended(job.id)).start()
     stop.joblog = joblog
     joblog.add(f"Starting job {job.id}")
     tracking: Tracking | None = None
