@@ -246,6 +246,8 @@ class Settings(BaseSettings):
     mlflow_ui_url: str | None = None
     local_evaluator_path: str = "containers/evaluator"  # where the local runner finds it
 
+    # --- seed 003: chat, workflows, models, inference, plans (one insertion per helper here) ---
+
     # Local all-in-one mode.
     data_dir: str = ".crucible"
     mlflow_tracking_uri: str | None = None

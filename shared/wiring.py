@@ -342,6 +342,9 @@ class Container:
         )
 
 
+# --- seed 003's services are added above this line ---
+
+
 class _Deferred:
     """Stands in for one of the container's members and builds it on first use."""
 
