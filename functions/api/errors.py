@@ -1,5 +1,6 @@
-"""One error format for every failure: ``{"detail", "code", "field"}`` (seed 002's),
-a superset of FastAPI's ``{"detail"}``. Each domain error carries its HTTP status
+"""One error body for every failure, in both seeds' shapes at once: ``{"detail", "code",
+"field"}`` (seed 002's, a superset of FastAPI's ``{"detail"}``) and ``"error": {"code",
+"message", "details", "request_id"}`` (seed 003's). Each domain error carries its HTTP status
 (shared/errors.py), the same one the WebSocket handler answers with. An unexpected
 exception answers 500 with a generic message and the request id; its detail goes to the
 log only.
@@ -37,11 +38,29 @@ _HTTP_CODES = {
 }
 
 
-def error_body(detail: str, code: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "code": code, "field": field, **extra}
+def error_body(
+    detail: str,
+    code: str,
+    field: str | None = None,
+    *,
+    request_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The error body: seed 002's fields at the top, seed 003's under ``error``."""
+    details: dict[str, Any] = {k: v for k, v in extra.items() if k != "request_id"}
+    if field:
+        details = {"field": field, **details}
+    return {
+        "detail": detail,
+        "code": code,
+        "field": field,
+        **extra,
+        **({"request_id": request_id} if request_id else {}),
+        "error": {"code": code, "message": detail, "details": details, "request_id": request_id},
+    }
 
 
-async def _domain(_: Request, exc: e.CrucibleError) -> JSONResponse:
+async def _domain(request: Request, exc: e.CrucibleError) -> JSONResponse:
     status = exc.http_status
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     extra: dict[str, Any] = {}
@@ -55,9 +74,10 @@ async def _domain(_: Request, exc: e.CrucibleError) -> JSONResponse:
             }
         )
         extra = {"limit": exc.limit, "reset_at": exc.reset_at}
-    return JSONResponse(
-        error_body(exc.detail, exc.code, exc.field, **extra), status_code=status, headers=headers
+    body = error_body(
+        exc.detail, exc.code, exc.field, request_id=request_id(request.scope), **extra
     )
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _field(loc: tuple | list) -> str | None:
@@ -65,7 +85,7 @@ def _field(loc: tuple | list) -> str | None:
     return ".".join(parts) or None
 
 
-async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errs = exc.errors()
     first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
     field = _field(first.get("loc", ()))
@@ -80,14 +100,18 @@ async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         for er in errs
     ]
     return JSONResponse(
-        error_body(detail, "VALIDATION_ERROR", field, errors=errors), status_code=422
+        error_body(
+            detail, "VALIDATION_ERROR", field, request_id=request_id(request.scope), errors=errors
+        ),
+        status_code=422,
     )
 
 
-async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return JSONResponse(error_body(detail, code), status_code=exc.status_code, headers=exc.headers)
+    body = error_body(detail, code, request_id=request_id(request.scope))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -185,7 +209,11 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
         mb = self.max_bytes / 1024 / 1024
-        body = error_body(f"Request body is larger than {mb:g} MB", "PAYLOAD_TOO_LARGE")
+        body = error_body(
+            f"Request body is larger than {mb:g} MB",
+            "PAYLOAD_TOO_LARGE",
+            request_id=request_id(scope),
+        )
         await JSONResponse(body, status_code=413)(scope, receive, send)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

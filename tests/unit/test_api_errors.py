@@ -31,6 +31,37 @@ def test_an_unexpected_error_answers_a_generic_500_with_the_request_id(caplog):
     body = r.json()
     rid = r.headers["X-Request-ID"]
     assert body["code"] == "INTERNAL_ERROR" and body["request_id"] == rid and rid in body["detail"]
+    assert r.headers["content-type"] == "application/json"
+    assert body["error"] == {  # seed 003's shape of the same error
+        "code": "INTERNAL_ERROR",
+        "message": body["detail"],
+        "details": {},
+        "request_id": rid,
+    }
     assert "crucible-prod-data" not in r.text and "botocore" not in r.text
     # The detail is for the operator: in the log, with the same request id.
     assert any(rid in rec.getMessage() for rec in caplog.records)
+
+
+def test_every_error_has_both_shapes_and_the_request_id():
+    app = create_app(load_settings(rate_limit_per_minute=0))
+
+    async def calls():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            return [
+                await http.get("/api/v1/nowhere"),  # 404 from the router
+                await http.delete("/api/v1/health"),  # 405
+                await http.get("/api/v1/auth/me"),  # 401, a domain error
+                await http.post(
+                    "/api/v1/auth/login", content=b"{", headers={"content-type": "application/json"}
+                ),  # 422
+            ]
+
+    for r in asyncio.run(calls()):
+        body, rid = r.json(), r.headers["X-Request-ID"]
+        assert r.status_code in (401, 404, 405, 422), r.text
+        assert {"detail", "code", "field", "error"} <= set(body), body
+        err = body["error"]
+        assert err["code"] == body["code"] and err["message"] == body["detail"]
+        assert err["request_id"] == rid and isinstance(err["details"], dict)

@@ -8,10 +8,23 @@ from fastapi import Query
 from pydantic import BaseModel
 
 
+class ErrorInfo(BaseModel):
+    """Seed 003's shape of the same error."""
+
+    code: str
+    message: str
+    details: dict = {}
+    request_id: str | None = None
+
+
 class ErrorOut(BaseModel):
+    """Every error body: seed 002's fields, and seed 003's under ``error``."""
+
     detail: str
     code: str
     field: str | None = None
+    request_id: str | None = None
+    error: ErrorInfo | None = None
 
 
 Skip = Annotated[int, Query(ge=0, description="How many to skip")]
