@@ -10,7 +10,7 @@ MINISTACK_VERSION := 1.5.33
 EXTRAS ?= api,analysis,local,infra,trainer,dev
 ENV ?= dev
 
-.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench clean-data
+.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench clean-data catalogue
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -86,6 +86,9 @@ synth: $(VENV)/.installed  ## templates for ENV=dev|staging|prod (cdk-nag runs; 
 
 deploy: $(VENV)/.installed  ## needs AWS credentials and Docker (image assets)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c env=$(ENV) --require-approval broadening
+
+catalogue: $(VENV)/.installed  ## regenerate shared/catalogue_timm.json from timm's registry (commit it)
+	$(BIN)/python -m crucible_trainer.gen_catalogue
 
 bench: install
 	$(BIN)/python bench/cold_start.py

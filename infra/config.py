@@ -143,6 +143,13 @@ class EnvironmentConfig(BaseModel):
     alarm_email: EmailStr | None = None
     # MLflow: SageMaker managed tracking server size
     mlflow_size: Literal["Small", "Medium", "Large"] = "Small"
+    # Seed 003's chat on Amazon Bedrock: the model (or cross-region inference profile) id
+    # the API may invoke, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0" or
+    # "us.anthropic.claude-3-5-haiku-20241022-v1:0"; unset: no Bedrock permission, and the
+    # chat parses offline. One model, never a wildcard.
+    bedrock_model_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,199}$"
+    )
 
     @field_validator("log_retention_days")
     @classmethod

@@ -203,3 +203,39 @@ def evaluation_logs(job_id: str) -> str:
 def evaluation_output(job_id: str, name: str) -> str:
     """A file the evaluator keeps from a job's output directory (its metrics.json)."""
     return f"evaluations/{job_id}/output/{name}"
+
+
+# --- seed 003's batch inference (artifacts bucket: only the platform writes) ------------
+#   inference/<job id>/batches/<batch id>/request.json   the batch as asked (its record)
+#   inference/<job id>/batches/<batch id>/images/<n>     an image sent inline or by s3://, as checked
+#   inference/<job id>/batches/<batch id>/result.json    per-image predictions or errors
+INFERENCE = "inference/"  # the prefix of every batch's objects
+_BATCH_ID = re.compile(r"batch_[0-9a-f]{32}")
+
+
+def new_batch_id() -> str:
+    return f"batch_{_token()}"
+
+
+def is_batch_id(text: str) -> bool:
+    """Whether ``text`` has a batch id's form (so it can be put in a key)."""
+    return _BATCH_ID.fullmatch(text) is not None
+
+
+def batch_prefix(job_id: int, batch_id: str) -> str:
+    """Everything of one batch of one job (a workflow's model)."""
+    if not is_batch_id(batch_id):
+        raise ValueError(f"not a batch id: {batch_id!r}")
+    return f"{INFERENCE}{job_id}/batches/{batch_id}/"
+
+
+def batch_request(job_id: int, batch_id: str) -> str:
+    return batch_prefix(job_id, batch_id) + "request.json"
+
+
+def batch_image(job_id: int, batch_id: str, index: int) -> str:
+    return f"{batch_prefix(job_id, batch_id)}images/{index:04d}"
+
+
+def batch_result(job_id: int, batch_id: str) -> str:
+    return batch_prefix(job_id, batch_id) + "result.json"

@@ -26,6 +26,7 @@ class User(BaseModel):
     full_name: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     password_hash: str = Field(default="", exclude=True, repr=False)
+    plan: str = "free"  # seed 003's plan (shared/plans.py); an administrator changes it
 
 
 class Principal(BaseModel):
@@ -147,6 +148,7 @@ class TrainingJob(BaseModel):
     dataset_id: str | None = None
     project_id: int | None = None
     experiment_name: str | None = None
+    description: str | None = None  # seed 003's workflow description
     epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -159,6 +161,7 @@ class TrainingJob(BaseModel):
     mlflow_run_id: str | None = None
     runner_job_id: str | None = None
     error: str | None = None
+    resources: dict = Field(default_factory=dict)  # what the trainer was given (its device)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from shared.events import ProgressEvent
+from shared.intent import ChatMessage, ChatSession, ParseContext, Parsed
 from shared.models import (
     AudioFile,
     Connection,
@@ -308,3 +309,49 @@ class LeaderboardRepository(Protocol):
         """Add (or rewrite, for a replay) the entry of ``entry["job_id"]``."""
 
     def entries(self, board: str) -> list[dict[str, Any]]: ...
+
+
+class ImageFetcher(Protocol):
+    """Fetches an image a client names by URL (seed 003's ``image_url``), safely: https
+    only, public addresses only (checked after DNS, and connected to as checked), bounded
+    in time and size. Refusals raise InvalidInput (``URL_NOT_ALLOWED``, ``URL_FETCH_FAILED``,
+    ``URL_FETCH_TIMEOUT``, ``NOT_AN_IMAGE``) or TooLarge."""
+
+    def check(self, url: str) -> None:
+        """Refuse, without fetching, a URL that may not be fetched: its form, and every
+        address its host resolves to now."""
+
+    def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        """The body at ``url`` (at most ``max_bytes``), its redirects each checked anew."""
+
+
+# Seed 003's chat (its domain: shared/intent.py), imported here to keep this an append.
+
+
+class IntentParser(Protocol):
+    """Reads what one chat message asks for: by rules (``shared.intent.RulesParser``,
+    offline), or with Amazon Bedrock (shared/adapters/bedrock.py), which falls back to the
+    rules on any error. Models and datasets resolve only against the catalogue and
+    ``context.datasets`` (the caller's own)."""
+
+    def parse(self, text: str, context: ParseContext) -> Parsed: ...
+
+
+class ChatSessionRepository(Protocol):
+    """Chat sessions and their messages; every write is conditional on the version read."""
+
+    def create(self, session: ChatSession, messages: list[ChatMessage]) -> ChatSession | None:
+        """Store a new session with its first messages; None if the id is taken."""
+
+    def get(self, session_id: str) -> ChatSession | None: ...
+    def messages(self, session_id: str) -> list[ChatMessage]:
+        """The session's messages, oldest first."""
+
+    def save(
+        self, session: ChatSession, messages: list[ChatMessage], *, expected_version: int
+    ) -> ChatSession | None:
+        """Write the session and append messages if it is still at ``expected_version``;
+        None when another write got there first (or it is being deleted)."""
+
+    def delete(self, session_id: str) -> None:
+        """Delete the session and its messages (idempotent)."""

@@ -61,6 +61,14 @@ ROUTES: tuple[EventRoute, ...] = (
             "detail-type": ["Batch Job State Change"],
         },
     ),
+    EventRoute(  # seed 003's batches (shared/services/inference.py)
+        "batch-inference-requested",
+        "functions.events.batch_inference",
+        lambda _names, _cloud: {
+            "source": ["crucible.api"],
+            "detail-type": ["Batch Inference Requested"],
+        },
+    ),
 )
 
 

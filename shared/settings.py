@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     max_audio_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Dataset archives sent straight to S3 with a presigned POST.
     max_dataset_bytes: int = Field(20 * 1024**3, ge=1024)
-    # Request limits (seed 003's plans); 0 turns the limiter off.
-    rate_limit_per_minute: int = Field(300, ge=0)
+    # Requests per user a minute for everyone, replacing the plans' own minute and hour
+    # limits (seed 003's plans, shared/plans.py); 0 turns request limits off; unset: the plans'.
+    rate_limit_per_minute: int | None = Field(None, ge=0)
     # Requests before authentication (register, login, token, refresh, the internal
     # callback), per client address and per account named; 0 turns it off.
     auth_rate_limit_per_minute: int = Field(20, ge=0)
@@ -210,8 +211,9 @@ class Settings(BaseSettings):
     predictor: Literal["local", "lambda"] = "local"
     # Inputs travel inside the invoke payload (Lambda's limit is 6 MB, base64 adds a third).
     max_inference_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024)
-    # Training jobs one user may have active (pending, queued, running or stopping) at once.
-    max_active_jobs: int = Field(3, ge=1)
+    # Training jobs any user may have active (pending, queued, running or stopping) at once,
+    # replacing the plans' concurrent workflows (shared/plans.py); unset: the plan's.
+    max_active_jobs: int | None = Field(None, ge=1)
     # An operator-configured folder of weights files (timm, ultralytics) that a job may
     # start from, named by file name only; unset means models start from their config.
     weights_dir: str | None = None
@@ -246,7 +248,57 @@ class Settings(BaseSettings):
     mlflow_ui_url: str | None = None
     local_evaluator_path: str = "containers/evaluator"  # where the local runner finds it
 
-    # --- seed 003: chat, workflows, models, inference, plans (one insertion per helper here) ---
+    # Seed 003's chat (shared/services/chat.py): messages are read by rules, offline
+    # ("rules"), or by Amazon Bedrock's Converse API with a tool ("bedrock", which falls back
+    # to the rules on any error) using bedrock_model_id (a model or inference profile id).
+    intent_parser: Literal["rules", "bedrock"] = "rules"
+    bedrock_model_id: str = Field("anthropic.claude-3-haiku-20240307-v1:0", min_length=1)
+    chat_max_message_chars: int = Field(4000, ge=100, le=100_000)
+
+    # Seed 003's inference (shared/services/inference.py): an image named by URL is fetched
+    # over https from a public address only (shared/adapters/urlfetch.py), within
+    # url_fetch_timeout_s; a batch holds at most max_batch_images (each max_inference_bytes).
+    url_fetch_timeout_s: float = Field(10.0, gt=0, le=25)
+    max_batch_images: int = Field(20, ge=1, le=1000)
+    # FOR TESTS ON ONE MACHINE ONLY: fetch http:// URLs and loopback addresses (127.0.0.0/8,
+    # ::1) too. Private, link-local (metadata) and every other address stay refused. A
+    # deployment (CRUCIBLE_PREDICTOR=lambda) refuses to start with it.
+    url_fetch_allow_loopback_http_for_testing: bool = False
+
+    @field_validator("url_fetch_allow_loopback_http_for_testing")
+    @classmethod
+    def _loopback_fetches_only_locally(cls, v: bool, info) -> bool:
+        if v and info.data.get("predictor") == "lambda":
+            raise ValueError("is for local tests only, never where predictions run in Lambda")
+        return v
+
+    # Seed 003's plans (shared/plans.py: free, pro, enterprise): changes to their limits as
+    # JSON, e.g. {"free": {"requests_per_minute": 5, "gpu_hours": 0.5}}. Set explicitly,
+    # rate_limit_per_minute (N a minute for everyone, no hourly window; 0: no request
+    # limits) and max_active_jobs replace every plan's own figure: an operator's override.
+    plan_limits: Annotated[
+        dict[
+            Literal["free", "pro", "enterprise"],
+            dict[
+                Literal[
+                    "requests_per_minute",
+                    "requests_per_hour",
+                    "concurrent_workflows",
+                    "gpu_hours",
+                    "storage_gb",
+                ],
+                Annotated[float, Field(ge=0)],
+            ],
+        ],
+        NoDecode,
+    ] = Field(default_factory=dict)
+
+    @field_validator("plan_limits", mode="before")
+    @classmethod
+    def _plan_limits_json(cls, v: object) -> object:
+        import json
+
+        return json.loads(v) if isinstance(v, str) else v  # bad JSON: a ValueError, named
 
     # Local all-in-one mode.
     data_dir: str = ".crucible"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.ports import (
         DatasetRepository,
         EventBus,
+        IntentParser,
         JobRecordRepository,
         JobRepository,
         JobRunner,
@@ -36,12 +37,16 @@ if TYPE_CHECKING:
     from shared.services.audio import AudioService
     from shared.services.audio_uploads import AudioUploadService
     from shared.services.auth import AuthService
+    from shared.services.chat import ChatService
     from shared.services.datasets import DatasetService
     from shared.services.evaluations import EvaluationService
+    from shared.services.inference import InferenceService
     from shared.services.jobs import JobStates
+    from shared.services.plans import PlanService
     from shared.services.projects import ProjectService, TagService
     from shared.services.push import PushService
     from shared.services.training import TrainingService
+    from shared.services.workflows import WorkflowService
 
 PredictorFactory = Callable[["Container"], "Predictor"]
 
@@ -282,7 +287,7 @@ class Container:
 
     @cached_property
     def training(self) -> TrainingService:
-        from shared.services.jobs import JobLimits
+        from shared.services.plans import PlanJobLimits
         from shared.services.training import TrainingService
 
         return TrainingService(
@@ -295,7 +300,7 @@ class Container:
             self.push,
             _Deferred(self, "predictor"),  # nor a predictor
             projects=self.projects,
-            limits=JobLimits(self.settings.max_active_jobs),
+            limits=PlanJobLimits(self.plans),  # the user's plan: concurrency, GPU hours
             max_inference_bytes=self.settings.max_inference_bytes,
         )
 
@@ -341,8 +346,93 @@ class Container:
             self.user_repository,  # followers' current roles, re-checked on delivery
         )
 
+    @cached_property
+    def plans(self) -> PlanService:
+        """Seed 003's plans: a user's request windows and job caps, usage, profile.
+        ``CRUCIBLE_RATE_LIMIT_PER_MINUTE`` and ``CRUCIBLE_MAX_ACTIVE_JOBS``, when set
+        explicitly, override every plan's own figure (shared/services/plans.py)."""
+        from shared.adapters.dynamodb.recordings import DynamoAudioFiles
+        from shared.plans import build_plans
+        from shared.services.plans import PlanService
 
-# --- seed 003's services are added above this line ---
+        s = self.settings
+        return PlanService(
+            self.user_repository,
+            self.job_repository,
+            self.dataset_repository,
+            DynamoAudioFiles(self.table),
+            build_plans(s.plan_limits),
+            request_limit=s.rate_limit_per_minute,
+            active_jobs=s.max_active_jobs,
+        )
+
+    @cached_property
+    def inference(self) -> InferenceService:
+        """Seed 003's predictions and batches; image URLs fetched by the safe fetcher."""
+        from shared.adapters.urlfetch import SafeImageFetcher
+        from shared.services.inference import InferenceService
+
+        s = self.settings
+        return InferenceService(
+            self.training,
+            self.artifacts,
+            self.uploads,
+            SafeImageFetcher(
+                timeout_s=s.url_fetch_timeout_s,
+                allow_loopback_http=s.url_fetch_allow_loopback_http_for_testing,
+            ),
+            self.bus,
+            _Deferred(self, "predictor"),  # reading a batch needs no predictor
+            uploads_bucket=s.names.uploads_bucket,
+            max_image_bytes=s.max_inference_bytes,
+            max_batch_images=s.max_batch_images,
+        )
+
+    @cached_property
+    def workflows(self) -> WorkflowService:
+        """Seed 003's workflows: training jobs in seed 003's words."""
+        from shared.services.workflows import WorkflowService
+
+        return WorkflowService(self.training, self.user_repository)
+
+    @cached_property
+    def intent_parser(self) -> IntentParser:
+        """Seed 003's chat reads messages by rules, offline (``CRUCIBLE_INTENT_PARSER=rules``),
+        or with Amazon Bedrock (``bedrock``: Converse with a tool), which falls back to the
+        rules on any error; its client gives up fast, so a chat turn stays short."""
+        from shared.intent import RulesParser
+
+        s = self.settings
+        if s.intent_parser != "bedrock":
+            return RulesParser()
+        import boto3
+        from botocore.config import Config
+
+        from shared.adapters.bedrock import BedrockIntentParser
+
+        client = boto3.session.Session().client(
+            "bedrock-runtime",
+            region_name=s.aws_region,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=8
+            ),
+        )
+        return BedrockIntentParser(client, s.bedrock_model_id, fallback=RulesParser())
+
+    @cached_property
+    def chat(self) -> ChatService:
+        """Seed 003's chat: sessions in the table, intents through the parser, workflows
+        started through the workflow service."""
+        from shared.adapters.dynamodb.chat import DynamoChatSessions
+        from shared.services.chat import ChatService
+
+        return ChatService(
+            DynamoChatSessions(self.table),
+            self.intent_parser,
+            self.datasets,
+            _Deferred(self, "workflows"),  # reading a chat needs no workflow service
+            max_message_chars=self.settings.chat_max_message_chars,
+        )
 
 
 class _Deferred:

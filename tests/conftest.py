@@ -185,12 +185,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         {
             "API_TOKENS": "ci-bot=ci-token-0123456789",
             "CRUCIBLE_RATE_LIMIT_PER_MINUTE": "600",
+            # seed 002's cap on active jobs for everyone (plans would give Free users one)
+            "CRUCIBLE_MAX_ACTIVE_JOBS": "3",
             # every test client signs up and in from 127.0.0.1 (the limit's own tests use
             # stacks of their own: tests/e2e/test_identity_security.py)
             "CRUCIBLE_AUTH_RATE_LIMIT_PER_MINUTE": "0",
             # leaderboard jobs: short classes, so the hostile ones end quickly
             "CRUCIBLE_RESOURCE_CLASSES": "small=60:768:1,medium=120:1024:1,tiny=3:512:1",
             "CRUCIBLE_EVALUATION_GRACE_S": "20",
+            # seed 003's image_url predictions of images served by the tests on loopback
+            "CRUCIBLE_URL_FETCH_ALLOW_LOOPBACK_HTTP_FOR_TESTING": "true",
         },
         mlflow_ui=True,
     )

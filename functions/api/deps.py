@@ -1,6 +1,9 @@
 """Request dependencies: the service container, the caller, role checks, rate limits.
 
-Authenticated requests count against their user's limit (``rate_limit_per_minute``).
+Authenticated requests count against their user's plan (shared/plans.py): a per-minute
+and a per-hour window, fixed to the clock; the response's ``X-RateLimit-*`` headers
+describe the tighter of the two. ``CRUCIBLE_RATE_LIMIT_PER_MINUTE``, when set, replaces
+every plan's windows with N a minute (0: no request limits at all).
 Requests made before authentication (register, login, token, refresh, the internal
 callback) count against the client's address and, where they name one, the account
 (``auth_rate_limit_per_minute``): a password guess costs an argon2 check.
@@ -21,11 +24,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from functions.api.errors import set_rate_limit
 from shared.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from shared.models import Principal
+from shared.plans import Window, tighter
 from shared.settings import Role
 from shared.wiring import Container
 
 _bearer = HTTPBearer(auto_error=False, description="JWT access token or static API token")
 WINDOW_S = 60
+# Each request window's counter, per user (the minute's key is the one it always had).
+_WINDOW_KEYS = {"minute": "user:{}", "hour": "user-hour:{}"}
 
 
 def get_container(request: Request) -> Container:
@@ -44,17 +50,26 @@ def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
     principal = container.auth.authenticate(credentials.credentials)
-    limit = container.settings.rate_limit_per_minute
-    if limit:
-        used, reset = container.rate_limiter.hit(
-            f"user:{principal.user_id}", limit=limit, window_s=WINDOW_S
+    limits = container.plans.request_limits(principal.user_id)
+    counted: list[Window] = []
+    for name, seconds, limit in limits.windows:  # the minute first: a request it refuses
+        used, reset = container.rate_limiter.hit(  # is not counted in the hour
+            _WINDOW_KEYS[name].format(principal.user_id), limit=limit, window_s=seconds
         )
-        if used > limit:
+        window = Window(name, limit, used, reset)
+        if window.exceeded:
+            plan = f" (the {limits.plan} plan's)" if limits.plan else ""
             raise RateLimited(
-                f"Rate limit of {limit} requests per minute exceeded", limit=limit, reset_at=reset
+                f"Rate limit of {limit} requests per {name}{plan} exceeded; "
+                f"try again in {max(1, reset - int(time.time()))} s",
+                limit=limit,
+                reset_at=reset,
             )
+        counted.append(window)
+    if counted:
         # Written on the response by functions.api.errors.RequestContext, whatever it is.
-        set_rate_limit(request.scope, limit, max(0, limit - used), reset)
+        binding = tighter(counted)
+        set_rate_limit(request.scope, binding.limit, binding.remaining, binding.reset)
     return principal
 
 

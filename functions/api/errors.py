@@ -74,6 +74,7 @@ async def _domain(request: Request, exc: e.CrucibleError) -> JSONResponse:
             }
         )
         extra = {"limit": exc.limit, "reset_at": exc.reset_at}
+    extra.update(getattr(exc, "details", None) or {})  # e.g. an unknown model's suggestions
     body = error_body(
         exc.detail, exc.code, exc.field, request_id=request_id(request.scope), **extra
     )

@@ -19,6 +19,7 @@ from infra import packaging
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.refs import CONNECTIONS, IDENTITY, TOPIC_OWNERS, DataRefs, event_keys
+from shared import keys
 from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE
 from shared.routing import ROUTES
 from shared.settings import ResourceNames
@@ -40,8 +41,13 @@ EVENT_HANDLERS = {
     "functions.events.analysis": EventHandler(
         memory=3008, timeout=900, dockerfile="functions/events/analysis.Dockerfile"
     ),
+    # seed 003's batches: each image fetched and sent to the inference function in turn
+    "functions.events.batch_inference": EventHandler(timeout=900),
 }
 
+
+# Bedrock's cross-region inference profiles: a model id "<prefix>.<foundation model id>".
+INFERENCE_PROFILE_PREFIXES = ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global")
 
 # DynamoDB actions by kind (the adapters call no others: no Scan, no batch calls).
 READ = ("GetItem", "Query")
@@ -52,6 +58,7 @@ OBJECT_PREFIXES = (
     ("uploads_bucket", "datasets/*"),
     ("artifacts_bucket", "analysis/*"),
     ("artifacts_bucket", "jobs/*/checkpoints/*"),
+    ("artifacts_bucket", "inference/*"),
 )
 
 
@@ -122,6 +129,10 @@ class Functions(Construct):
         }
         self._grant(data)
         self.api.add_environment("CRUCIBLE_PREDICTOR", "lambda")
+        self.by_module["functions.events.batch_inference"].add_environment(
+            "CRUCIBLE_PREDICTOR", "lambda"
+        )
+        self._bedrock(env.bedrock_model_id)
         inference = cdk.Stack.of(self).get_logical_id(self.inference.node.default_child)
         nag(
             self,
@@ -206,6 +217,7 @@ class Functions(Construct):
         datasets = self.by_module["functions.events.datasets"]
         objects = self.by_module["functions.events.s3_object"]
         batch_state = self.by_module["functions.events.batch_state"]
+        batch_inference = self.by_module["functions.events.batch_inference"]
         uploads, artifacts = data.uploads, data.artifacts
 
         # The API is the application: any item, both buckets, both secrets.
@@ -215,6 +227,7 @@ class Functions(Construct):
         uploads.grant_read_write(api)
         uploads.grant_delete(api)
         artifacts.grant_read(api)
+        artifacts.grant_put(api, f"{keys.INFERENCE}*")  # seed 003's batches, as asked
         artifacts.grant_delete(api)
         self.inference.grant_invoke(api)
 
@@ -270,6 +283,50 @@ class Functions(Construct):
         uploads.grant_delete(datasets, "datasets/*")
         # Inference reads checkpoints, and nothing else: no table, no secret.
         artifacts.grant_read(inference, "jobs/*/checkpoints/*")
+        # Batch inference (seed 003): reads a batch (its record and the images it holds)
+        # and writes its result, under inference/ only; sends each image to the inference
+        # function (which reads the checkpoint). No table, no secret, no upload.
+        artifacts.grant_read(batch_inference, f"{keys.INFERENCE}*")
+        artifacts.grant_put(batch_inference, f"{keys.INFERENCE}*")
+        self.inference.grant_invoke(batch_inference)
+
+    def _bedrock(self, model_id: str | None) -> None:
+        """Seed 003's chat on Amazon Bedrock (``bedrock_model_id`` in cdk.json): the API
+        may invoke that model, nothing else (Converse is authorised as
+        ``bedrock:InvokeModel``). A cross-region inference profile (``us.``, ``eu.``,
+        ``apac.``, ``global.`` ...) is invoked as the profile, which routes to the same
+        foundation model in the regions it spans. Without a model id, no permission and
+        the chat's offline parser."""
+        if not model_id:
+            return
+        stack = cdk.Stack.of(self)
+        profile, _, base = model_id.partition(".")
+        if profile in INFERENCE_PROFILE_PREFIXES and base:
+            resources = [
+                stack.format_arn(
+                    service="bedrock", resource="inference-profile", resource_name=model_id
+                ),
+                f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
+            ]
+            nag(
+                self,
+                f"IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{base}]",
+                "A cross-region inference profile routes to this one model in any of its regions.",
+            )
+        else:
+            resources = [
+                stack.format_arn(
+                    service="bedrock",
+                    account="",
+                    resource="foundation-model",
+                    resource_name=model_id,
+                )
+            ]
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=resources)
+        )
+        self.api.add_environment("CRUCIBLE_INTENT_PARSER", "bedrock")
+        self.api.add_environment("CRUCIBLE_BEDROCK_MODEL_ID", model_id)
 
     def _event_handler(self, module: str, layer: lambda_.LayerVersion) -> lambda_.Function:
         """The function of a routes' handler module, sized by ``EVENT_HANDLERS``."""

@@ -57,13 +57,17 @@ ALL_JOBS, ASR_RUNS = "jobs", "asr"
 
 class JobLimits:
     """How many training jobs a user may have active (queued, running or stopping) at
-    once. One number for everyone today (``CRUCIBLE_MAX_ACTIVE_JOBS``); once plans
-    exist, a subclass reads the user's plan here."""
+    once: here one number for everyone; ``PlanJobLimits`` (shared/services/plans.py), what
+    the platform is wired with, reads the user's plan (its concurrent workflows, and its
+    GPU hours left this month)."""
 
     def __init__(self, max_active_jobs: int = 3) -> None:
         self.max_active_jobs = max_active_jobs
 
     def active_jobs(self, user_id: int) -> int:
+        """The cap on ``user_id``'s active jobs, asked when one of theirs is about to start
+        (before the conditional write that takes its slot) and to explain a refusal. A
+        subclass may refuse the start itself by raising a domain error (a used-up quota)."""
         return self.max_active_jobs
 
 

@@ -1,12 +1,18 @@
 """Job reporting: progress, logs, per-epoch validation, checkpoints and status into the
 table (events on ``job:<id>`` and the owner's topic, metric rows, log lines) and MLflow.
-Used by the trainer's callbacks and by the internal callback route alike."""
+Used by the trainer's callbacks and by the internal callback route alike.
+
+Progress events carry seed 003's ``training_progress`` fields: ``eta_minutes`` (from the
+pace of this run so far), ``metrics`` (the step's loss and the latest validation's
+numbers) and, only where the trainer measures them (``device``: a GPU this process
+trains on), ``gpu_utilization`` and ``memory_usage_gb``; never made up."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shared import keys
@@ -30,14 +36,25 @@ class Reporter:
         *,
         artifacts: ObjectStore | None = None,
         throttle_s: float = 1.0,
+        device: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.push, self.jobs, self.job, self.records, self.mlflow = push, jobs, job, records, mlflow
         self.artifacts = artifacts  # per-sample validation predictions go here, as JSON
         self.topic = f"job:{job.id}"
         self.throttle_s = throttle_s
+        # What the trainer measures of the device it trains on (gpu_utilization,
+        # memory_usage_gb); None, or an empty answer, where it measures nothing.
+        self.device = device
         self._last_progress = 0.0
         self.last_validation: dict[str, Any] | None = None
+        self._val_metrics: dict[str, float] = {}  # the latest validation's numbers
         self._n = 0
+        # The pace of this run, for eta_minutes: when reporting began, and the first step
+        # seen (its time and position in epochs, e.g. 2.25 = a quarter into epoch 3).
+        self._began = time.time()
+        self._first_step: tuple[float, float] | None = None
+        self._first_epoch: int | None = None
+        self._steps_per_epoch = 0
 
     def _publish(self, kind: str, data: dict[str, Any], *key: Any) -> None:
         eid = (
@@ -61,22 +78,52 @@ class Reporter:
         self._publish("log", {"level": level, "message": message})
 
     def on_step(self, epoch: int, step: int, total_steps: int, loss: float, lr: float) -> None:
+        position = epoch - 1 + (step / total_steps if total_steps > 0 else 0.0)
+        if self._first_step is None:
+            self._first_step, self._first_epoch = (time.time(), position), epoch
+        self._steps_per_epoch = max(total_steps, 0)
         now = time.monotonic()
         if now - self._last_progress < self.throttle_s and step != total_steps:
             return
         self._last_progress = now
-        self._publish(
-            "progress",
-            {
-                "epoch": epoch,
-                "total_epochs": self.job.total_epochs,
-                "step": step,
-                "total_steps": total_steps,
-                "loss": round(loss, 6),
-                "learning_rate": lr,
-                "metrics": {"loss": round(loss, 6)},
-            },
-        )
+        data: dict[str, Any] = {
+            "epoch": epoch,
+            "total_epochs": self.job.total_epochs,
+            "step": step,
+            "total_steps": total_steps,
+            "loss": round(loss, 6),
+            "learning_rate": lr,
+            "metrics": {**self._val_metrics, "loss": round(loss, 6)},
+            "eta_minutes": self._eta_minutes(position),
+        }
+        data.update(self._device_stats())
+        self._publish("progress", data)
+
+    def _eta_minutes(self, position: float) -> float | None:
+        """Minutes left at this run's pace: measured from its first step once it has moved
+        on from it, else from when reporting began (which counts the set-up, so early
+        answers run long), else (a reporter made for one callback) from the job's start.
+        None when nothing has been timed yet."""
+        now, left = time.time(), max(0.0, self.job.total_epochs - position)
+        t0, p0 = self._first_step or (now, position)
+        first_epoch = self._first_epoch or 1  # where this run began (a resumed one later)
+        for since, done in (
+            (t0, position - p0),
+            (self._began, position - (first_epoch - 1)),
+            (self.job.started_at.timestamp() if self.job.started_at else now, position),
+        ):
+            if now - since >= 1.0 and done > 0:
+                return round((now - since) / done * left / 60, 2)
+        return None
+
+    def _device_stats(self) -> dict[str, float]:
+        """What ``device`` measures now; nothing if it cannot (measuring never stops training)."""
+        if self.device is None:
+            return {}
+        try:
+            return {k: v for k, v in self.device().items() if v is not None}
+        except Exception:
+            return {}
 
     def on_epoch_end(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
         """``val`` holds numbers (metrics), optionally ``per_class``, ``confusion_matrix`` and
@@ -93,6 +140,8 @@ class Reporter:
         row = {
             "loss": train_loss,
             "learning_rate": lr,
+            # steps trained up to this epoch's end, when the trainer reports its steps
+            "step": epoch * self._steps_per_epoch if self._steps_per_epoch else None,
             "val_loss": val.get("val_loss"),
             "accuracy": val.get("accuracy"),
             "extra_metrics": {
@@ -105,6 +154,7 @@ class Reporter:
         self.jobs.update(
             self.job.id, {"current_epoch": epoch, "metrics": {"loss": train_loss, **metrics}}
         )
+        self._val_metrics = {k: round(v, 6) for k, v in metrics.items()}
         self.last_validation = {"epoch": epoch, **metrics, **details}
         self._publish("validation", self.last_validation, epoch)
         if self.mlflow:

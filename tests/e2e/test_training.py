@@ -160,7 +160,7 @@ def test_bad_requests(alice, dataset):
     assert bad.status_code == 400 and bad.json()["field"] == "config.framework"
     missing = alice.http.post(
         "/training/jobs",
-        json={"config": {"framework": "timm", "model_name": "x", "dataset_id": "nope"}},
+        json={"config": {"framework": "timm", "model_name": "resnet10t", "dataset_id": "nope"}},
     )
     assert missing.status_code == 404 and missing.json()["code"] == "DATASET_NOT_FOUND"
     assert alice.http.get("/training/jobs/999999").status_code == 404

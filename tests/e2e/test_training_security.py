@@ -18,7 +18,7 @@ from tests.e2e.live import wait_for_status
 
 pytestmark = pytest.mark.e2e
 
-CAP = 3  # settings.max_active_jobs' default, which the test stack keeps
+CAP = 3  # CRUCIBLE_MAX_ACTIVE_JOBS in the test stack (tests/conftest.py)
 START = "/training/jobs/{}/start"
 
 

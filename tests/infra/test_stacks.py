@@ -168,6 +168,7 @@ def test_functions_are_traced_logged_and_configured(synth, env):
         "functions.events.stream_push.handler",
         "functions.events.datasets.handler",
         "functions.events.sweeper.handler",
+        "functions.events.batch_inference.handler",
     } <= handlers
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
     assert sorted(i["Properties"]["Timeout"] for i in images) == [120, 900]  # inference, analysis
@@ -225,7 +226,7 @@ def test_iam_is_scoped(synth, env):
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
     # API, WebSocket, stream push, inference, sweeper, and one per routed handler module
-    assert len(ours) == 5 + len({route.handler for route in ROUTES}) == 9
+    assert len(ours) == 5 + len({route.handler for route in ROUTES}) == 10
     assert len(set(roles)) == len(ours)  # one role per function
     api_text = json.dumps(api)
     assert "batch:SubmitJob" in api_text and "batch:TerminateJob" in api_text
@@ -472,7 +473,8 @@ def test_api_role(synth):
         "dynamodb:ConditionCheckItem",
     }
     assert all(keys is None for keys in grants.values())  # the application: any item
-    assert _objects(st, "s3:PutObject") == {"uploads/*"}
+    # the artifacts it writes: seed 003's batches as asked (inference/)
+    assert _objects(st, "s3:PutObject") == {"uploads/*", "artifacts/inference/*"}
     assert _objects(st, "s3:GetObject*") == {"uploads/*", "artifacts/*"}
     assert {"batch:SubmitJob", "batch:TerminateJob", "lambda:InvokeFunction"} <= _actions(st)
     assert "events:PutEvents" in _actions(st)
@@ -577,6 +579,102 @@ def test_only_the_api_and_websocket_reach_users(synth):
     assert users == {"FunctionsWebSocketRole": identity, "FunctionsStreamPushRole": {"USER#*"}}
     push = _table_grants(_statements(t, "FunctionsStreamPushRole"))
     assert [a for a, keys in push.items() if "USER#*" in (keys or [])] == ["dynamodb:GetItem"]
+
+
+def test_batch_inference_role(synth):
+    """Seed 003's batches: the batch's own objects (inference/) and the inference
+    function, nothing else: no table, no secret, no upload, no delete."""
+    t = app_(synth, "dev")
+    st = _statements(t, "FunctionsBatchInferenceRole")
+    assert _table_grants(st) == {} and _secrets(st) == set()
+    assert _objects(st, "s3:GetObject*") == {"artifacts/inference/*"}
+    assert _objects(st, "s3:PutObject") == {"artifacts/inference/*"}
+    assert not _actions(st, "s3:Delete")
+    invoke = [s for s in st if "lambda:InvokeFunction" in _actions([s])]
+    assert invoke and all("FunctionsInference" in json.dumps(s["Resource"]) for s in invoke)
+    (fn,) = [
+        f["Properties"]
+        for n, f in t.find_resources("AWS::Lambda::Function").items()
+        if n.startswith("FunctionsBatchInference") and "Role" in f["Properties"]
+    ]
+    assert fn["Handler"] == "functions.events.batch_inference.handler"
+    assert fn["Timeout"] == 900
+    assert fn["Environment"]["Variables"]["CRUCIBLE_PREDICTOR"] == "lambda"
+    # the testing setting that lets loopback http through is never deployed
+    for f in t.find_resources("AWS::Lambda::Function").values():
+        variables = f["Properties"].get("Environment", {}).get("Variables", {})
+        assert "CRUCIBLE_URL_FETCH_ALLOW_LOOPBACK_HTTP_FOR_TESTING" not in variables
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_no_bedrock_permission_without_a_model(synth, env):
+    assert "bedrock:" not in json.dumps(app_(synth, env).find_resources("AWS::IAM::Policy"))
+
+
+@pytest.fixture(scope="module")
+def bedrock(tmp_path_factory):
+    """Two environments that name a Bedrock model: a foundation model, and a
+    cross-region inference profile."""
+    context = {
+        "crucible:environments": {
+            "chat": {"bedrock_model_id": "anthropic.claude-3-5-haiku-20241022-v1:0"},
+            "chatx": {"bedrock_model_id": "us.anthropic.claude-3-5-haiku-20241022-v1:0"},
+        }
+    }
+    app = build(cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("bedrock.out"))))
+    app.synth()  # cdk-nag: every finding acknowledged
+    stacks = {s.stack_name: s for s in app.node.children if isinstance(s, cdk.Stack)}
+    return {name: Template.from_stack(stack) for name, stack in stacks.items()}
+
+
+def _bedrock_grants(t) -> dict[str, list[str]]:
+    """Role -> the resources (as text) of every statement naming a bedrock action."""
+    out: dict[str, list[str]] = {}
+    for policy in t.find_resources("AWS::IAM::Policy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if _actions([st], "bedrock:"):
+                assert _actions([st], "bedrock:") == {"bedrock:InvokeModel"}
+                resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                for role in policy["Properties"]["Roles"]:
+                    out.setdefault(role["Ref"][:-8], []).extend(
+                        re.sub(r'[{}\[\]"]|Fn::Join|Ref|, ', "", json.dumps(r)) for r in resources
+                    )
+    return out
+
+
+def test_bedrock_is_granted_to_the_api_for_the_configured_model_only(bedrock):
+    plain = _bedrock_grants(bedrock["crucible-chat-app"])
+    assert set(plain) == {"FunctionsApiRole"}
+    (arn,) = plain["FunctionsApiRole"]
+    assert arn.endswith(
+        ":bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0"
+    )
+    assert "*" not in arn
+    profile = _bedrock_grants(bedrock["crucible-chatx-app"])
+    assert set(profile) == {"FunctionsApiRole"}
+    arns = sorted(profile["FunctionsApiRole"])
+    assert any(
+        a.endswith(":inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0") for a in arns
+    )
+    # the profile's foundation model, in whichever region the profile routes to
+    assert any(
+        a.endswith(":bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0")
+        for a in arns
+    )
+    for name, model in (
+        ("chat", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ("chatx", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
+    ):
+        fns = bedrock[f"crucible-{name}-app"].find_resources("AWS::Lambda::Function")
+        api = next(
+            f["Properties"]["Environment"]["Variables"]
+            for f in fns.values()
+            if f["Properties"].get("Handler") == "functions.api.handler.handler"
+        )
+        assert api["CRUCIBLE_BEDROCK_MODEL_ID"] == model
+        assert api["CRUCIBLE_INTENT_PARSER"] == "bedrock"
+    with pytest.raises(ConfigError):  # a wildcard is not a model
+        load({"x1": {"bedrock_model_id": "anthropic.*"}})
 
 
 def test_inference_role_reads_checkpoints_only(synth):

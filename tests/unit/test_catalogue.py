@@ -48,6 +48,8 @@ def test_catalogue_models_and_operator_weights_are_accepted(framework, task, mod
         ("timm", CLS, "file:///etc/passwd"),
         ("timm", CLS, "a.b.c"),
         ("timm", CLS, "x" * 300),
+        ("timm", CLS, "resnet999"),  # well-formed, but not an architecture timm has
+        ("timm", CLS, "resnet18.no_such_tag"),
         ("timm", CLS, 42),
         ("torchaudio", "speech_recognition", "wav2vec2"),
     ],

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_trainer.frameworks import trainer
-from crucible_trainer.run import Checkpoints, Run
+from crucible_trainer.run import Checkpoints, Run, describe, device_probe, resources
 from crucible_trainer.spec import JobSpec, Refused
 from shared.archives import extract
 from shared.errors import CrucibleError
@@ -84,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         mlflow, mlflow_run = _mlflow(settings, work, job)
         c.job_repository.update(job.id, {"mlflow_run_id": mlflow_run.info.run_id})
         reporter = Reporter(
-            c.push, c.job_repository, job, c.job_records, mlflow, artifacts=c.artifacts
+            c.push,
+            c.job_repository,
+            job,
+            c.job_records,
+            mlflow,
+            artifacts=c.artifacts,
+            device=device_probe(),  # GPU figures in progress messages, where measured
         )
 
         def fail(reason: str, code: int) -> int:
@@ -112,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             reporter.log(
                 f"Starting {job.framework} {job.model_name} on {dataset.name} ({dataset.file_count} files)"
             )
+            given = resources()  # what this run was given (seed 003's workflow resources)
+            c.job_repository.update(job.id, {"resources": given})
+            reporter.log(describe(given))
             train = trainer(job.framework)
             checkpoints = Checkpoints(c.artifacts, job.id, work, reporter)
             attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)

@@ -14,7 +14,9 @@ its own loop and checkpoint files (ultralytics) saves plain state dicts of them 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import queue
 import threading
 import time
@@ -196,3 +198,89 @@ class Run:
         if self._snapshot is None:
             raise RuntimeError("Run.begin() sets what a checkpoint holds")
         return self._snapshot(epoch)
+
+
+# --- what the run was given, and what it can measure of its device -----------------
+
+
+def resources() -> dict[str, Any]:
+    """What this run was given, as the trainer sees it: its CPUs (those it may run on),
+    its memory (its cgroup's limit where it has one, else the machine's) and the GPUs
+    torch can use (``device`` "cuda", with their type, count and memory), or none
+    (``device`` "cpu"). Recorded on the job as its ``resources``; nothing is assumed."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    out: dict[str, Any] = {"device": "cpu", "cpu_count": cpus}
+    memory = _memory_bytes()
+    if memory:
+        out["memory_gb"] = round(memory / 2**30, 1)
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        out.update(
+            device="cuda",
+            gpu_type=props.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+        )
+    return out
+
+
+def _memory_bytes() -> int | None:
+    """The memory this process may use: its cgroup's limit (v2, then v1), if lower than
+    the machine's; None if neither can be read."""
+    physical = None
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (physical is None or int(text) < physical):
+            return int(text)
+        break
+    return physical
+
+
+def device_probe() -> Callable[[], dict[str, float]] | None:
+    """A measurement of the GPU this process trains on, for progress messages: its
+    utilization (percent, NVML's, through ``torch.cuda.utilization``; left out where NVML
+    cannot be read) and the memory this process's tensors hold there (GiB,
+    ``torch.cuda.memory_allocated``). None without CUDA; an empty answer while this
+    process holds nothing on a GPU (a framework that trains on the CPU): nothing is
+    reported that was not measured."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    nvml = [True]  # whether utilization can be read; found out once
+
+    def measure() -> dict[str, float]:
+        if not torch.cuda.is_initialized():
+            return {}
+        held = sum(torch.cuda.memory_allocated(d) for d in range(torch.cuda.device_count()))
+        if held <= 0:
+            return {}
+        out = {"memory_usage_gb": round(held / 2**30, 3)}
+        if nvml[0]:
+            try:
+                out["gpu_utilization"] = float(torch.cuda.utilization())
+            except Exception:  # no pynvml/amdsmi, or no permission: not measured
+                nvml[0] = False
+        return out
+
+    return measure
+
+
+def describe(given: dict[str, Any]) -> str:
+    """``resources()`` in words, for the job's log."""
+    parts = []
+    if given.get("device") == "cuda":
+        parts.append(
+            f"{given['gpu_count']} x {given['gpu_type']} ({given['gpu_memory_gb']} GiB each)"
+        )
+    parts.append(f"{given['cpu_count']} CPUs")
+    if "memory_gb" in given:
+        parts.append(f"{given['memory_gb']} GiB memory")
+    return f"Resources: {', '.join(parts)}"

@@ -78,7 +78,12 @@ def list_datasets(
     format: str | None = None,
     skip: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="seed 003's 1-based page; overrides skip")
+    ] = None,
 ) -> DatasetListOut:
+    if page is not None:
+        skip = (page - 1) * limit
     items = c.datasets.list(principal, project_id=project_id, fmt=format)
     page = [DatasetOut.of(d) for d in items[skip : skip + limit]]
     return DatasetListOut(datasets=page, total=len(items), skip=skip, limit=limit)

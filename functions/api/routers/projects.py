@@ -1,4 +1,5 @@
-"""Seed 003's projects: list, create, get — each owned by its creator."""
+"""Seed 003's projects: list, create, get — each owned by its creator, with how many
+workflows and datasets it holds."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ def list_projects(
 ) -> ProjectListOut:
     """The caller's projects; admins may pass ``all_users=true`` for everyone's."""
     page = c.projects.list(principal, skip=skip, limit=limit, everyone=all_users)
-    return ProjectListOut(projects=[ProjectOut.of(p) for p in page.items], total=page.total)
+    counts = c.plans.project_counts(page.items)
+    return ProjectListOut(
+        projects=[ProjectOut.of(p, counts[p.id]) for p in page.items], total=page.total
+    )
 
 
 @router.post("", status_code=201, response_model=ProjectOut)
@@ -27,4 +31,5 @@ def create_project(body: ProjectIn, principal: CurrentUser, c: Services) -> Proj
 
 @router.get("/{project_id}", response_model=ProjectOut, responses={404: {"model": ErrorOut}})
 def get_project(project_id: int, principal: CurrentUser, c: Services) -> ProjectOut:
-    return ProjectOut.of(c.projects.get(principal, project_id))
+    project = c.projects.get(principal, project_id)
+    return ProjectOut.of(project, c.plans.project_counts([project])[project.id])

@@ -20,11 +20,16 @@ class ProjectOut(BaseModel):
     name: str
     description: str | None
     owner_id: int
+    workflow_count: int = Field(0, description="its owner's training jobs (workflows) in it")
+    dataset_count: int = Field(0, description="its owner's datasets in it")
     created_at: datetime
 
     @classmethod
-    def of(cls, p: Project) -> ProjectOut:
-        return cls(project_id=p.id, **p.model_dump())
+    def of(cls, p: Project, counts: tuple[int, int] = (0, 0)) -> ProjectOut:
+        workflows, datasets = counts
+        return cls(
+            project_id=p.id, workflow_count=workflows, dataset_count=datasets, **p.model_dump()
+        )
 
 
 class ProjectListOut(BaseModel):

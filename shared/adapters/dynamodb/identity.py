@@ -9,6 +9,7 @@ from typing import Any
 from shared.adapters.dynamodb.table import Table, pad_id
 from shared.errors import Conflict, NotFound
 from shared.models import Page, User
+from shared.plans import DEFAULT_PLAN
 
 # How late a changed role or a deleted account may reach a process's checks (seconds).
 RECENT_S = 5.0
@@ -36,6 +37,7 @@ class DynamoUsers:
             full_name=item.get("full_name"),
             created_at=item["created_at"],
             password_hash=item.get("password_hash", ""),
+            plan=item.get("plan", DEFAULT_PLAN),
         )
 
     def create(self, *, email: str, password_hash: str, role: str, full_name: str | None) -> User:
@@ -128,6 +130,15 @@ class DynamoUsers:
 
     def set_role(self, user_id: int, role: str) -> User:
         item = self.t.update(f"USER#{user_id}", "USER", {"role": role})
+        if item is None:
+            raise NotFound("User not found", code="USER_NOT_FOUND")
+        self._remember(user_id, item)
+        return self._model(item)
+
+    def set_plan(self, user_id: int, plan: str) -> User:
+        """Seed 003's plan; like a role, it applies to the user's requests at once here and
+        within ``RECENT_S`` elsewhere."""
+        item = self.t.update(f"USER#{user_id}", "USER", {"plan": plan})
         if item is None:
             raise NotFound("User not found", code="USER_NOT_FOUND")
         self._remember(user_id, item)
