@@ -53,6 +53,9 @@ _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*)
 _WORKFLOW_ID = re.compile(r"[1-9][0-9]{0,17}")
 # What a batch's answer promises: a start, and this much per image.
 BATCH_START_S, BATCH_PER_IMAGE_S = 10, 2
+# A batch still processing this long after it was asked for has lost its handler (every
+# retry failed, its event dead-lettered): it ends failed, with the results it has.
+BATCH_DEADLINE = timedelta(hours=1)
 
 
 def image_type(data: bytes) -> tuple[str, str] | None:
@@ -321,10 +324,18 @@ class InferenceService:
         record = self._record(job.id, batch_id)
         if record is None or not actor.can_read(int(record["owner_id"])):
             raise NotFound("Batch job not found", code="BATCH_NOT_FOUND", field="job_id")
-        result = self._read_json(keys.batch_result(job.id, batch_id)) or {
-            "status": "processing",
-            "results": [],
-        }
+        result_key = keys.batch_result(job.id, batch_id)
+        result = self._read_json(result_key) or {"status": "processing", "results": []}
+        created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+        if result["status"] == "processing" and utcnow() - created > BATCH_DEADLINE:
+            minutes = int(BATCH_DEADLINE.total_seconds() // 60)
+            result.update(
+                status="failed",
+                completed_at=_iso(utcnow()),
+                error=f"The batch did not finish within {minutes} minutes (its handler kept "
+                "failing); images without a result have none",
+            )
+            self._put_json(result_key, result)  # settled for good: a late run finds it ended
         results = sorted(result["results"], key=lambda r: r["index"])
         out: dict[str, Any] = {
             "job_id": batch_id,
@@ -337,8 +348,9 @@ class InferenceService:
             "model_version": record["model_version"],
             "created_at": record["created_at"],
             "completed_at": result.get("completed_at"),
+            **({"error": result["error"]} if result.get("error") else {}),
         }
-        if result["status"] != "completed":
+        if result["status"] == "processing":
             out["estimated_completion_time"] = record["estimated_completion_time"]
         return out
 
@@ -357,7 +369,7 @@ class InferenceService:
             "started_at": _iso(utcnow()),
             "results": [],
         }
-        if result["status"] == "completed":
+        if result["status"] != "processing":  # completed, or settled failed past its deadline
             return {"status": "duplicate", "batch_id": batch_id}
         done = {r["index"] for r in result["results"]}
         for i, image in enumerate(record["images"]):

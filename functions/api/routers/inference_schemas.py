@@ -105,7 +105,10 @@ class BatchResult(BaseModel):
 class BatchOut(BaseModel):
     job_id: str
     workflow_id: str
-    status: Literal["processing", "completed"]
+    status: Literal["processing", "completed", "failed"] = Field(
+        description="failed: the batch did not finish within an hour (its handler kept failing)"
+    )
+    error: str | None = None
     total_images: int
     completed_images: int = Field(description="Images done: predicted or failed")
     failed_images: int
