@@ -18,8 +18,9 @@ chat-driven workflows, a research leaderboard) on one serverless core.
 **Auth**: `POST /api/v1/auth/login` (or `/auth/token`) returns a bearer token; send it as
 `Authorization: Bearer <token>`. Static API tokens (`API_TOKENS`) work the same way.
 
-**Errors** always look like `{"detail": "...", "code": "MACHINE_CODE", "field": "name|null"}`;
-every response carries `X-Request-ID` (an unexpected error's body quotes it, and nothing else).
+**Errors** carry both seeds' shapes in one body: `{"detail", "code", "field"}` and
+`"error": {"code", "message", "details", "request_id"}`; every response carries
+`X-Request-ID` (an unexpected error's body quotes it, and nothing else).
 
 **Rate limits**: authenticated responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining`
 and `X-RateLimit-Reset`; past the limit the API answers 429 with `Retry-After`. Register,
