@@ -1,7 +1,7 @@
 """Seed 003's chat over HTTP (and the started workflow over WebSocket) against the local
 stack: a chat in Korean that asks, is answered, completes and starts a workflow that
-trains to ``training_complete``; chats in English and Japanese that reach
-``intent_complete`` (one edited by ``edit_config``); sessions read back, kept across a
+trains to ``training_complete``, and the same in English (edited by ``edit_config``) and
+Japanese (a detector); sessions read back, kept across a
 restart and deleted; another user's session and datasets never reached; bad input
 refused with nothing stored."""
 
@@ -153,7 +153,16 @@ def test_korean_chat_asks_completes_and_starts_a_workflow_that_trains(stack, ali
     assert detail["created_at"] <= detail["updated_at"]
 
 
-def test_english_chat_reaches_intent_complete_and_edits_it(alice):
+def start_and_train(stack, client: Client, session: str) -> str:
+    """``start_training`` and follow the workflow to its end: it must complete."""
+    started = ok(say(client, None, session, action="start_training"))
+    assert started["type"] == "training_started", started
+    seen = follow(stack, client, started["workflow_id"])
+    assert seen[-1]["type"] == "training_complete", seen
+    return started["workflow_id"]
+
+
+def test_english_chat_asks_is_answered_edited_and_trains(stack, alice):
     upload(alice, "shapes-en", make.imagefolder(3))
     first = ok(say(alice, "I want to classify circles vs squares"))
     session = first["session_id"]
@@ -182,17 +191,22 @@ def test_english_chat_reaches_intent_complete_and_edits_it(alice):
             None,
             session,
             action="edit_config",
-            training_config={"hyperparameters": {"epochs": 3, "learning_rate": 0.01}},
+            training_config={
+                "hyperparameters": {"epochs": 1, "learning_rate": 0.01, "batch_size": 4}
+            },
         )
     )
     assert edited["type"] == "intent_complete"
-    assert edited["training_config"]["hyperparameters"]["epochs"] == 3
+    assert edited["training_config"]["hyperparameters"]["epochs"] == 1
     assert edited["training_config"]["hyperparameters"]["learning_rate"] == 0.01
     messages = alice.http.get(f"/chat/sessions/{session}").json()["messages"]
     assert messages[-2]["type"] == "action" and messages[-1]["type"] == "intent_complete"
+    workflow = start_and_train(stack, alice, session)
+    job = alice.http.get(f"/training/jobs/{workflow}").json()
+    assert (job["model_name"], job["epochs"], job["learning_rate"]) == ("resnet18", 1, 0.01)
 
 
-def test_japanese_chat_reaches_intent_complete_for_a_detector(alice):
+def test_japanese_chat_asks_is_answered_and_trains_a_detector(stack, alice):
     upload(alice, "shapes-yolo", make.yolo(4))
     first = ok(say(alice, "YOLO11nで丸と四角を検出したい"))
     assert first["type"] == "clarification_needed"
@@ -216,6 +230,20 @@ def test_japanese_chat_reaches_intent_complete_for_a_detector(alice):
     assert cfg["class_names"] == ["丸", "四角"]
     assert "circle, square" in done["message"]  # the dataset's own classes, said
     assert done["actions"][1] == {"type": "edit_config", "label": "設定を編集"}
+    short = {"hyperparameters": {"epochs": 1, "batch_size": 4}}  # a short run on the CPU
+    assert (
+        ok(say(alice, None, first["session_id"], action="edit_config", training_config=short))[
+            "type"
+        ]
+        == "intent_complete"
+    )
+    workflow = start_and_train(stack, alice, first["session_id"])
+    job = alice.http.get(f"/training/jobs/{workflow}").json()
+    assert (job["framework"], job["model_name"], job["task_type"]) == (
+        "ultralytics",
+        "yolo11n",
+        "object_detection",
+    )
 
 
 def test_bad_input_is_refused_with_nothing_stored(alice):
