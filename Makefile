@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/evaluator.py
+	$(BIN)/python bench/intent.py
 
 # Everything the local stack keeps is under its data directory: the emulator's state,
 # S3 objects and credentials (aws/), the secrets, MLflow and the jobs' output.
