@@ -296,7 +296,7 @@ _KO_NUMBERS = {
     "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9, "열": 10,
 }  # fmt: skip
 _KANJI_DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")}
-_NUMBER = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+)"
+_NUMBER = r"(?<![\d.])(\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+)"  # a digit run is tried once
 
 
 def _kanji_number(text: str) -> int | None:
@@ -328,7 +328,7 @@ def _alternation(words: Iterable[str]) -> str:
 
 # --- what a message says -----------------------------------------------------------------
 
-_CONNECT = r"\s*(?:=|:|\bto\b|\bof\b|\bis\b|\bat\b|수는|수를|수|은요|는요|은|는|을|를|数は|数を|は|を|が)?\s*"
+_CONNECT = r"\s*(?:(?:=|:|\bto\b|\bof\b|\bis\b|\bat\b|수는|수를|수|은요|는요|은|는|을|를|数は|数を|は|を|が)\s*)?"
 _HYPER_WORDS = {
     "epochs": r"(?<![a-z])epochs?(?![a-z])|에폭|에포크|エポック数?",
     "batch_size": r"batch[\s_-]?size|(?<![a-z])(?:batch|bs)(?![a-z])|배치\s*(?:사이즈|크기)|배치|バッチサイズ|バッチ",
@@ -353,13 +353,13 @@ _COUNTS = {
         rf"(?:[a-z]+\s+)?(?:{_COUNT_UNITS_EN})\b"
     ),
     "ko": re.compile(
-        rf"(?:(?<![가-힣])({_alternation(_KO_NUMBERS)})|(\d+))\s*(?:개\s*의?\s*)?"
+        rf"(?:(?<![가-힣])({_alternation(_KO_NUMBERS)})|(?<!\d)(\d+))\s*(?:개\s*의?\s*)?"
         r"(?:가지|종류|클래스|카테고리|범주|부류|종(?![가-힣]))|"
         r"(?:클래스|품종|종류|카테고리|라벨|레이블|범주)\s*(?:개수|수)?\s*(?:는|은|가|이|:)?\s*"
-        rf"(?:(?<![가-힣])({_alternation(_KO_NUMBERS)})|(\d+))\s*개"
+        rf"(?:(?<![가-힣])({_alternation(_KO_NUMBERS)})|(?<!\d)(\d+))\s*개"
     ),
     "ja": re.compile(
-        r"([〇一二三四五六七八九十百]+|\d+)\s*(?:つの)?\s*(?:種類|クラス|カテゴリー?|種)"
+        r"([〇一二三四五六七八九十百]+|(?<!\d)\d+)\s*(?:つの)?\s*(?:種類|クラス|カテゴリー?|種)"
     ),
 }
 _DOMAIN_WORDS_KO = {"종류", "가지", "품종", "종"}
@@ -376,11 +376,16 @@ _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 _CONFIRM = re.compile(
     r"^(?:(?:yes|yep|yeah|sure|ok|okay|go|go ahead|start|start training|start it|let'?s go|"
-    r"do it|please|please start|네|넵|예|응|좋아요?|그래요?|시작|시작해|시작해요|시작해줘|시작해 주세요|"
+    r"do it|please|네|넵|예|응|좋아요?|그래요?|시작|시작해|시작해요|시작해줘|시작해 주세요|"
     r"시작해주세요|시작할게요|시작하자|학습 시작|학습시작|ㅇㅇ|오케이|はい|ええ|お願いします|開始|"
     r"開始して|開始してください|スタート|学習開始|学習を開始|始めて|始めてください|いいです|オッケー)"
     r"[\s,.!。、~]*)+$"
 )
+
+
+def _confirms(text: str) -> bool:
+    """A short "yes, start" (a confirmation is never long: nothing long is even tried)."""
+    return len(text) <= 200 and _CONFIRM.match(text) is not None
 
 
 def _is_hangul(ch: str) -> bool:
@@ -514,7 +519,7 @@ def parse(
     if opt:
         found.optimizer = opt.group(1)
     stated = found.stated()
-    out.confirm = not stated and not out.unknown_model and bool(_CONFIRM.match(t.low))
+    out.confirm = not stated and not out.unknown_model and _confirms(t.low)
     core = sum(
         k in stated for k in ("task_type", "model", "num_classes", "class_names", "dataset_id")
     )
@@ -834,7 +839,7 @@ def _pending_answers(t: _Text, out: Parsed, ctx: ParseContext, models: ModelCata
     if "class_names" in ctx.pending and found.class_names is None and rest:
         items = _items(t.norm if "¦" not in t.masked else _unmasked(t), out.language)
         single = len(items) == 1 and len(ctx.pending) == 1 and len(items[0].split()) <= 3
-        if (len(items) >= 2 or single) and not _CONFIRM.match(t.low):
+        if (len(items) >= 2 or single) and not _confirms(t.low):
             found.class_names = items[:MAX_CLASSES]
             found.num_classes = len(found.class_names)
             return
@@ -851,7 +856,7 @@ def _pending_answers(t: _Text, out: Parsed, ctx: ParseContext, models: ModelCata
         and re.fullmatch(r"[^\s]{1,100}", rest)
     ):
         word = _ko_clean(rest) if re.search(r"[가-힣]", rest) else _ja_clean(rest)
-        if not models.resolve(word) and not _CONFIRM.match(word):
+        if not models.resolve(word) and not _confirms(word):
             at = t.low.find(word)
             out.dataset_mention = t.norm[at : at + len(word)] if at >= 0 else word
 
@@ -927,7 +932,8 @@ def from_fields(
     models = models or ModelCatalogue.default()
     out = Parsed(language=detect_language(text, ctx.language))
     found = out.intent
-    if fields.get("task_type") in TASKS:
+    task = fields.get("task_type")
+    if isinstance(task, str) and task in TASKS:
         found.task_type = fields["task_type"]
     model = fields.get("model")
     if isinstance(model, str) and model.strip():

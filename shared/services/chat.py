@@ -342,7 +342,7 @@ class ChatService:
             out["dataset_id"] = (mine.id, mine.name)
         project_id = context.get("project_id")
         if project_id is not None:
-            if isinstance(project_id, bool) or not str(project_id).isdigit():
+            if isinstance(project_id, bool) or not re.fullmatch(r"[0-9]{1,18}", str(project_id)):
                 raise InvalidInput("project_id must be a project's id", field="context.project_id")
             out["project_id"] = self.datasets.projects.get(
                 actor, int(project_id), field="context.project_id"

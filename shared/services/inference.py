@@ -375,7 +375,11 @@ class InferenceService:
         for i, image in enumerate(record["images"]):
             if i not in done:
                 result["results"].append(self._run_one(record, i, image))
+                if self._settled(result_key):
+                    return {"status": "settled", "batch_id": batch_id}
                 self._put_json(result_key, result)
+        if self._settled(result_key):
+            return {"status": "settled", "batch_id": batch_id}
         result.update(status="completed", completed_at=_iso(utcnow()))
         self._put_json(result_key, result)
         failed = sum(1 for r in result["results"] if "error" in r)
@@ -417,6 +421,12 @@ class InferenceService:
         if self.artifacts.head(key) is None:
             return None
         return json.loads(self.artifacts.get(key))
+
+    def _settled(self, result_key: str) -> bool:
+        """Whether the batch was settled (failed past its deadline) while this ran: then
+        its end stands, and this run writes nothing more."""
+        now = self._read_json(result_key)
+        return now is not None and now.get("status") == "failed"
 
     def _put_json(self, key: str, value: dict[str, Any]) -> None:
         self.artifacts.put(key, json.dumps(value).encode(), content_type="application/json")

@@ -74,7 +74,7 @@ def job_id_of(workflow_id: str | int) -> int:
     """The job id a workflow id names: ``<n>`` or ``wf_<n>``; anything else is not found."""
     text = str(workflow_id)
     text = text.removeprefix("wf_")
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise NotFound(WORKFLOW_NOT_FOUND, code="WORKFLOW_NOT_FOUND")
     return int(text)
 

@@ -547,3 +547,25 @@ def test_a_concurrent_turn_is_refused_not_lost(chat):
         service.post(alice, session_id=sid, message="cats dataset", context=None)
     assert err.value.code == "SESSION_BUSY"
     assert len(service.sessions.messages(sid)) == 2
+
+
+@pytest.mark.timeout(20)  # a regression here backtracks for hours, not seconds
+@pytest.mark.parametrize(
+    "message",
+    [
+        "please start " * 40 + "x",  # two readings of "please start": 2^n before the fix
+        "1" * 4000,
+        "epochs" + " " * 3000 + "x",
+        "dataset" + " " * 3000 + "x",
+        "네 " * 1000 + "x",
+        "3" * 2000 + "개 종류",
+        "7" * 2000 + "種類",
+    ],
+)
+def test_pathological_messages_are_parsed_without_backtracking(message):
+    intent.parse(message)
+
+
+def test_odd_field_types_from_a_client_or_a_model_are_ignored():
+    for bad in (["classification"], {"a": 1}, 3):
+        assert intent.from_fields({"task_type": bad}, "").intent.task_type is None

@@ -530,3 +530,12 @@ def test_no_cuda_no_probe():
     assert device_probe() is None
     given = resources()
     assert given["device"] == "cpu" and given["cpu_count"] >= 1 and "gpu_type" not in given
+
+
+@pytest.mark.parametrize("odd", ["²", "wf_²", "①", "٣", "-1", "wf_wf_1", "1" * 13, ""])
+def test_a_workflow_id_that_is_not_ascii_digits_is_not_found(odd):
+    from shared.errors import NotFound
+    from shared.services.workflows import job_id_of
+
+    with pytest.raises(NotFound):
+        job_id_of(odd)
