@@ -54,3 +54,18 @@ def wait_for_status(client, job_id: int, statuses=("completed", "failed", "stopp
             return job
         time.sleep(0.5)
     raise AssertionError(job)
+
+
+def follow(stack, client, workflow_id: str, timeout: float = 240) -> list[dict]:
+    """Seed 003's messages on /ws/workflows/{id} up to training_complete/training_error."""
+
+    async def read() -> list[dict]:
+        seen: list[dict] = []
+        async with websockets.connect(
+            f"{stack.ws}/ws/workflows/{workflow_id}?token={client.token}"
+        ) as ws:
+            while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+        return seen
+
+    return asyncio.run(read())

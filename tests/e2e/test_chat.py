@@ -7,18 +7,16 @@ refused with nothing stored."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 
 import httpx
 import pytest
-import websockets
 
 pytest.importorskip("timm")
 
 from tests import datasets as make
 from tests.conftest import Client, start_stack, stop_stack
+from tests.e2e.live import follow
 
 pytestmark = pytest.mark.e2e
 
@@ -42,21 +40,6 @@ def say(client: Client, message: str | None = None, session: str | None = None, 
 def ok(r: httpx.Response) -> dict:
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def follow(stack, client: Client, workflow_id: str, timeout: float = 240) -> list[dict]:
-    """Seed 003's messages on /ws/workflows/{id} up to training_complete/training_error."""
-
-    async def read() -> list[dict]:
-        seen: list[dict] = []
-        async with websockets.connect(
-            f"{stack.ws}/ws/workflows/{workflow_id}?token={client.token}"
-        ) as ws:
-            while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
-                seen.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
-        return seen
-
-    return asyncio.run(read())
 
 
 def test_korean_chat_asks_completes_and_starts_a_workflow_that_trains(stack, alice, bob):

@@ -6,19 +6,17 @@ pages; bad configs refused with nothing stored; another user's workflows are 404
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
-import websockets
 
 pytest.importorskip("timm")
 
 from tests import datasets as make
 from tests.conftest import Client
+from tests.e2e.live import follow
 
 pytestmark = pytest.mark.e2e
 
@@ -60,21 +58,6 @@ def config(dataset_id: str, epochs: int) -> dict:
             "image_size": 32,
         },
     }
-
-
-def follow(stack, client: Client, workflow_id: str, timeout: float = 240) -> list[dict]:
-    """Seed 003's messages on /ws/workflows/{id} up to training_complete/training_error."""
-
-    async def read() -> list[dict]:
-        seen: list[dict] = []
-        async with websockets.connect(
-            f"{stack.ws}/ws/workflows/{workflow_id}?token={client.token}"
-        ) as ws:
-            while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
-                seen.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
-        return seen
-
-    return asyncio.run(read())
 
 
 def wait_for(client: Client, workflow_id: str, statuses: set[str], timeout: float = 180) -> dict:
