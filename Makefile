@@ -10,7 +10,7 @@ MINISTACK_VERSION := 1.5.33
 EXTRAS ?= api,analysis,local,infra,trainer,dev
 ENV ?= dev
 
-.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench clean-data catalogue
+.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -90,12 +90,20 @@ deploy: $(VENV)/.installed  ## needs AWS credentials and Docker (image assets)
 catalogue: $(VENV)/.installed  ## regenerate shared/catalogue_timm.json from timm's registry (commit it)
 	$(BIN)/python -m crucible_trainer.gen_catalogue
 
+# schemathesis against a local stack of its own (rate limits off): the whole OpenAPI,
+# authenticated, stateful through its links; any 5xx or answer outside the schema fails.
+FUZZ_SECONDS ?= 240
+fuzz: install  ## fuzz the API for FUZZ_SECONDS (make test runs 45 s of it)
+	CRUCIBLE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/e2e/test_fuzz.py -s -q
+
 bench: install
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/evaluator.py
 	$(BIN)/python bench/intent.py
+	$(BIN)/python bench/push.py
+	$(BIN)/python bench/inference.py
 
 # Everything the local stack keeps is under its data directory: the emulator's state,
 # S3 objects and credentials (aws/), the secrets, MLflow and the jobs' output.

@@ -112,7 +112,7 @@ class Stack:
 def start_stack(
     data_dir: Path,
     extra_env: dict[str, str] | None = None,
-    timeout: float = 60,
+    timeout: float = 240,  # a busy 2-core machine has taken 80 s
     *,
     seed_credentials: bool = True,
     mlflow_ui: bool = False,
@@ -219,6 +219,11 @@ def promote(stack: Stack, email: str, role: str) -> None:
             role,
         ],
         cwd=ROOT,
+        # the stack's settings only: not this process's emulator (the session's, once a
+        # test has used it) nor its CRUCIBLE_* (as start_stack)
+        env={
+            k: v for k, v in os.environ.items() if not k.startswith(("CRUCIBLE_", "AWS_ENDPOINT"))
+        },
         capture_output=True,
         text=True,
         timeout=60,

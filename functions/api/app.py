@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from functions.api import errors
+from functions.api import errors, openapi
 from functions.api.routers import api_router, leaderboard, seed000
 from shared.settings import Settings
 from shared.wiring import Container, build
@@ -49,6 +49,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(leaderboard.ranking)
     app.include_router(leaderboard.router, prefix=f"{API_PREFIX}/leaderboard")
     app.include_router(leaderboard.ranking, prefix=API_PREFIX)
+    openapi.install(app)  # the error bodies, headers and links the routes cannot declare
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -65,3 +65,64 @@ def test_every_error_has_both_shapes_and_the_request_id():
         err = body["error"]
         assert err["code"] == body["code"] and err["message"] == body["detail"]
         assert err["request_id"] == rid and isinstance(err["details"], dict)
+
+
+def test_the_openapi_declares_the_error_bodies_actually_sent():
+    """Every 4xx/5xx is ErrorOut (a 422 ValidationErrorOut, `detail` a string, as seed 002
+    has it), never FastAPI's HTTPValidationError; the bodies sent validate against them."""
+    from functions.api.routers.common import ErrorOut, ValidationErrorOut
+
+    app = create_app(load_settings(rate_limit_per_minute=0, auth_rate_limit_per_minute=0))
+    doc = app.openapi()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            assert "500" in responses, (method, path)
+            if op.get("security"):
+                assert {"401", "429"} <= set(responses), (method, path)
+            if "requestBody" in op:
+                assert {"400", "413", "422"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status[0] in "45" and status != "503":
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    name = "ValidationErrorOut" if status == "422" else "ErrorOut"
+                    assert ref == f"#/components/schemas/{name}", (method, path, status)
+                assert "X-Request-ID" in response["headers"], (method, path, status)
+
+    async def calls():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            return (
+                await http.post("/api/v1/auth/login", json={"email": 3}),
+                await http.get("/api/v1/auth/me"),
+            )
+
+    invalid, unauthenticated = asyncio.run(calls())
+    assert invalid.status_code == 422 and unauthenticated.status_code == 401
+    body = ValidationErrorOut.model_validate(invalid.json())
+    assert isinstance(body.detail, str) and body.errors[0].loc[0] == "body"
+    ErrorOut.model_validate(unauthenticated.json())
+
+
+def test_every_openapi_link_resolves():
+    """The links that let a stateful client follow what it created: each source, status
+    and target exists, so a renamed route cannot drop one silently."""
+    from functions.api.openapi import LINKS
+
+    doc = create_app(load_settings(rate_limit_per_minute=0)).openapi()
+
+    def op(spec):
+        method, path = spec.split(" ", 1)
+        return doc["paths"][path][method.lower()]
+
+    declared = 0
+    for (source, status), targets in LINKS.items():
+        links = op(source)["responses"][status]["links"]
+        for target, parameters, _body in targets:
+            target_op = op(target)
+            names = {p["name"] for p in target_op.get("parameters", [])}
+            assert set(parameters) <= names, (source, target)
+        declared += len(targets)
+        assert len(links) == len(targets), source
+    assert declared >= 60

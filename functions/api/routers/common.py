@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorInfo(BaseModel):
@@ -18,13 +18,31 @@ class ErrorInfo(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error body: seed 002's fields, and seed 003's under ``error``."""
+    """Every error body (functions/api/errors.py ``error_body``): seed 002's fields, and
+    seed 003's under ``error``. Some errors add fields of their own beside them (a rate
+    limit's ``limit`` and ``reset_at``, an unknown model's suggestions)."""
 
-    detail: str
-    code: str
-    field: str | None = None
+    detail: str = Field(description="What went wrong and what to fix, for people")
+    code: str = Field(description="Stable, for programs: VALIDATION_ERROR, NOT_FOUND, ...")
+    field: str | None = Field(None, description="The field at fault, when one is")
     request_id: str | None = None
-    error: ErrorInfo | None = None
+    error: ErrorInfo
+
+
+class FieldError(BaseModel):
+    """One refused value of a request."""
+
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the name")
+    field: str | None = Field(description="The field's dotted name")
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(ErrorOut):
+    """422: the request did not match its schema. ``detail`` names the first problem (seed
+    002's string, not FastAPI's list); ``errors`` lists every one."""
+
+    errors: list[FieldError]
 
 
 Skip = Annotated[int, Query(ge=0, description="How many to skip")]
