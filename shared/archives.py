@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -34,11 +35,22 @@ _READ_ERRORS = (
     OSError,
     NotImplementedError,
     RuntimeError,
+    ValueError,  # a header offset that points before the archive ("negative seek value")
+    struct.error,
 )
 
 
 class InvalidDataset(InvalidInput):
     code = "INVALID_DATASET"
+
+
+def open_zip(source: str | IO[bytes]) -> zipfile.ZipFile:
+    """A zip's directory read, or InvalidDataset: whatever a damaged directory raises
+    (a bad signature, a version from the future, a name that is not text) says so."""
+    try:
+        return zipfile.ZipFile(source)
+    except _READ_ERRORS as exc:
+        raise InvalidDataset(f"Not a readable zip archive: {exc}") from None
 
 
 def mib(n: int) -> str:
@@ -73,10 +85,16 @@ def members(
         raise InvalidDataset(
             f"The archive has {len(infos)} entries; at most {max_entries} are allowed"
         )
-    total, packed, files = 0, 0, []
+    total, packed, files, seen, folders = 0, 0, [], set(), set()
     for info in infos:
         name = info.filename
         path = _check_path(name)
+        # one path, one file: a name twice (also as 'a//b' or 'a/./b') cannot be unpacked
+        if not info.is_dir():
+            if str(path) in seen:
+                raise InvalidDataset(f"'{name}' is in the archive twice")
+            seen.add(str(path))
+            folders.update(str(p) for p in path.parents)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise InvalidDataset(f"Symbolic links are not allowed in datasets: '{name}'")
         if info.is_dir():
@@ -102,6 +120,8 @@ def members(
         )
     if not files:
         raise InvalidDataset("The archive contains no files")
+    if both := folders & seen:
+        raise InvalidDataset(f"'{min(both)}' is in the archive as a file and as a folder")
     return files
 
 
@@ -139,6 +159,19 @@ class Archive:
     def head(self, name: str, n: int) -> bytes:
         """At most the first ``n`` bytes of a member."""
         return self._take(name, self.rel[name], n)
+
+    def verify(self) -> None:
+        """Decompress every member once, as a stream (nothing kept), so zipfile checks it
+        against its CRC-32 and size: refused now if damaged, not when a job unpacks it."""
+        for name, info in self.rel.items():
+            try:
+                with self.zf.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+            except _READ_ERRORS as exc:
+                raise InvalidDataset(
+                    f"'{name}' is damaged in the archive ({exc}); zip the dataset again"
+                ) from None
 
     def text(self, name: str) -> str:
         try:

@@ -2,6 +2,11 @@
 
 ``probe`` needs no numpy, so the API can check uploads by what the bytes decode as
 (never by the extension); ``decode`` (numpy) is for the analysis image.
+
+Both are bounded by a duration (``max_seconds``, the operator's
+``max_audio_duration_s``): they stop decoding as soon as the audio passes it, so a small
+file that decodes to hours (FLAC of silence, a header that lies about its length) costs
+no more time or memory than a recording of the longest accepted length.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ FORMATS: dict[str, tuple[str, str, str]] = {
     "mov,mp4,m4a,3gp,3g2,mj2": ("m4a", "m4a", "audio/mp4"),
 }
 ACCEPTED = "wav, mp3, flac, m4a, ogg"
+# The default of settings.max_audio_duration_s (15 minutes: a long cry recording); callers
+# that have settings pass theirs.
+MAX_SECONDS = 15 * 60
 
 
 class InvalidAudio(InvalidInput):
@@ -103,8 +111,21 @@ def _wav_shortfall(size: int, head: bytes) -> int:
     return 0
 
 
-def probe(source: Source) -> AudioInfo:
-    """Decode the whole stream to learn its true length; raise InvalidAudio on anything unusable."""
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def too_long(max_seconds: float) -> InvalidAudio:
+    return InvalidAudio(
+        f"The recording is longer than {_minutes(max_seconds)}, the longest accepted; "
+        "split it into shorter files",
+        field="file",
+    )
+
+
+def probe(source: Source, max_seconds: float = MAX_SECONDS) -> AudioInfo:
+    """Decode the stream to learn its true length (stopping as soon as it passes
+    ``max_seconds``); raise InvalidAudio on anything unusable or too long."""
     import av
 
     size, head = _size_and_head(source)
@@ -120,13 +141,15 @@ def probe(source: Source) -> AudioInfo:
         if not container.streams.audio:
             raise InvalidAudio("The file has no audio stream", field="file")
         stream = container.streams.audio[0]
+        rate = stream.sample_rate or stream.codec_context.sample_rate
         samples = 0
         try:
             for frame in container.decode(stream):
                 samples += frame.samples
+                if samples > max_seconds * (frame.sample_rate or rate or 1):
+                    raise too_long(max_seconds)
         except (av.FFmpegError, ValueError) as exc:
             raise InvalidAudio(f"The audio data is corrupt: {exc}", field="file") from None
-        rate = stream.sample_rate or stream.codec_context.sample_rate
         if not samples or not rate:
             raise InvalidAudio("The file contains no audio samples", field="file")
         duration = samples / rate
@@ -150,9 +173,12 @@ def probe(source: Source) -> AudioInfo:
         )
 
 
-def decode(source: Source, target_rate: int | None = None) -> tuple[Any, int, float]:
+def decode(
+    source: Source, target_rate: int | None = None, max_seconds: float = MAX_SECONDS
+) -> tuple[Any, int, float]:
     """Mono float64 samples at ``target_rate`` (or the native rate), the rate, and the
-    fraction of clipped samples in the original (|x| >= 0.999 of full scale)."""
+    fraction of clipped samples in the original (|x| >= 0.999 of full scale). Never more
+    than ``max_seconds`` of them: audio that decodes longer raises InvalidAudio."""
     import av
     import numpy as np
 
@@ -162,18 +188,25 @@ def decode(source: Source, target_rate: int | None = None) -> tuple[Any, int, fl
         # Planar doubles in the source layout; channels are averaged here (FFmpeg's own
         # downmix attenuates by 3 dB per channel, which would skew every level).
         resampler = av.AudioResampler(format="dblp", rate=rate)
-        chunks, clipped, total = [], 0, 0
+        chunks, clipped, total, kept = [], 0, 0, 0
+        limit = int(max_seconds * rate)
 
         def take(frames: list) -> None:
-            nonlocal clipped, total
+            nonlocal clipped, total, kept
             for f in frames:
                 planes = f.to_ndarray()
+                kept += planes.shape[-1]
+                if kept > limit:  # before it is kept: memory stays within the limit
+                    raise too_long(max_seconds)
                 clipped += int(np.count_nonzero(np.abs(planes) >= 0.999))
                 total += planes.size
                 chunks.append(planes.mean(axis=0))
 
-        for frame in container.decode(stream):
-            take(resampler.resample(frame))
-        take(resampler.resample(None))
+        try:
+            for frame in container.decode(stream):
+                take(resampler.resample(frame))
+            take(resampler.resample(None))
+        except (av.FFmpegError, ValueError) as exc:
+            raise InvalidAudio(f"The audio data is corrupt: {exc}", field="file") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0)
     return samples, rate, (clipped / total if total else 0.0)

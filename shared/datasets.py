@@ -16,7 +16,9 @@ member (``data.yaml``, a label file, a COCO JSON, ``metadata.csv``) at most
 :data:`~shared.archives.MAX_PARSED_BYTES`, only the header of each WAV, and
 :data:`~shared.archives.MAX_READ_BYTES` in all; a member over its bound is refused by
 its declared size before a byte of it is decompressed. Statistics are bounded too (:data:`MAX_CLASSES` classes, names of at
-most :data:`MAX_CLASS_NAME` characters).
+most :data:`MAX_CLASS_NAME` characters). Last, every member is decompressed once as a
+stream (nothing kept) against its CRC-32: a damaged archive is refused at upload, not
+when a training job unpacks it.
 
 Malformed archives raise :class:`InvalidDataset` saying what to fix.
 """
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
+import struct
 import wave
 import zipfile
 from collections import Counter
@@ -34,10 +36,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import IO, Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from shared.archives import (
     Archive,
     InvalidDataset,
     members,
+    open_zip,
 )
 
 FORMATS = ("imagefolder", "yolo", "coco", "ljspeech")
@@ -77,11 +82,7 @@ def _check_classes(names: list[str], source: str) -> None:
 
 def inspect(source: str | IO[bytes], declared: str | None = None) -> DatasetStats:
     """Statistics of a dataset zip, detecting its format unless ``declared``."""
-    try:
-        zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidDataset(f"Not a readable zip archive: {exc}") from None
-    with zf:
+    with open_zip(source) as zf:
         files = members(zf)
         archive = Archive(zf, files)
         fmt = declared if declared and declared != "auto" else _detect(archive.rel)
@@ -94,6 +95,7 @@ def inspect(source: str | IO[bytes], declared: str | None = None) -> DatasetStat
         ]
         stats = reader(archive)
         _check_classes(list(stats.class_distribution), "The dataset")
+        archive.verify()
         stats.total_size_bytes = sum(f.file_size for f in files)
         return stats
 
@@ -158,6 +160,10 @@ def yolo_names(cfg: dict, cfg_name: str) -> list[str]:
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
             raise InvalidDataset(
                 f"{cfg_name}: the keys of 'names' must be class indices (0, 1, ...)"
+            )
+        if sorted(names) != list(range(len(names))):  # labels index the list: no gaps
+            raise InvalidDataset(
+                f"{cfg_name}: the keys of 'names' must be 0 to {len(names) - 1}, each once"
             )
         names = [names[k] for k in sorted(names)]
     if not isinstance(names, list) or not names:
@@ -249,6 +255,40 @@ def _yolo(a: Archive) -> DatasetStats:
     )
 
 
+class _CocoImage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    file_name: str
+
+
+class _CocoCategory(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    name: str
+
+
+class _CocoAnnotation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    image_id: int
+    category_id: int
+
+
+class _CocoFile(BaseModel):
+    """What inspection needs of a COCO file; JSON parsed and checked in one pass (depth,
+    numbers and types bounded by pydantic-core), whatever else it holds is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    images: list[_CocoImage]
+    annotations: list[_CocoAnnotation]
+    categories: list[_CocoCategory]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
 def _coco(a: Archive) -> DatasetStats:
     ann_files = [
         n for n in a.rel if n.endswith(".json") and ("annotations/" in n or "instances" in n)
@@ -261,40 +301,30 @@ def _coco(a: Archive) -> DatasetStats:
     }
     n_images = 0
     for ann in ann_files:
-        raw = a.read(ann)
         try:
-            doc = json.loads(raw)
-            cats = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
-            _check_classes(list(cats.values()), ann)
-            images = {int(i["id"]): i for i in doc["images"]}
-            annotations = doc["annotations"]
-            missing = [
-                i["file_name"]
-                for i in images.values()
-                if PurePosixPath(str(i["file_name"])).name not in image_names
-            ]
-            if missing:
-                raise InvalidDataset(
-                    f"{ann} names {len(missing)} image(s) not in the archive, e.g. '{missing[0]}'"
-                )
-            for x in annotations:
-                if x.get("category_id") not in cats or x.get("image_id") not in images:
-                    raise InvalidDataset(
-                        f"{ann}: annotation {x.get('id')} refers to an unknown image or category"
-                    )
-                counts[cats[x["category_id"]]] += 1
-        except (
-            json.JSONDecodeError,
-            UnicodeDecodeError,
-            RecursionError,
-            KeyError,
-            TypeError,
-            ValueError,
-            AttributeError,
-        ) as exc:
+            doc = _CocoFile.model_validate_json(a.read(ann))
+        except ValidationError as exc:
             raise InvalidDataset(
-                f"{ann} is not a COCO file (images, annotations, categories): {exc}"
+                f"{ann} is not a COCO file (images, annotations, categories): {_first_error(exc)}"
             ) from None
+        cats = {c.id: c.name for c in doc.categories}
+        _check_classes(list(cats.values()), ann)
+        images = {i.id: i for i in doc.images}
+        missing = [
+            i.file_name
+            for i in images.values()
+            if PurePosixPath(i.file_name).name not in image_names
+        ]
+        if missing:
+            raise InvalidDataset(
+                f"{ann} names {len(missing)} image(s) not in the archive, e.g. '{missing[0][:80]}'"
+            )
+        for n, x in enumerate(doc.annotations):
+            if x.category_id not in cats or x.image_id not in images:
+                raise InvalidDataset(
+                    f"{ann}: annotations[{n}] refers to an unknown image or category"
+                )
+            counts[cats[x.category_id]] += 1
         categories.update(cats)
         split = next((s for s in SPLITS if s in PurePosixPath(ann).stem), "train")
         splits["val" if split == "valid" else split] += len(images)
@@ -325,10 +355,24 @@ def _ljspeech(a: Archive) -> DatasetStats:
             raise InvalidDataset(f"metadata.csv:{lineno}: {wav} is missing from the archive")
         try:  # the header says how long it is: the audio itself is not read
             with wave.open(io.BytesIO(a.head(wav, WAV_HEADER_BYTES))) as w:
-                if w.getframerate() <= 0:
+                rate, frames = w.getframerate(), w.getnframes()
+                if rate <= 0:
                     raise wave.Error("its sample rate is 0")
-                seconds += w.getnframes() / w.getframerate()
-        except (wave.Error, EOFError) as exc:
+                held = a.rel[wav].file_size // (w.getnchannels() * w.getsampwidth())
+                if frames > held:  # a header that lies (or a truncated file)
+                    raise InvalidDataset(
+                        f"{wav}'s header declares {frames / rate:.1f} s of audio but the file "
+                        f"holds at most {held / rate:.1f} s: it is truncated or its header is wrong"
+                    )
+                seconds += frames / rate
+        except (
+            wave.Error,
+            EOFError,
+            struct.error,
+            ValueError,
+            RuntimeError,
+            ArithmeticError,
+        ) as exc:
             raise InvalidDataset(
                 f"{wav} is not a PCM WAV file (or its header passes "
                 f"{WAV_HEADER_BYTES // 1024} KiB): {exc}"

@@ -15,6 +15,10 @@ for its exact length, and the completed object must hold exactly the size declar
 when it started (kept as its ``declared-size`` metadata) and no more than the limit,
 or it is deleted and the file refused (``failed``, with the reason, and no stored
 bytes). A refusal is announced through :class:`AudioService`.
+
+Every path probes the bytes up to ``max_duration_s`` (the operator's
+``max_audio_duration_s``) and no further: a recording that decodes longer is refused at
+upload (a 400) or, presigned, recorded ``failed`` with the reason.
 """
 
 from __future__ import annotations
@@ -52,11 +56,17 @@ class AudioUploadService:
         audio: AudioService,
         *,
         max_bytes: int,
+        max_duration_s: float | None = None,
     ) -> None:
+        from shared.audio import MAX_SECONDS
+
         self.files = files
         self.uploads = uploads
         self.audio = audio  # the recordings' own service: announces a refused upload
         self.max_bytes = max_bytes
+        # the longest recording taken in (probing stops there: a small file that decodes
+        # to hours costs no more than one of this length)
+        self.max_duration_s = max_duration_s or MAX_SECONDS
 
     # --- uploads through the API ------------------------------------------------------
     def upload_batch(
@@ -100,7 +110,7 @@ class AudioUploadService:
             raise TooLarge(
                 f"The file is larger than {self.max_bytes // (1024 * 1024)} MB", field="file"
             )
-        info = probe(data)  # by what the bytes decode as, never the extension
+        info = probe(data, self.max_duration_s)  # by what the bytes decode as
         data.seek(0)
         file_id = self.files.next_id()
         key = keys.audio_arrival(actor.user_id, file_id, info.extension)
@@ -302,7 +312,7 @@ class AudioUploadService:
                     raise InvalidAudio(
                         f"The file is larger than {self.max_bytes // (1024 * 1024)} MB"
                     )
-                info = probe(path)
+                info = probe(path, self.max_duration_s)
             except InvalidAudio as exc:  # arrived already: keep it, say why it can't be used
                 ext = "bin"
                 fields = {

@@ -14,6 +14,13 @@ finds the dataset ingested and is deleted unread.
 
 The dataset item holds a bounded summary (at most :data:`SUMMARY_CLASSES` classes of the
 distribution): a dataset of 1,000 long class names would not fit DynamoDB's 400 KB item.
+
+Everything settles: a dataset in flight is due by a deadline (``uploading``: the
+operator's ``dataset_upload_deadline_s`` from its presign; ``processing``:
+``dataset_ingest_deadline_s`` from its ingest's start), and the reconciler's
+:meth:`DatasetService.sweep` fails each that overstayed with what happened. Every
+settling (ready or failed, whoever settles it) is pushed to the owner on
+``dataset:<id>`` and ``user:<id>``.
 """
 
 from __future__ import annotations
@@ -23,19 +30,24 @@ import itertools
 import json
 import logging
 import tempfile
+import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from shared import keys
+from shared.archives import mib
 from shared.datasets import DatasetStats, InvalidDataset, inspect, validate
 from shared.errors import InvalidInput, NotFound, TooLarge
+from shared.events import ProgressEvent, event_id_for
 from shared.models import Dataset, Principal
 from shared.ports import DatasetRepository, ObjectStore
 
 if TYPE_CHECKING:
     from shared.services.projects import ProjectService
+    from shared.services.push import PushService
 
 log = logging.getLogger(__name__)
 PRESIGN_EXPIRES_S = 3600
@@ -45,6 +57,7 @@ SUMMARY_CLASSES = 100  # classes of the distribution kept on the dataset item
 INTERNAL_FAILURE = (
     "The archive could not be inspected because of an internal error; upload it again"
 )
+SWEEP_BATCH = 100  # datasets settled per sweep at most; the rest wait for the next
 
 
 def _bundle(files: list[tuple[str | None, IO[bytes]]]) -> IO[bytes]:
@@ -75,12 +88,20 @@ class DatasetService:
         max_bytes: int,
         max_direct_bytes: int,
         projects: ProjectService,
+        push: PushService | None = None,
+        upload_deadline_s: int = 2 * 3600,
+        ingest_deadline_s: int = 3600,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.datasets = datasets
         self.uploads = uploads
         self.max_bytes = max_bytes  # through the API
         self.max_direct_bytes = max_direct_bytes  # presigned, straight to S3
         self.projects = projects
+        self.push = push  # where settling is told to the owner (None: nobody is told)
+        self.upload_deadline_s = upload_deadline_s
+        self.ingest_deadline_s = ingest_deadline_s
+        self.clock = clock
 
     def _new(
         self,
@@ -142,7 +163,10 @@ class DatasetService:
         # a malformed dataset is refused before anything is stored
         stats = inspect(archive, declared)
         folder = keys.dataset_stored_folder(d.owner_id, d.id)
-        self.datasets.create(d.model_copy(update={"key": keys.dataset_archive(folder)}))
+        self.datasets.create(
+            d.model_copy(update={"key": keys.dataset_archive(folder)}),
+            deadline=self.clock() + self.ingest_deadline_s,  # should this process die
+        )
         try:
             archive.seek(0)
             self.uploads.put(
@@ -153,6 +177,7 @@ class DatasetService:
             log.exception("storing dataset %s failed", d.id)
             self._fail(d.id, INTERNAL_FAILURE, folder)
             raise
+        self._announce(done)
         return done or d
 
     def presign(
@@ -171,7 +196,7 @@ class DatasetService:
                 f"Datasets are limited to {self.max_direct_bytes // 2**30} GiB", field="size"
             )
         d = self._new(actor, name, description, fmt, visibility, project_id, "uploading")
-        self.datasets.create(d)
+        self.datasets.create(d, deadline=self.clock() + self.upload_deadline_s)
         post = self.uploads.presign_post(
             d.key, max_bytes=size, content_type=None, expires=PRESIGN_EXPIRES_S
         )
@@ -200,8 +225,18 @@ class DatasetService:
             log.info("dataset %s is %s already; dropping another arrival", d.id, d.status)
             self.uploads.delete(key)
             return d
+        if size > self.max_direct_bytes:  # S3 held it to the presigned size; never more
+            done = self._fail(
+                d.id,
+                f"The archive is {mib(size)}; datasets are limited to {mib(self.max_direct_bytes)}",
+                None,
+            )
+            self.uploads.delete(key)
+            return done or self.datasets.get(d.id)
         declared = None if d.format in ("auto", "dice") else d.format
         folder = keys.dataset_stored_folder(d.owner_id, d.id)
+        # processing, due by the ingest deadline (a retried ingest keeps the first one)
+        self.datasets.start(d.id, self.clock() + self.ingest_deadline_s)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "archive.zip"
@@ -214,6 +249,7 @@ class DatasetService:
                     self.uploads.upload(keys.dataset_archive(folder), str(path))
                     fields = self._ready(folder, stats, path.stat().st_size)
             done = self.datasets.finish(d.id, {"archive_bytes": size, **fields})
+            self._announce(done)
         except Exception:
             log.exception("ingesting %s failed", key)
             done = self._fail(d.id, INTERNAL_FAILURE, None)
@@ -243,15 +279,91 @@ class DatasetService:
             "extra": stats.extra,
         }
 
-    def _fail(self, dataset_id: str, reason: str, folder: str | None) -> Dataset | None:
-        """Record a failure (best effort: this runs when something already went wrong)."""
+    def _fail(
+        self,
+        dataset_id: str,
+        reason: str,
+        folder: str | None,
+        only_from: tuple[str, ...] = ("uploading", "processing"),
+    ) -> Dataset | None:
+        """Record a failure and tell the owner (best effort: this runs when something
+        already went wrong); None if the dataset was not in a status of ``only_from``."""
         try:
             if folder:
                 self.uploads.delete_prefix(folder)
-            return self.datasets.finish(dataset_id, {"status": "failed", "error": reason})
+            done = self.datasets.finish(
+                dataset_id, {"status": "failed", "error": reason}, only_from=only_from
+            )
         except Exception:
             log.exception("could not record the failure of dataset %s", dataset_id)
             return None
+        self._announce(done)
+        return done
+
+    def _announce(self, d: Dataset | None) -> None:
+        """Tell the owner a dataset settled (ready or failed), on ``dataset:<id>`` and
+        ``user:<id>``. Once per settling (the event id is the settling's); a push that
+        cannot be stored is logged, never turned into the dataset's failure."""
+        if d is None or self.push is None or d.status not in ("ready", "failed"):
+            return
+        if d.status == "ready":
+            kind, message = "status", f"Dataset ready: {d.file_count} files ({d.format})"
+        else:
+            kind, message = "error", f"Dataset failed: {d.error}"
+        try:
+            self.push.publish(
+                ProgressEvent(
+                    topic=f"dataset:{d.id}",
+                    kind=kind,
+                    event_id=event_id_for("dataset", d.id, d.status),
+                    data={
+                        "dataset_id": d.id,
+                        "status": d.status,
+                        "message": message,
+                        **({"error": d.error} if d.error else {}),
+                    },
+                    also=[f"user:{d.owner_id}"],
+                )
+            )
+        except Exception:
+            log.exception("could not push that dataset %s is %s", d.id, d.status)
+
+    def sweep(self, limit: int = SWEEP_BATCH) -> list[str]:
+        """Fail every dataset that overstayed ``uploading`` or ``processing`` (at most
+        ``limit`` a call, oldest deadline first), saying what happened, and clear what it
+        left in storage; returns their ids. Reads only the datasets in flight that are
+        due (a query of the repository's active partition, by deadline), and settles
+        each with a conditional write from the status it was read in: idempotent, and an
+        ingest that starts or ends meanwhile wins."""
+        failed = []
+        for d in self.datasets.overdue(self.clock(), limit=limit):
+            try:
+                if d.status == "uploading":
+                    arrived = self.uploads.head(d.key) is not None  # its S3 event was lost
+                    reason = (
+                        f"The archive arrived but was not ingested within "
+                        f"{self.upload_deadline_s} s of the presign; upload it again"
+                        if arrived
+                        else f"The upload was never completed within {self.upload_deadline_s} s "
+                        "of the presign; upload it again"
+                    )
+                else:
+                    reason = (
+                        f"Ingest did not finish within {self.ingest_deadline_s} s (it was "
+                        "stopped or crashed); upload the dataset again"
+                    )
+                done = self._fail(d.id, reason, None, only_from=(d.status,))
+                if done is None:
+                    continue  # settled meanwhile, or moved on to processing
+                # all it left (a copy a dead ingest stored, an arrival never to be read): a
+                # failed dataset keeps no bytes
+                arrival = keys.dataset_arrival(d.owner_id, d.id)
+                self.uploads.delete_prefix(str(PurePosixPath(arrival).parent) + "/")
+                failed.append(d.id)
+                log.warning("dataset %s failed by the sweep: %s", d.id, reason)
+            except Exception:  # the next sweep tries it again; the others go on
+                log.exception("sweeping dataset %s failed", d.id)
+        return failed
 
     def statistics(self, d: Dataset) -> DatasetStats:
         """The dataset's full statistics (the item holds a summary when there are many classes)."""

@@ -130,3 +130,33 @@ def test_a_failed_rerun_keeps_the_earlier_result(stack, alice):
     st = wait_status(alice, f["id"])
     assert st["status"] == "failed" and st["error"]
     assert alice.http.get(f"/analysis/{f['id']}/result").json() == before
+
+
+@pytest.fixture(scope="module")
+def sixteen_minutes_of_flac() -> bytes:
+    """16 minutes of silence: a FLAC of ~180 KB that decodes past the 15-minute limit."""
+    return encode(np.zeros(8000 * 60 * 16), 8000, "flac")
+
+
+def test_audio_longer_than_the_limit_is_refused_at_upload(alice, sixteen_minutes_of_flac):
+    assert len(sixteen_minutes_of_flac) < 1_000_000  # highly compressed: small as sent
+    r = alice.http.post(
+        "/audio-files/upload", files={"file": ("long.flac", sixteen_minutes_of_flac)}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "INVALID_AUDIO" and r.json()["field"] == "file"
+    assert "longer than 15 min" in r.json()["detail"]
+    assert alice.http.get("/audio-files/").json()["total"] == 0
+
+
+def test_presigned_audio_longer_than_the_limit_fails_with_its_reason(
+    alice, sixteen_minutes_of_flac
+):
+    data = sixteen_minutes_of_flac
+    g = alice.http.post(
+        "/audio-files/presign", json={"filename": "long.flac", "size": len(data)}
+    ).json()
+    up = httpx.post(g["url"], data=g["fields"], files={"file": ("long.flac", data)})
+    assert up.status_code in (200, 204)
+    st = wait_status(alice, g["file_id"])
+    assert st["status"] == "failed" and "longer than 15 min" in st["error"]

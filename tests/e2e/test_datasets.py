@@ -1,12 +1,16 @@
 """Datasets over HTTP against the local stack: multipart (zip or loose files) and
 presigned uploads, every format, statistics, validation, access and bad archives."""
 
+import asyncio
+import json
 import time
 
 import httpx
 import pytest
+import websockets
 
 from tests import datasets as make
+from tests.unit.test_datasets import MALFORMED
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +113,59 @@ def test_presigned_upload_is_ingested_by_the_s3_event(alice):
     httpx.post(g["url"], data=g["fields"], files={"file": ("d.zip", junk)})
     d = wait_ready(alice, g["dataset_id"])
     assert d["status"] == "failed" and "zip" in d["error"]
+
+
+# --- malformed archives (issue 14): a 400 through the API, ``failed`` when presigned -----
+
+
+def test_a_malformed_archive_is_a_400_naming_what_to_fix(alice):
+    """Every case of tests/unit/test_datasets.py's MALFORMED, one user (a sign-up each
+    would cost more than the cases), and nothing of any of them kept."""
+    for case, (archive, message) in MALFORMED.items():
+        r = create(alice, case, archive)
+        assert r.status_code == 400, (case, r.text)
+        assert r.json()["code"] == "INVALID_DATASET", (case, r.text)
+        assert message in r.json()["detail"], (case, r.text)
+    assert alice.http.get("/datasets").json()["total"] == 0
+
+
+def test_a_malformed_presigned_archive_ends_failed_with_its_reason(alice):
+    """Every case uploaded at once, each ingested once: ``failed`` with the reason the API
+    would have given, never ``uploading`` forever."""
+    grants = {}
+    for case, (archive, _) in MALFORMED.items():
+        g = alice.http.post("/datasets/presign", json={"name": case, "size": len(archive)})
+        assert g.status_code == 201, g.text
+        grants[case] = g.json()
+        up = httpx.post(
+            g.json()["url"], data=g.json()["fields"], files={"file": ("d.zip", archive)}
+        )
+        assert up.status_code in (200, 204), up.text
+    for case, g in grants.items():
+        d = wait_ready(alice, g["dataset_id"], timeout=120)
+        assert d["status"] == "failed" and MALFORMED[case][1] in d["error"], (case, d)
+
+
+def test_a_presign_larger_than_the_ingest_can_hold_is_refused(alice):
+    r = alice.http.post("/datasets/presign", json={"name": "huge", "size": 9 * 2**30 + 1})
+    assert r.status_code == 413 and r.json()["field"] == "size"
+    assert "9 GiB" in r.json()["detail"]
+
+
+def test_the_owner_hears_a_presigned_dataset_settle(stack, alice):
+    """Followed on ``dataset:<id>``: the failure (with its reason), then nothing more."""
+    archive, message = MALFORMED["COCO image without file_name"]
+    g = alice.http.post("/datasets/presign", json={"name": "told", "size": len(archive)}).json()
+
+    async def scenario():
+        url = f"{stack.ws}/api/v1/ws?token={alice.token}&topic=dataset:{g['dataset_id']}"
+        async with websockets.connect(url) as ws:
+            up = await asyncio.to_thread(
+                httpx.post, g["url"], data=g["fields"], files={"file": ("d.zip", archive)}
+            )
+            assert up.status_code in (200, 204), up.text
+            return json.loads(await asyncio.wait_for(ws.recv(), 60))
+
+    msg = asyncio.run(scenario())
+    assert (msg["topic"], msg["kind"]) == (f"dataset:{g['dataset_id']}", "error")
+    assert msg["data"]["status"] == "failed" and message in msg["data"]["error"]

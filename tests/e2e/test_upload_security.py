@@ -267,6 +267,7 @@ def versioned_stack(tmp_path_factory):
     stack = start_stack(
         tmp_path_factory.mktemp("versioned") / "data",
         {"CRUCIBLE_RATE_LIMIT_PER_MINUTE": "600", "CRUCIBLE_AUTH_RATE_LIMIT_PER_MINUTE": "600"},
+        timeout=240,  # a start on a busy machine (the emulator, then the API) takes its time
     )
     for bucket in (UPLOADS, ARTIFACTS):
         s3(stack).put_bucket_versioning(

@@ -236,3 +236,28 @@ def test_class_count_and_name_length_are_bounded():
         inspect(io.BytesIO(make.zip_of(long)))
     fine = {f"{'n' * 120}{i:04d}/1.png": b"x" for i in range(1000)}
     assert inspect(io.BytesIO(make.zip_of(fine))).num_classes == 1000
+
+
+def test_every_member_is_checked_against_its_crc_as_a_stream(tmp_path):
+    """Inspection decompresses each member once to check its CRC-32 (a damaged image is
+    refused at upload, not when a job unpacks it), holding at most a chunk of it."""
+    import numpy as np
+
+    from tests.unit.test_datasets import flip_crc
+
+    big = np.random.default_rng(0).bytes(24 * MiB)  # incompressible: no bomb by ratio
+    archive = make.zip_of({"c1/big.png": big, "c2/a.png": make.png("square")})
+    good, damaged = tmp_path / "good.zip", tmp_path / "damaged.zip"
+    good.write_bytes(archive)
+    damaged.write_bytes(flip_crc(archive, "c1/big.png"))
+    del big, archive
+    tracemalloc.start()
+    try:
+        s = inspect(str(good))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert s.class_distribution == {"c1": 1, "c2": 1}
+    assert peak < 4 * MiB, peak  # 24 MiB read through, a chunk at a time
+    with pytest.raises(InvalidDataset, match=r"'c1/big.png' is damaged .*Bad CRC-32"):
+        inspect(str(damaged))
