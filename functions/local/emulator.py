@@ -1,6 +1,11 @@
 """MiniStack, the embedded AWS emulator: started on loopback as its own process (from
-its own virtual environment, since it pins botocore), stopped with SIGTERM so its
-DynamoDB state is written to disk.
+its own virtual environment, since it pins botocore), stopped with SIGTERM.
+
+What it acknowledges survives a SIGKILL of it or of anything else
+(functions/local/emulator_durability.py, run in its process by the gate): DynamoDB
+writes are journaled under ``<state_dir>/journal`` before they are answered and
+replayed at start over the last checkpoint (``<state_dir>/<service>.json``); other
+services' state is written through. A clean stop only makes the next start quicker.
 
 It runs behind functions/local/emulator_gate.py, in the same process: every request
 must be signed with the data directory's own access key (``credentials``) and name the
@@ -195,7 +200,7 @@ class Emulator:
         raise RuntimeError(f"MiniStack did not answer on {self.endpoint} within {timeout}s")
 
     def stop(self, timeout: float = 20) -> None:
-        """SIGTERM and wait: MiniStack saves DynamoDB state only on a clean shutdown."""
+        """SIGTERM and wait: it writes a last checkpoint, so the next start replays nothing."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -209,7 +214,7 @@ class Emulator:
         self._pidfile.unlink(missing_ok=True)
 
     def _stop_orphan(self) -> None:
-        """A launcher killed hard leaves its emulator running: stop it cleanly to keep its data."""
+        """A launcher killed hard leaves its emulator running: stop it (cleanly, to be quick)."""
         try:
             pid = int(self._pidfile.read_text())
         except (FileNotFoundError, ValueError):

@@ -40,10 +40,16 @@ MiniStack's ASGI application, in its own process, with a gate that
 
 Refusals are ``403`` with the reason (``400`` for a form S3 would call malformed or
 too large), logged to the emulator's log.
+
+With ``PERSIST_STATE=1`` it also makes what MiniStack acknowledges survive a SIGKILL
+(functions/local/emulator_durability.py): DynamoDB writes are journaled before they are
+answered and replayed at start; a request that changed another service's state is
+answered once that state is written; the port opens only once the journal is replayed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -64,6 +70,13 @@ from functions.local.aws_signatures import (
     first,
     request_headers,
     signed_headers,
+)
+from functions.local.emulator_durability import (
+    Durability,
+    is_lazy,
+    is_read,
+    s3_events,
+    state_keys,
 )
 from functions.local.post_policy import Message, check_form
 
@@ -118,8 +131,10 @@ class Gate:
         account: str,
         origins: frozenset[str],
         port: int | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.inner = inner
+        self.durability = durability  # None: MiniStack's own persistence (clean stops only)
         # The stack's key, and the account id MiniStack gives the Lambdas it runs (with
         # this same secret): whoever signs with the secret holds the data directory.
         self.verifier = Verifier({key, account}, secret)
@@ -128,7 +143,7 @@ class Gate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            return await self.inner(scope, receive, send)
+            return await self.inner(scope, receive, self._lifespan(send))
         headers = request_headers(scope)
         host = self._host(headers)
         if scope["type"] == "websocket":
@@ -161,7 +176,93 @@ class Gate:
             log.warning("refused %s %s: %s", scope["method"], scope.get("path"), refused)
             await body.drain()  # a client still sending would see a reset, not the answer
             return await _refuse(send, refused, headers)
-        await self.inner(scope, receive, _without_cors(send, cors))
+        send = _without_cors(send, cors)
+        if self.durability is not None:
+            return await self._durably(scope, receive, send)
+        await self.inner(scope, receive, send)
+
+    # --- durability --------------------------------------------------------------------
+    def _lifespan(self, send: Send) -> Send:
+        """MiniStack's lifespan ``send``: once it has loaded its state, the journal is
+        replayed before the startup is reported complete (and the port opened)."""
+        if self.durability is None:
+            return send
+
+        async def started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await self.durability.recover(self.inner)
+                except Exception as exc:  # refuse to serve state that lost writes
+                    log.exception("recovery failed")
+                    message = {"type": "lifespan.startup.failed", "message": f"recovery: {exc}"}
+            await send(message)
+
+        return started
+
+    async def _durably(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request; when it changed the state of a service other than DynamoDB
+        (which journals its own writes), answer only once that state is on disk."""
+        headers = request_headers(scope)  # what MiniStack gets (a presigned URL: less)
+        target = headers.get("x-amz-target", "")
+        if target.startswith("DynamoDB") or scope["method"] in ("OPTIONS", "GET", "HEAD"):
+            return await self.inner(scope, receive, send)
+        if scope["path"].startswith("/_ministack/"):  # a reset: its state becomes the base
+            return await self.inner(scope, receive, self._checkpointed(send))
+        query = parse_qs(scope.get("query_string", b"").decode("utf-8"), keep_blank_values=True)
+        service = detect_service(scope["method"], scope["path"], headers, query)
+        if service == "s3":
+            events: list = []
+            token = s3_events.set(events)  # the notifications this request fires
+            try:
+                return await self.inner(scope, receive, self._after(send, ("s3",), events))
+            finally:
+                s3_events.reset(token)
+        action = target.rpartition(".")[2] or first(query, "Action") or ""
+        lazy = is_lazy(action)  # a lost receipt or deletion only redelivers a message
+        if is_read(action) and not lazy:
+            return await self.inner(scope, receive, send)
+        keys = state_keys(service)
+        if not keys:
+            return await self.inner(scope, receive, send)
+        await self.inner(scope, receive, self._after(send, keys, wait=not lazy))
+
+    def _checkpointed(self, send: Send) -> Send:
+        durability = self.durability
+
+        async def checkpointed_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                await asyncio.shield(durability.checkpoint_soon())
+            await send(message)
+
+        return checkpointed_send
+
+    def _after(
+        self, send: Send, keys: Collection[str], events: list | None = None, *, wait: bool = True
+    ) -> Send:
+        """``send`` that holds a successful answer until ``keys``' state (and the SQS
+        messages ``events`` deliver) is written."""
+        durability = self.durability
+
+        async def durable_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                if events:
+                    await _settled(events)
+                    keys_now = (*keys, "sqs")
+                else:
+                    keys_now = tuple(keys)
+                written = durability.touch(*keys_now)
+                if wait:
+                    try:
+                        await asyncio.shield(written)
+                    except Exception as exc:
+                        log.error("state not written: %s", exc)
+                        failed = Refused(
+                            f"the emulator could not save it: {exc}", 500, "InternalError"
+                        )
+                        return await _refuse(send, failed, {})
+            await send(message)
+
+        return durable_send
 
     def _host(self, headers: dict[str, str]) -> str | None:
         """The Host header's name when it is one of this emulator's on loopback, else None."""
@@ -231,6 +332,14 @@ class Gate:
             )
             return scope, _replay(messages, receive)
         raise Refused("the request is not signed with this stack's credentials")
+
+
+async def _settled(events: list, timeout: float = 10) -> None:
+    """Wait for S3 notifications MiniStack fires from threads of its own."""
+    done = [asyncio.wrap_future(e) for e in events]
+    _, late = await asyncio.wait(done, timeout=timeout)
+    if late:
+        log.warning("%d S3 notifications still running after %s s", len(late), timeout)
 
 
 # --- requests MiniStack could take for another service ------------------------------
@@ -358,6 +467,10 @@ def main() -> None:
     if not key or not secret or secret == "test":  # noqa: S105 - refusing the well-known one
         raise SystemExit("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the emulator")
     origins = os.environ.get("CRUCIBLE_EMULATOR_CORS_ORIGINS", "")
+    durability = None
+    if os.environ.get("PERSIST_STATE") == "1":
+        durability = Durability(os.environ["STATE_DIR"])
+        durability.install()
     ministack.app = Gate(
         ministack.app,
         key=key,
@@ -365,6 +478,7 @@ def main() -> None:
         account=os.environ.get("MINISTACK_ACCOUNT_ID", "000000000000"),
         origins=frozenset(o.strip() for o in origins.split(",") if o.strip()),
         port=int(os.environ.get("GATEWAY_PORT", "4566")),
+        durability=durability,
     )
     sys.argv = [sys.argv[0]]
     ministack.main()  # serves ministack.app, now the gate

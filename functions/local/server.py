@@ -13,6 +13,12 @@ redacted from the server's log.
 It answers only requests whose ``Host`` is one of its own names (loopback, the address
 it listens on, and any given with ``--allowed-host``): a web page that rebinds its own
 domain to 127.0.0.1 reaches nothing.
+
+If the emulator dies (an OOM kill, a ``kill -9``), it is started again on the same port
+and data within a second or two (its journal replayed: nothing it acknowledged is
+lost), the stage's resources are checked, and the event dispatcher starts over (its
+DynamoDB stream iterators died with the emulator). Requests that reach the API meanwhile
+fail and may be retried.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +324,46 @@ class MlflowUI:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+class EmulatorWatch:
+    """Starts the emulator again when its process exits while the stack runs, then calls
+    ``restarted`` (in this watch's thread)."""
+
+    def __init__(self, emulator: Any, restarted: Callable[[], None], poll_s: float = 0.5) -> None:
+        self.emulator, self.restarted, self.poll_s = emulator, restarted, poll_s
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="emulator-watch", daemon=True)
+
+    def start(self) -> EmulatorWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (before the emulator is stopped on purpose)."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            proc = self.emulator.proc
+            if proc is None or proc.poll() is None:
+                continue
+            log.error(
+                "the AWS emulator exited (%s); starting it again on its data in %s",
+                proc.returncode,
+                self.emulator.state_dir,
+            )
+            try:
+                self.emulator.start()
+                self.restarted()
+            except Exception:
+                log.exception("could not start the AWS emulator again; retrying in 2 s")
+                self._stop.wait(2)
+                continue
+            self.restarts += 1
+            log.info("AWS emulator back on %s", self.emulator.endpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -362,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.cors_origins = settings.cors_origins  # the uploads bucket's CORS rules in AWS
     emulator.start()
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
-    dispatcher = None
+    dispatcher = watch = None
     try:
         if tracking.startswith("sqlite:///"):
             prepare_mlflow_store(tracking)
@@ -372,6 +419,15 @@ def main(argv: list[str] | None = None) -> int:
         app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
         resources = ensure_resources(app.state.container)
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
+
+        def restarted() -> None:  # the emulator came back: so do the resources and events
+            nonlocal dispatcher
+            queues = ensure_resources(app.state.container)["queues"]
+            if dispatcher:
+                dispatcher.stop()
+            dispatcher = Dispatcher(app.state.container, queues).start()
+
+        watch = EmulatorWatch(emulator, restarted).start()
         log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
         for name in ("uvicorn.access", "uvicorn.error"):  # set up by Config just above
@@ -380,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if watch:
+            watch.stop()
         if dispatcher:
             dispatcher.stop()
         if mlflow_ui:
