@@ -115,9 +115,37 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+# botocore's names for "the service could not be reached" (the local emulator restarting,
+# a network blip in AWS): the request may simply be tried again. Matched by name, since only
+# adapters import botocore.
+_UNREACHABLE = frozenset(
+    {"EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError", "ReadTimeoutError"}
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return any(
+        cls.__name__ in _UNREACHABLE and cls.__module__.startswith("botocore")
+        for cls in type(exc).__mro__
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    """A bug or an outage: the detail is logged with the request id, never sent."""
+    """A bug or an outage: the detail is logged with the request id, never sent. A backing
+    service that cannot be reached for a moment is a 503 with ``Retry-After``."""
     rid = request_id(request.scope)
+    if _unreachable(exc):
+        logger.warning(
+            "backing service unreachable in %s %s: %s", request.method, request.url.path, exc
+        )
+        body = error_body(
+            "A service Crucible depends on is briefly unreachable; retry in a few seconds",
+            "SERVICE_UNAVAILABLE",
+            request_id=rid,
+        )
+        return JSONResponse(
+            body, status_code=503, headers={"X-Request-ID": rid, "Retry-After": "2"}
+        )
     logger.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, rid)
     body = error_body(
         f"Internal server error; quote request id {rid} when reporting it",

@@ -34,6 +34,7 @@ _STANDARD_ERRORS = {
     "422": "The request does not match its schema; `errors` lists every problem",
     "429": "Rate limit exceeded: wait `Retry-After` seconds",
     "500": "Unexpected error: the body quotes the request id (nothing else)",
+    "503": "A service the API depends on is briefly unreachable: retry after `Retry-After` s",
 }
 _REQUEST_ID = {
     "description": "The request's id (API Gateway's in AWS): quote it when reporting a problem",
@@ -246,7 +247,7 @@ def _declare_errors(op: dict) -> None:
     responses = op.setdefault("responses", {})
     has_body = "requestBody" in op
     has_params = bool(op.get("parameters"))
-    wanted = ["500"]
+    wanted = ["500", "503"]
     if _authenticated(op):
         wanted += ["401", "429"]
     if has_body:
@@ -256,8 +257,8 @@ def _declare_errors(op: dict) -> None:
     for status in wanted:
         responses.setdefault(status, {"description": _STANDARD_ERRORS[status]})
     for status, response in responses.items():
-        if status[0] not in "45" or status == "503":  # 503: the health check's own body
-            continue
+        if status[0] not in "45" or "HealthOut" in str(response.get("content")):
+            continue  # the health check's 503 has its own body
         schema = _VALIDATION if status == "422" else _ERROR
         response["content"] = {"application/json": {"schema": schema}}
         response.setdefault("description", _STANDARD_ERRORS.get(status, "Error"))
@@ -271,7 +272,7 @@ def _declare_headers(op: dict) -> None:
         names += list(_RATE_HEADERS)
     for status, response in op.get("responses", {}).items():
         headers = response.setdefault("headers", {})
-        for name in [*names, *(["Retry-After"] if status == "429" else [])]:
+        for name in [*names, *(["Retry-After"] if status in ("429", "503") else [])]:
             headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
 
 

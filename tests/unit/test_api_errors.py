@@ -11,8 +11,13 @@ from shared.wiring import build
 
 
 class BrokenAuth:
-    def authenticate(self, token):
-        raise RuntimeError("botocore: table crucible-prod-data in 123456789012 is unreachable")
+    """Whichever of its methods the API calls, it fails unexpectedly."""
+
+    def __getattr__(self, name):
+        def broken(*args, **kwargs):
+            raise RuntimeError("botocore: table crucible-prod-data in 123456789012 is unreachable")
+
+        return broken
 
 
 def test_an_unexpected_error_answers_a_generic_500_with_the_request_id(caplog):
@@ -41,6 +46,37 @@ def test_an_unexpected_error_answers_a_generic_500_with_the_request_id(caplog):
     assert "crucible-prod-data" not in r.text and "botocore" not in r.text
     # The detail is for the operator: in the log, with the same request id.
     assert any(rid in rec.getMessage() for rec in caplog.records)
+
+
+class UnreachableAuth:
+    """Whichever of its methods the API calls, the user table cannot be reached."""
+
+    def __getattr__(self, name):
+        def unreachable(*args, **kwargs):
+            from botocore.exceptions import EndpointConnectionError
+
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/")
+
+        return unreachable
+
+
+def test_an_unreachable_backing_service_answers_503_with_retry_after():
+    """The local emulator restarting (or a blip in AWS) is worth a retry, not a 500."""
+    settings = load_settings(rate_limit_per_minute=0)
+    container = build(settings)
+    container.auth = UnreachableAuth()
+    app = create_app(settings, container)
+
+    async def call():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            return await http.get("/api/v1/auth/me", headers={"Authorization": "Bearer x"})
+
+    r = asyncio.run(call())
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+    assert r.json()["code"] == "SERVICE_UNAVAILABLE" and "4566" not in r.text
+    responses = app.openapi()["paths"]["/api/v1/auth/me"]["get"]["responses"]
+    assert "Retry-After" in responses["503"]["headers"]
 
 
 def test_every_error_has_both_shapes_and_the_request_id():
