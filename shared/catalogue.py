@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from shared import training_options
 from shared.errors import InvalidInput
 
 # What each framework trains here: per task type, the primary metric (and whether
@@ -125,41 +126,8 @@ _SEED = {
     "max": 2**31 - 1,
     "step": 1,
 }
-_OPTIMIZERS = [
-    {"value": "adamw", "label": "AdamW", "description": "Adam with decoupled weight decay"},
-    {"value": "adam", "label": "Adam", "description": "Adaptive Moment Estimation"},
-    {"value": "sgd", "label": "SGD", "description": "Stochastic Gradient Descent"},
-]
 CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
     "timm": [
-        {
-            "name": "optimizer.type",
-            "type": "select",
-            "label": "Optimizer",
-            "description": "Optimization algorithm",
-            "default": "adamw",
-            "options": _OPTIMIZERS,
-        },
-        {
-            "name": "optimizer.learning_rate",
-            "type": "number",
-            "label": "Learning Rate",
-            "description": "Initial learning rate",
-            "default": 0.001,
-            "min": 1e-6,
-            "max": 1.0,
-            "step": 1e-5,
-        },
-        {
-            "name": "weight_decay",
-            "type": "number",
-            "label": "Weight decay",
-            "description": "AdamW weight decay",
-            "default": 0.01,
-            "min": 0.0,
-            "max": 1.0,
-            "step": 0.001,
-        },
         {
             "name": "image_size",
             "type": "number",
@@ -225,14 +193,6 @@ CONFIG_FIELDS["ultralytics"] = [
         "step": 32,
     },
     {
-        "name": "optimizer",
-        "type": "select",
-        "label": "Optimizer",
-        "description": "Optimization algorithm",
-        "default": "AdamW",
-        "options": [{"value": v, "label": v, "description": ""} for v in ("AdamW", "Adam", "SGD")],
-    },
-    {
         "name": "mosaic",
         "type": "number",
         "label": "Mosaic",
@@ -241,16 +201,6 @@ CONFIG_FIELDS["ultralytics"] = [
         "min": 0.0,
         "max": 1.0,
         "step": 0.1,
-    },
-    {
-        "name": "warmup_epochs",
-        "type": "number",
-        "label": "Warm-up epochs",
-        "description": "Learning-rate warm-up",
-        "default": 3,
-        "min": 0,
-        "max": 20,
-        "step": 1,
     },
     {
         "name": "nbs",
@@ -328,25 +278,79 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 10,
             "batch_size": 32,
             "learning_rate": 1e-3,
-            "advanced_config": {"weight_decay": 0.01},
+            "advanced_config": {"optimizer": {"type": "adamw", "weight_decay": 0.01}},
         },
         "standard": {
             "epochs": 50,
             "batch_size": 64,
             "learning_rate": 5e-4,
-            "advanced_config": {"weight_decay": 0.05},
+            "advanced_config": {
+                "optimizer": {"type": "adamw", "weight_decay": 0.05},
+                "scheduler": {"type": "cosine", "warmup_epochs": 2, "warmup_lr": 1e-5},
+                "augmentation": {"enabled": True, "random_flip": True},
+            },
         },
         "aggressive": {
             "epochs": 100,
             "batch_size": 128,
             "learning_rate": 2e-3,
-            "advanced_config": {"weight_decay": 0.1},
+            "advanced_config": {
+                "optimizer": {"type": "adamw", "weight_decay": 0.1},
+                "scheduler": {"type": "cosine", "warmup_epochs": 5, "warmup_lr": 1e-6},
+                "augmentation": {
+                    "enabled": True,
+                    "random_flip": True,
+                    "color_jitter": True,
+                    "brightness": 0.2,
+                    "contrast": 0.2,
+                },
+                "mixed_precision": True,
+                "gradient_clip_value": 1.0,
+            },
         },
     },
 }
 
 
+_LABELS = {"T_max": "Schedule length (epochs)", "eta_min": "Final learning rate"}
+
+
+def knob_fields(framework: str) -> list[dict[str, Any]]:
+    """Seed 002's schema fields of the knobs ``framework`` honours (shared/training_options)."""
+    defaults = training_options.DEFAULTS[framework]
+    out = []
+    for name, does in training_options.HONOURED[framework].items():
+        kind, *rule = training_options.KNOBS[name]
+        leaf = name.rpartition(".")[2]
+        default = defaults.get(name, 0.001 if name == "optimizer.learning_rate" else None)
+        field: dict[str, Any] = {
+            "name": name,
+            "label": _LABELS.get(leaf, leaf.replace("_", " ").capitalize()),
+            "description": does,
+            "default": list(default) if isinstance(default, tuple) else default,
+        }
+        if kind == "choice":
+            refused = training_options.REFUSED_VALUES.get(framework, {}).get(name, ())
+            field["type"] = "select"
+            field["options"] = [
+                {"value": v, "label": v, "description": ""} for v in rule[0] if v not in refused
+            ]
+        elif kind == "bool":
+            field["type"] = "boolean"
+        elif kind == "betas":
+            field["type"] = "array"
+        else:
+            low, high = rule
+            field.update(type="number", min=low, max=high, step=1 if kind == "int" else None)
+            if kind != "int":
+                del field["step"]
+        out.append(field)
+    return out
+
+
 def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
+    """Seed 002's config schema: the knobs the framework honours (``knobs`` says what each
+    does, and which it refuses), then its own settings, and presets."""
     if framework not in FRAMEWORKS:
         raise InvalidInput(f"framework must be one of {', '.join(FRAMEWORKS)}", field="framework")
     tasks = FRAMEWORKS[framework]["tasks"]
@@ -356,7 +360,8 @@ def config_schema(framework: str, task_type: str | None) -> dict[str, Any]:
     return {
         "framework": framework,
         "task_type": task,
-        "schema": {"fields": CONFIG_FIELDS[framework]},
+        "schema": {"fields": [*knob_fields(framework), *CONFIG_FIELDS[framework]]},
+        "knobs": training_options.honoured(framework),
         "presets": PRESETS[framework],
     }
 

@@ -149,6 +149,15 @@ class TrainingJob(BaseModel):
     project_id: int | None = None
     experiment_name: str | None = None
     description: str | None = None  # seed 003's workflow description
+    # seed 002's: as the request said (session, tags, notes), and as the job found them
+    # (its dataset's format and classes, its project's name) when it was created
+    session_id: int | None = None
+    tags: list[str] = Field(default_factory=list)
+    notes: str | None = None
+    num_classes: int | None = None
+    dataset_format: str | None = None
+    dataset_path: str | None = None
+    project_name: str | None = None
     epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -160,6 +169,7 @@ class TrainingJob(BaseModel):
     total_epochs: int = 1
     mlflow_run_id: str | None = None
     runner_job_id: str | None = None
+    attempt: int = 0  # its submissions so far (a start, a resume, a reconciler's resubmit)
     error: str | None = None
     resources: dict = Field(default_factory=dict)  # what the trainer was given (its device)
     created_at: datetime = Field(default_factory=utcnow)

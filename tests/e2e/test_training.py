@@ -136,6 +136,126 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
         m["epoch"] for m in alice.http.get(f"/training/jobs/{resumed['id']}/metrics").json()
     ] == [last + 1]
 
+    # Seed 002's resume=true: the stopped job itself goes on from its last checkpoint,
+    # its epochs numbered on from there, and its log says so.
+    again = alice.http.post(f"/training/jobs/{long['id']}/start", params={"resume": "true"})
+    assert again.status_code == 200, again.text
+    deadline = time.monotonic() + 180
+    while True:
+        epochs = [m["epoch"] for m in alice.http.get(f"/training/jobs/{long['id']}/metrics").json()]
+        if last + 1 in epochs or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert epochs[: last + 1] == list(range(1, last + 2)), epochs
+    logs = [r["message"] for r in alice.http.get(f"/training/jobs/{long['id']}/logs").json()]
+    said = f"Resumed from checkpoint jobs/{long['id']}/checkpoints/last.pt at epoch {last}:"
+    assert any(said in m for m in logs), logs
+    assert alice.http.post(f"/training/stop/{long['id']}").status_code == 200
+    assert wait_for_status(alice, long["id"], {"stopped", "failed"})["status"] == "stopped"
+
+
+SEED_ADVANCED = {  # seed 002's example advanced_config
+    "optimizer": {
+        "type": "adamw",
+        "learning_rate": 0.001,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.999],
+    },
+    "scheduler": {
+        "type": "cosine",
+        "T_max": 50,
+        "eta_min": 1e-6,
+        "warmup_epochs": 5,
+        "warmup_lr": 1e-6,
+    },
+    "augmentation": {
+        "enabled": True,
+        "random_flip": True,
+        "random_flip_prob": 0.5,
+        "color_jitter": True,
+        "brightness": 0.2,
+        "contrast": 0.2,
+    },
+    "mixed_precision": True,
+    "gradient_clip_value": 1.0,
+}
+
+
+def test_seed_002_fields_are_stored_and_returned(alice, dataset):
+    project = alice.http.post("/projects", json={"name": "My Project"}).json()
+    request = {
+        "session_id": 1,
+        "project_id": project["id"],
+        "experiment_name": "ResNet-50 Experiment",
+        "tags": ["baseline", "classification"],
+        "notes": "Initial baseline training",
+        "config": {
+            "framework": "timm",
+            "model_name": "resnet50",
+            "task_type": "image_classification",
+            "dataset_id": dataset["id"],
+            "dataset_format": "dice",  # seed 002's example: whatever the dataset is
+            "num_classes": 2,
+            "epochs": 50,
+            "batch_size": 32,
+            "learning_rate": 0.001,
+            "advanced_config": SEED_ADVANCED,
+        },
+    }
+    r = alice.http.post("/training/jobs", json=request)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    expected = {
+        "session_id": 1,
+        "project_id": project["id"],
+        "experiment_name": "ResNet-50 Experiment",
+        "tags": ["baseline", "classification"],
+        "notes": "Initial baseline training",
+        "dataset_id": dataset["id"],
+        "dataset_path": dataset["id"],
+        "dataset_format": "imagefolder",
+        "num_classes": 2,
+        "output_dir": f"jobs/{created['id']}/checkpoints/",
+        "epochs": 50,
+        "status": "pending",
+    }
+    assert {k: created[k] for k in expected} == expected
+    got = alice.http.get(f"/training/jobs/{created['id']}").json()
+    assert got["project_name"] == "My Project"
+    assert {k: got[k] for k in expected} == expected
+
+    # What the dataset says is the dataset's: a request saying otherwise is refused.
+    for field, value in (("num_classes", 3), ("dataset_format", "yolo")):
+        bad = alice.http.post(
+            "/training/jobs", json={**request, "config": {**request["config"], field: value}}
+        )
+        assert bad.status_code == 400 and bad.json()["field"] == f"config.{field}", bad.text
+
+
+def test_knobs_a_framework_does_not_honour_are_refused_by_name(alice, dataset):
+    def create(advanced):
+        return alice.http.post(
+            "/training/jobs",
+            json={
+                "config": {
+                    "framework": "timm",
+                    "model_name": "resnet10t",
+                    "dataset_id": dataset["id"],
+                    "advanced_config": advanced,
+                }
+            },
+        )
+
+    typo = create({"optimizer": {"type": "sgd"}, "gradient_clipping": 1.0, "mixup": 0.2})
+    body = typo.json()
+    assert typo.status_code == 400 and body["field"] == "config.advanced_config.gradient_clipping"
+    assert "gradient_clipping" in body["detail"] and "mixup" in body["detail"]
+    bad = create({"optimizer": {"type": "lamb"}})
+    assert bad.status_code == 400 and bad.json()["field"] == "config.advanced_config.optimizer.type"
+    # the knobs' learning rate is the job's
+    ok = create({"optimizer": {"type": "sgd", "learning_rate": 0.05}})
+    assert ok.status_code == 201 and ok.json()["learning_rate"] == 0.05
+
 
 def test_models_and_config_schema(alice):
     models = alice.http.get("/models/list", params={"framework": "timm"}).json()
@@ -146,7 +266,13 @@ def test_models_and_config_schema(alice):
         "standard",
         "aggressive",
     }
-    assert "optimizer.type" in [f["name"] for f in schema["schema"]["fields"]]
+    fields = {f["name"]: f for f in schema["schema"]["fields"]}
+    assert [o["value"] for o in fields["optimizer.type"]["options"]] == ["adamw", "adam", "sgd"]
+    assert {"scheduler.warmup_lr", "augmentation.color_jitter", "mixed_precision"} <= set(fields)
+    assert set(schema["knobs"]["honoured"]) <= set(fields) and not schema["knobs"]["refused"]
+    audio = alice.http.get("/training/config-schema", params={"framework": "torchaudio"}).json()
+    assert "augmentation.random_flip" in audio["knobs"]["refused"]
+    assert "augmentation.random_flip" not in [f["name"] for f in audio["schema"]["fields"]]
     assert (
         alice.http.get("/training/config-schema", params={"framework": "nope"}).status_code == 400
     )

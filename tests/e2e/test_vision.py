@@ -90,9 +90,18 @@ def test_detection_on_a_yolo_dataset(stack, alice):
 def test_detection_on_a_coco_dataset(alice):
     ds = upload(alice, "coco-boxes", make.coco(8))
     assert ds["format"] == "coco"
-    job = train(alice, ds, "object_detection", epochs=2)
+    # seed 002's knobs, as ultralytics' own arguments (what they map to is unit-tested)
+    knobs = {
+        "optimizer": {"type": "sgd", "momentum": 0.9},
+        "scheduler": {"type": "cosine", "eta_min": 0.0002},
+        "augmentation": {"enabled": False},
+        "mixed_precision": True,
+    }
+    job = train(alice, ds, "object_detection", epochs=2, **knobs)
     logs = alice.http.get(f"/training/jobs/{job['id']}/logs").json()
     assert any("Starting ultralytics yolov8n" in row["message"] for row in logs)
+    said = ("trains in float32 on the CPU", "Mixed precision: amp=")  # a CPU's, or a GPU's
+    assert any(s in row["message"] for row in logs for s in said), logs
     assert len(alice.http.get(f"/training/jobs/{job['id']}/metrics").json()) == 2
 
 

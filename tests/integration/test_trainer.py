@@ -101,6 +101,12 @@ def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(done.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.params["model_name"] == "resnet10t"
+    knobs = {k: run.data.params[k] for k in ("optimizer.type", "scheduler.type", "mixed_precision")}
+    assert knobs == {
+        "optimizer.type": "adamw",
+        "scheduler.type": "cosine",
+        "mixed_precision": "False",
+    }
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [
         1,
         2,

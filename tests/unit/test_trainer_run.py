@@ -30,8 +30,18 @@ def test_spec_types_the_shared_options_and_keeps_the_rest():
     spec = JobSpec.from_job(job(seed="7", image_size=32, resume_from="", weight_decay=0.1))
     assert (spec.job_id, spec.epochs, spec.seed, spec.image_size) == (3, 4, 7, 32)
     assert spec.resume_from is None and spec.checkpoint_interval_s == 60.0
-    assert dict(spec.extras) == {"weight_decay": 0.1}
+    assert dict(spec.extras) == {}  # weight_decay is a knob's older name
+    assert spec.knobs["optimizer.weight_decay"] == 0.1 and spec.knobs["optimizer.type"] == "adamw"
     assert JobSpec.from_job(job()).image_size is None  # the framework's default
+    fast = JobSpec.from_job(job(optimizer={"type": "sgd", "learning_rate": 0.05}))
+    assert fast.learning_rate == 0.05 and fast.knobs["optimizer.type"] == "sgd"
+
+
+def test_spec_refuses_knobs_its_framework_does_not_honour():
+    """A job item that did not come through the API's check is checked again here."""
+    with pytest.raises(InvalidInput) as err:
+        JobSpec.from_job(job(gradient_clip="1"))
+    assert err.value.field == "config.advanced_config.gradient_clip"
 
 
 def test_spec_refuses_what_the_catalogue_does_not_offer():
@@ -94,6 +104,10 @@ class Saved:
 class Reported:
     def __init__(self):
         self.epochs = []
+        self.logs = []
+
+    def log(self, message):
+        self.logs.append(message)
 
     def on_epoch_end(self, epoch, train_loss, val, lr):
         self.epochs.append((epoch, val))
@@ -139,6 +153,9 @@ def test_resume_goes_on_from_the_checkpoint():
     saved.resume = {"epoch": 2, "best": 0.7}
     assert run.begin(state, monitor="accuracy", mode="max") == saved.resume
     assert list(run.epochs()) == [3, 4] and run.best == 0.7
+    assert run.reporter.logs == [
+        "Resumed from checkpoint jobs/1/checkpoints/last.pt at epoch 2: epochs 3-4 to go"
+    ]
     run.on_epoch_end(3, 1.0, {"accuracy": 0.6}, 1e-3)  # not better than the resumed best
     run.on_epoch_end(4, 1.0, {"accuracy": 0.8}, 1e-3)
     assert [(e, b["epoch"] if b else None) for e, _, b in saved.saves] == [(4, 4)]

@@ -273,6 +273,20 @@ class MemoryJobs:
     def active(self, owner_id):
         return {"jobs": self._count(owner_id, "jobs")}
 
+    def set_runner(self, job_id, attempt, runner_job_id):
+        job = self.items.get(job_id)
+        if job is None or job.attempt != attempt or job.runner_job_id:
+            return None
+        return self.update(job_id, {"runner_job_id": runner_job_id})
+
+
+class Deadlines:
+    def __init__(self):
+        self.put_ = []
+
+    def put(self, kind, ref, at, **data):
+        self.put_.append((kind, ref))
+
 
 class MemoryRecords:
     def __init__(self):
@@ -301,7 +315,7 @@ class Runner:
     def __init__(self):
         self.submitted, self.terminated = [], []
 
-    def submit(self, job_id, *, job_type, queue, limits=None):
+    def submit(self, job_id, *, job_type, queue, limits=None, attempt=None):
         self.submitted.append(job_id)
         return f"run-{job_id}"
 
@@ -319,7 +333,7 @@ class Users:
 @pytest.fixture
 def service():
     from shared.models import Dataset
-    from shared.services.jobs import JobLimits, JobStates
+    from shared.services.jobs import JobBounds, JobLimits, JobStates
     from shared.services.training import TrainingService
 
     jobs, records, runner = MemoryJobs(), MemoryRecords(), Runner()
@@ -347,6 +361,8 @@ def service():
         projects=None,
         limits=JobLimits(2),
         max_inference_bytes=1,
+        deadlines=Deadlines(),
+        bounds=JobBounds(),
     )
     return wf.WorkflowService(training, Users()), jobs, records, runner
 

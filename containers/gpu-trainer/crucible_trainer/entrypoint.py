@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = JobSpec.from_job(job, weights_dir=settings.weights_dir)
         except (CrucibleError, Refused) as exc:
             return fail(f"The job cannot run: {exc}", 1)
+        mlflow.log_params(spec.knobs.params())  # seed 002's knobs, as this run uses them
         try:
             dataset = c.dataset_repository.get(job.dataset_id) if job.dataset_id else None
             if dataset is None or dataset.status != "ready":

@@ -161,6 +161,14 @@ class Run:
             return None
         state = self.checkpoints.load(self.spec.resume_from)
         self.first_epoch, self.best = state["epoch"] + 1, state.get("best", self.best)
+        left = (
+            f"epochs {self.first_epoch}-{self.spec.epochs} to go"
+            if self.first_epoch <= self.spec.epochs
+            else f"all {self.spec.epochs} epochs done already"
+        )
+        self.log(
+            f"Resumed from checkpoint {self.spec.resume_from} at epoch {state['epoch']}: {left}"
+        )
         return state
 
     def epochs(self) -> range:

@@ -1,7 +1,9 @@
-"""The job spec every framework trains from: a training job's fields and the options
-all trainers share, typed and read once from its ``advanced_config``, after the job is
-checked against the catalogue (again: a job item may predate the API's check, or not
-have come through the API at all)."""
+"""The job spec every framework trains from: a training job's fields, the options all
+trainers share and seed 002's knobs (:mod:`shared.training_options`: optimizer,
+scheduler, augmentation, mixed precision, gradient clipping), typed and read once from
+its ``advanced_config``, after the job is checked against the catalogue and the knobs
+its framework honours (again: a job item may predate the API's check, or not have come
+through the API at all)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from shared.catalogue import check_model
 from shared.models import TrainingJob
+from shared.training_options import OWN, Options, options
 
 SHARED_OPTIONS = ("seed", "resume_from", "checkpoint_interval_s", "image_size", "weights")
 
@@ -35,6 +38,7 @@ class JobSpec:
     image_size: int | None = None  # None: the framework's default
     weights: Path | None = None  # starting weights: a file in the operator's weights directory
     extras: Mapping[str, Any] = field(default_factory=dict)  # framework-specific options
+    options: Options | None = None  # seed 002's knobs, as this run uses them
 
     @classmethod
     def from_job(cls, job: TrainingJob, weights_dir: str | None = None) -> JobSpec:
@@ -42,6 +46,9 @@ class JobSpec:
         offer its model, :class:`Refused` if its weights are not in ``weights_dir``."""
         cfg = job.advanced_config or {}
         check_model(job.framework, job.task_type, job.model_name, cfg)
+        knobs = options(
+            job.framework, cfg, learning_rate=job.learning_rate, epochs=job.total_epochs
+        )
         return cls(
             job_id=job.id,
             framework=job.framework,
@@ -49,14 +56,23 @@ class JobSpec:
             task_type=job.task_type,
             epochs=job.total_epochs,
             batch_size=job.batch_size,
-            learning_rate=job.learning_rate,
+            learning_rate=knobs.learning_rate,
             seed=int(cfg.get("seed", 0)),
             resume_from=cfg.get("resume_from") or None,
             checkpoint_interval_s=float(cfg.get("checkpoint_interval_s", 60)),
             image_size=int(cfg["image_size"]) if "image_size" in cfg else None,
             weights=operator_weights(cfg.get("weights") or None, weights_dir),
-            extras={k: v for k, v in cfg.items() if k not in SHARED_OPTIONS},
+            extras={
+                k: v for k, v in cfg.items() if k in OWN[job.framework] and k not in SHARED_OPTIONS
+            },
+            options=knobs,
         )
+
+    @property
+    def knobs(self) -> Options:
+        if self.options is None:
+            raise RuntimeError("a spec made by from_job carries its knobs")
+        return self.options
 
 
 def operator_weights(name: str | None, weights_dir: str | None) -> Path | None:

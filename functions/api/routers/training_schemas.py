@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from shared import keys
 from shared.models import TrainingJob
 
 
@@ -14,7 +16,9 @@ class TrainingConfigIn(BaseModel):
     model_name: str = Field(min_length=1, max_length=100)
     task_type: str | None = None
     dataset_id: str
-    dataset_format: str | None = None
+    dataset_format: str | None = Field(
+        default=None, max_length=50, description="The dataset's format; dice or auto: any"
+    )
     num_classes: int | None = Field(default=None, ge=1)
     epochs: int = Field(10, ge=1, le=1000)
     batch_size: int = Field(16, ge=1, le=4096)
@@ -28,19 +32,41 @@ class TrainingJobIn(BaseModel):
     session_id: int | None = None
     project_id: int | None = None
     experiment_name: str | None = Field(default=None, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
     notes: str | None = Field(default=None, max_length=5000)
     config: TrainingConfigIn
+
+    def meta(self) -> dict:
+        """What the job keeps of the request besides its config."""
+        return self.model_dump(
+            include={"session_id", "project_id", "experiment_name", "tags", "notes"}
+        )
 
 
 class TrainingJobOut(BaseModel):
     id: int
+    session_id: int | None = None
     project_id: int | None
+    project_name: str | None = Field(
+        default=None, description="The project's name when the job was created"
+    )
     experiment_name: str | None
+    tags: list[str] = Field(default_factory=list)
+    notes: str | None = None
     framework: str
     model_name: str
     task_type: str
     dataset_id: str | None
+    dataset_path: str | None = Field(default=None, description="The dataset the job trains on")
+    dataset_format: str | None = Field(
+        default=None, description="The dataset's format (as ingestion found it)"
+    )
+    num_classes: int | None = Field(
+        default=None, description="The dataset's classes, which the model is built with"
+    )
+    output_dir: str = Field(
+        description="Where the job's checkpoints are kept (a key prefix in the artifacts bucket)"
+    )
     epochs: int
     batch_size: int
     learning_rate: float
@@ -61,7 +87,9 @@ class TrainingJobOut(BaseModel):
 
     @classmethod
     def of(cls, job: TrainingJob) -> TrainingJobOut:
-        return cls.model_validate(job.model_dump())
+        return cls.model_validate(
+            {**job.model_dump(), "output_dir": keys.checkpoints_prefix(job.id)}
+        )
 
 
 class CallbackIn(BaseModel):

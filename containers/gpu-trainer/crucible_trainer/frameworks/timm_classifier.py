@@ -1,7 +1,9 @@
 """timm image classification on an imagefolder dataset (``train/<class>/...``, with a
 ``val/`` or ``valid/`` split if it has one). ``pretrained=False`` unless the spec names
-starting weights (a file in the operator's weights directory); ``weight_decay`` sets
-AdamW's. Checkpoints are state dicts and plain data."""
+starting weights (a file in the operator's weights directory). Every seed 002 knob is
+honoured (:mod:`crucible_trainer.optim`): the optimizer, the per-epoch schedule with
+warm-up, augmentation of the training images (flips, colour jitter), mixed precision
+and gradient clipping. Checkpoints are state dicts and plain data."""
 
 from __future__ import annotations
 
@@ -10,20 +12,35 @@ from typing import Any
 
 from crucible_trainer.inputs import image, top_k
 from crucible_trainer.metrics import classification_metrics, per_sample
+from crucible_trainer.optim import Stepper, optimizer, resume, schedule
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
 from shared.catalogue import check_model
+from shared.training_options import Options
 
 DEFAULT_IMAGE_SIZE = 64
 
 
-def transform(size: int) -> Any:
-    """Training, validation and prediction all see images this way."""
+def transform(size: int, augment: Options | None = None) -> Any:
+    """Validation and prediction see images this way; training too, with the
+    augmentation the knobs ask for (``augment``) before the tensor conversion."""
     from torchvision import transforms
 
+    extra: list[Any] = []
+    if augment is not None and augment["augmentation.enabled"]:
+        if augment["augmentation.random_flip"]:
+            extra.append(transforms.RandomHorizontalFlip(augment["augmentation.random_flip_prob"]))
+        if augment["augmentation.color_jitter"]:
+            extra.append(
+                transforms.ColorJitter(
+                    brightness=augment["augmentation.brightness"],
+                    contrast=augment["augmentation.contrast"],
+                )
+            )
     return transforms.Compose(
         [
             transforms.Resize((size, size)),
+            *extra,
             transforms.ToTensor(),
             transforms.Normalize([0.5] * 3, [0.5] * 3),
         ]
@@ -37,10 +54,11 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     from torchvision import datasets
 
     size = DEFAULT_IMAGE_SIZE if spec.image_size is None else spec.image_size
-    tf = transform(size)
+    knobs = spec.knobs
+    tf, train_tf = transform(size), transform(size, knobs)
     train_dir = data / "train" if (data / "train").is_dir() else data
     val_dir = next((data / s for s in ("val", "valid") if (data / s).is_dir()), train_dir)
-    train_ds, val_ds = datasets.ImageFolder(train_dir, tf), datasets.ImageFolder(val_dir, tf)
+    train_ds, val_ds = datasets.ImageFolder(train_dir, train_tf), datasets.ImageFolder(val_dir, tf)
     classes = train_ds.classes
     torch.manual_seed(spec.seed)
     # Starting weights come only from the operator's directory (spec.weights, resolved
@@ -51,12 +69,10 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         num_classes=len(classes),
         **({"pretrained_cfg_overlay": {"file": str(spec.weights)}} if spec.weights else {}),
     )
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=spec.learning_rate,
-        weight_decay=float(spec.extras.get("weight_decay", 0.01)),
-    )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, spec.epochs))
+    params = list(model.parameters())
+    opt = optimizer(params, knobs)
+    sched = schedule(opt, knobs)
+    stepper = Stepper(params, opt, knobs)
     loader = DataLoader(train_ds, batch_size=spec.batch_size, shuffle=True)
     val_loader = DataLoader(val_ds, batch_size=spec.batch_size)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -79,9 +95,9 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     resumed = run.begin(state, monitor="accuracy", mode="max")
     if resumed:
         model.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
-        sched.load_state_dict(resumed["scheduler"])
-        run.log(f"Resumed from {spec.resume_from} at epoch {run.first_epoch}")
+        resume(opt, sched, knobs, resumed, run.first_epoch)
+    augmented = [type(t).__name__ for t in train_tf.transforms[1:-2]]
+    run.log(f"{stepper.describe()}; augmentation: {', '.join(augmented) or 'none'}")
 
     for epoch in run.epochs():
         model.train()
@@ -90,10 +106,9 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             if run.stopping:
                 run.checkpoint(epoch - 1)
                 return "stopped"
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
+            with stepper.autocast():
+                loss = loss_fn(model(x), y)
+            stepper.step(loss)
             total += loss.item() * len(y)
             seen += len(y)
             run.on_step(epoch, step, len(loader), loss.item(), opt.param_groups[0]["lr"])
@@ -101,9 +116,9 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         sched.step()
         model.eval()
         y_true, y_pred, val_loss, n, top = [], [], 0.0, 0, []
-        with torch.no_grad():
+        with torch.no_grad(), stepper.autocast():
             for x, y in val_loader:
-                out = model(x)
+                out = model(x).float()
                 val_loss += loss_fn(out, y).item() * len(y)
                 n += len(y)
                 y_true += y.tolist()

@@ -1,6 +1,8 @@
 """Seed 000's speech recognition on an LJSpeech-style dataset (``metadata.csv`` and
 ``wavs/``): ``conformer`` (CTC) or ``rnn-t``, over one torchaudio Conformer encoder.
-Options from the spec: ``dim`` and ``layers`` (the encoder's size)."""
+Options from the spec: ``dim`` and ``layers`` (the encoder's size), and seed 002's knobs
+but augmentation (:mod:`crucible_trainer.optim`): optimizer, schedule with warm-up,
+mixed precision, gradient clipping (norm 5 unless the job says)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from crucible_trainer.inputs import BadInput
 from crucible_trainer.metrics import error_rates
+from crucible_trainer.optim import Stepper, optimizer, resume, schedule
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
 from shared.audio import InvalidAudio, decode, probe
@@ -94,7 +97,7 @@ def asr_model(kind: str, vocab_size: int, dim: int = 144, layers: int = 4, heads
             pred, _ = self.predict(torch.cat([blank, targets], 1))  # (batch, U + 1, joint)
             logits = self.join(self.enc_proj(x)[:, :, None], pred[:, None])  # (batch, T, U + 1, V)
             return torchaudio.functional.rnnt_loss(
-                logits,
+                logits.float(),  # the loss in float32, under mixed precision too
                 targets.int(),
                 frames.int(),
                 target_lengths.int(),
@@ -144,12 +147,16 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     train_set, val_set = items[: len(items) - n_val] or items, items[len(items) - n_val :]
     dim, layers = int(spec.extras.get("dim", 144)), int(spec.extras.get("layers", 4))
     model = asr_model(spec.model_name, len(vocab), dim=dim, layers=layers)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate)
+    params = list(model.parameters())
+    opt = optimizer(params, spec.knobs)
+    sched = schedule(opt, spec.knobs)
+    stepper = Stepper(params, opt, spec.knobs)
 
     def state(epoch: int) -> dict:
         return {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
             "epoch": epoch,
             "best": run.best,
             "vocab": vocab,
@@ -162,7 +169,8 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     resumed = run.begin(state, monitor="cer", mode="min")
     if resumed:
         model.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
+        resume(opt, sched, spec.knobs, resumed, run.first_epoch)
+    run.log(stepper.describe())
 
     def batch(rows: list) -> tuple[Any, Any, Any, Any]:
         pad = torch.nn.utils.rnn.pad_sequence
@@ -183,13 +191,11 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             if run.stopping:
                 run.checkpoint(epoch - 1)
                 return "stopped"
-            loss = model.loss(
-                *batch([train_set[i] for i in order[(step - 1) * size : step * size]])
-            )
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
+            with stepper.autocast():
+                loss = model.loss(
+                    *batch([train_set[i] for i in order[(step - 1) * size : step * size]])
+                )
+            stepper.step(loss)
             total += loss.item()
             run.on_step(epoch, step, steps, loss.item(), opt.param_groups[0]["lr"])
         model.eval()
@@ -199,7 +205,9 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             hyps = ["".join(vocab[k] for k in seq) for seq in model.decode(audio, lengths)]
         wer, cer = error_rates([t for _, t in val_set], hyps)
         val = {"val_loss": val_loss, "wer": wer, "cer": cer, "sample": hyps[0][:200]}
-        run.on_epoch_end(epoch, total / steps, val, opt.param_groups[0]["lr"])
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        run.on_epoch_end(epoch, total / steps, val, lr)
     return "completed"
 
 

@@ -2,8 +2,8 @@
 built from the catalogue model's YAML in the ultralytics package (no weight downloads;
 starting weights only from the operator's weights directory). ultralytics' own loop
 trains; callbacks report steps, per-epoch validation and checkpoints, and stop it.
-Options passed through from the spec: device, workers, optimizer, patience and the
-augmentation settings in ``PASSED_THROUGH``.
+Seed 002's knobs map onto ultralytics' own arguments (:func:`knob_args`); options passed
+through from the spec: device, workers, patience and those in ``PASSED_THROUGH``.
 
 ultralytics pickles its own classes into its checkpoint files, so those never leave the
 job: what is stored is a plain state dict and metadata (:func:`snapshot`), which loads
@@ -28,8 +28,12 @@ from crucible_trainer.metrics import confusion_metrics, per_sample
 from crucible_trainer.run import Outcome, Run
 from crucible_trainer.spec import JobSpec
 from shared.catalogue import check_model
+from shared.training_options import Options
 
-PASSED_THROUGH = ("mosaic", "fliplr", "close_mosaic", "warmup_epochs", "nbs", "momentum")
+PASSED_THROUGH = ("mosaic", "fliplr", "close_mosaic", "nbs")
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
+# what augmentation.enabled = false turns off
+AUGMENTATIONS_OFF = ("fliplr", "hsv_h", "hsv_s", "hsv_v", "mosaic", "translate", "scale", "erasing")
 
 
 class _Stopped(Exception):
@@ -128,6 +132,47 @@ def snapshot(trainer: Any, spec: JobSpec, names: list[str], *, resumable: bool) 
     return state
 
 
+def knob_args(o: Options, cuda: bool) -> tuple[dict[str, Any], list[str]]:
+    """ultralytics' training arguments for seed 002's knobs (shared/training_options.py
+    says which it honours), and notes for the job's log."""
+    lr0 = o.learning_rate
+    kind = o["scheduler.type"]
+    args: dict[str, Any] = {
+        "optimizer": OPTIMIZERS[o["optimizer.type"]],
+        "lr0": lr0,
+        "weight_decay": o["optimizer.weight_decay"],
+        "momentum": o["optimizer.momentum"],
+        "cos_lr": kind == "cosine",
+        "lrf": 1.0 if kind == "none" else o["scheduler.eta_min"] / lr0,
+        "warmup_epochs": o["scheduler.warmup_epochs"],
+        "amp": False,
+    }
+    notes = []
+    if any(k.startswith("augmentation.") for k in o.given):
+        if not o["augmentation.enabled"]:
+            args.update(dict.fromkeys(AUGMENTATIONS_OFF, 0.0))
+        else:
+            flip = o["augmentation.random_flip"]
+            args["fliplr"] = o["augmentation.random_flip_prob"] if flip else 0.0
+            if o["augmentation.color_jitter"]:
+                args["hsv_v"] = o["augmentation.brightness"]
+            else:
+                args.update(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    if o["mixed_precision"]:
+        if cuda:
+            import torch
+
+            # bf16 needs no AMP check (which would fetch weights); float16 does
+            args["amp"] = "bf16" if torch.cuda.is_bf16_supported() else True
+            notes.append(f"Mixed precision: amp={args['amp']}")
+        else:
+            notes.append(
+                "mixed_precision: ultralytics applies AMP on a GPU only; this run trains "
+                "in float32 on the CPU"
+            )
+    return args, notes
+
+
 def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     work = data.parent
     offline(work)
@@ -154,17 +199,21 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         "device": opts.get("device"),
         "workers": int(opts.get("workers", 0)),
         "seed": spec.seed,
-        "amp": False,
         "plots": False,
         "project": str(work / "runs"),
         "name": "train",
         "exist_ok": True,
-        "optimizer": opts.get("optimizer", "AdamW"),
         "patience": int(opts.get("patience", 100)),
         "verbose": False,
-        **{k: opts[k] for k in PASSED_THROUGH if k in opts},
     }
+    import torch
+
+    knobs, notes = knob_args(spec.knobs, torch.cuda.is_available() and opts.get("device") != "cpu")
+    args.update(knobs)
+    args.update({k: opts[k] for k in PASSED_THROUGH if k in opts})  # its own, as given
     args = {k: v for k, v in args.items() if v is not None}
+    for note in notes:
+        run.log(note)
     if spec.resume_from:
         model = YOLO(str(_resumable(spec, run, work / "resume.pt", args)))
         keep = ("data", "device", "workers", "plots")
@@ -173,7 +222,6 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             "save_dir": str(work / "runs" / "train"),
             **{k: args[k] for k in keep if k in args},
         }
-        run.log(f"Resumed from {spec.resume_from}")
     else:
         model = YOLO(
             model_file(spec.model_name, spec.task_type), task="classify" if classify else "detect"
@@ -255,6 +303,10 @@ def _resumable(spec: JobSpec, run: Run, path: Path, args: dict[str, Any]) -> Pat
         )
     net = network(spec.model_name, spec.task_type, [str(n) for n in state["names"]])
     net.load_state_dict(state["model"])
+    run.log(
+        f"Resumed from checkpoint {spec.resume_from} at epoch {state['epoch']}: "
+        f"epochs {state['epoch'] + 1}-{spec.epochs} to go"
+    )
     task = net.task
     train_args = {**DEFAULT_CFG_DICT, **args, "task": task, "mode": "train", "model": str(path)}
     net.args = train_args
