@@ -1113,9 +1113,6 @@ def review(
             )
             if name in HYPERPARAMETERS and name not in missing:
                 missing.append(name)
-    if entry and it.optimizer and entry.framework == "timm" and it.optimizer != "adamw":
-        notes.append(("optimizer", {"optimizer": it.optimizer}))
-        it.optimizer = "adamw"
     return Review(it, missing, notes, dataset)
 
 
@@ -1214,7 +1211,6 @@ TEXT: dict[str, dict[str, str]] = {
         "class_count": "'{dataset}' 데이터셋에는 클래스가 {n}개 있어요 (말씀하신 건 {stated}개).",
         "class_mismatch": "참고: '{dataset}' 데이터셋의 클래스는 {classes}이고, 학습은 데이터셋의 클래스로 진행돼요.",
         "invalid": "{field} 값 {value}은(는) 쓸 수 없어요 ({low}~{high}).",
-        "optimizer": "timm 모델은 AdamW로 학습해요 ({optimizer} 대신).",
     },
     "en": {
         "task_type": "What should the model do: classify images (classification) or detect objects (detection)?",
@@ -1248,7 +1244,6 @@ TEXT: dict[str, dict[str, str]] = {
         "class_count": "Dataset '{dataset}' has {n} classes (you said {stated}).",
         "class_mismatch": "Note: dataset '{dataset}' has the classes {classes}; training uses the dataset's classes.",
         "invalid": "{field} {value} cannot be used (it must be {low} to {high}).",
-        "optimizer": "timm models train with AdamW here (not {optimizer}).",
     },
     "ja": {
         "task_type": "画像分類(classification)と物体検出(detection)のどちらを行いますか？",  # noqa: RUF001
@@ -1282,7 +1277,6 @@ TEXT: dict[str, dict[str, str]] = {
         "class_count": "データセット「{dataset}」のクラスは{n}個です(指定は{stated}個)。",
         "class_mismatch": "注意: データセット「{dataset}」のクラスは{classes}で、学習はデータセットのクラスで行います。",
         "invalid": "{field}の値{value}は使えません({low}〜{high})。",
-        "optimizer": "timmのモデルはAdamWで学習します({optimizer}ではなく)。",
     },
 }
 _DIGIT_BATCHIM = {"0": True, "1": "ㄹ", "2": False, "3": True, "4": False, "5": False,
