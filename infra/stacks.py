@@ -54,7 +54,8 @@ class AppStack(cdk.Stack):
             self, "Batch", env=config, names=names, data=refs, tracking_uri=self.tracking.uri
         )
         self.batch.allow_submit(self.functions.api)
-        self.batch.allow_terminate(self.functions.sweeper)
+        # the reconciler: stops what overstays, asks Batch, resubmits what was never submitted
+        self.batch.allow_submit(self.functions.sweeper)
         # The leaderboard's results link to runs on the managed MLflow server.
         self.functions.api.add_environment("CRUCIBLE_MLFLOW_UI_URL", self.tracking.ui_url)
         self.monitoring = Monitoring(

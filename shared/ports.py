@@ -12,10 +12,9 @@ choice is made in shared/wiring.py and nowhere else; a local composition root
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from shared.events import ProgressEvent
-from shared.intent import ChatMessage, ChatSession, ParseContext, Parsed
 from shared.models import (
     AudioFile,
     Connection,
@@ -31,6 +30,9 @@ from shared.models import (
     User,
 )
 from shared.settings import ResourceClass
+
+if TYPE_CHECKING:  # annotations only: the chat's domain loads where the chat runs
+    from shared.intent import ChatMessage, ChatSession, ParseContext, Parsed
 
 
 class UserRepository(Protocol):
@@ -50,6 +52,9 @@ class UserRepository(Protocol):
     def get(self, user_id: int) -> User | None: ...
     def current(self, user_id: int) -> User | None:
         """The user as stored, read at most a few seconds ago (what each request checks)."""
+
+    def recent(self, user_id: int) -> tuple[bool, User | None]:
+        """``current`` without a read: ``(False, None)`` when none was made recently."""
 
     def get_by_email(self, email: str) -> User | None: ...
     def list(self, *, skip: int, limit: int) -> Page[User]: ...
@@ -91,6 +96,10 @@ class EventLog(Protocol):
         """The event a change-stream record of the log inserted, if it inserted one."""
 
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]: ...
+
+    def claim(self, event_id: str, connection_id: str) -> bool:
+        """Mark an event as sent to a connection; False when it already was (a stream
+        record handed over again)."""
 
 
 class Notifier(Protocol):
@@ -161,6 +170,9 @@ class AudioFileRepository(Protocol):
         self, file_id: int, task_id: str, lease_s: int, *, first_only: bool
     ) -> AudioFile | None: ...
     def start_run(self, file_id: int, task_id: str, lease_s: int) -> bool: ...
+    def retry(
+        self, file_id: int, task_id: str, new_task_id: str, lease_s: int, message: str
+    ) -> AudioFile | None: ...
     def progress(self, file_id: int, task_id: str, pct: int, message: str) -> bool: ...
     def finish(self, file_id: int, task_id: str, fields: dict[str, Any]) -> AudioFile | None: ...
     def put_intent(self, intent: UploadIntent, ttl_s: int) -> None: ...
@@ -185,13 +197,53 @@ class JobRunner(Protocol):
     reports the same "Batch Job State Change" events."""
 
     def submit(
-        self, job_id: str, *, job_type: str, queue: str, limits: ResourceClass | None = None
+        self,
+        job_id: str,
+        *,
+        job_type: str,
+        queue: str,
+        limits: ResourceClass | None = None,
+        attempt: int | None = None,
     ) -> str:
         """Start the job; returns the runner's own job id. ``limits``: the time, memory
-        and CPU the job gets (Batch enforces them; locally the job enforces its own)."""
+        and CPU the job gets (Batch enforces them; locally the job enforces its own).
+        ``attempt`` rides on the runner job's parameters, so its state changes name it."""
 
     def terminate(self, runner_job_id: str, reason: str) -> None:
         """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""
+
+    def describe(self, runner_job_ids: list[str]) -> dict[str, RunnerState]:
+        """What the runner knows of each job now (Batch ``DescribeJobs``; locally its
+        records on disk). An id the runner has no record of is absent from the answer."""
+
+
+class RunnerState(NamedTuple):
+    """A runner job's state as the runner reports it: a Batch status (SUBMITTED ...
+    RUNNING, SUCCEEDED, FAILED) and, once it ended, the runner's reason."""
+
+    status: str
+    reason: str | None = None
+
+
+class Deadline(NamedTuple):
+    """A thing in flight and when it is overdue: ``kind`` (analysis, training),
+    ``ref`` (its id), ``at`` (epoch seconds) and what the reconciler needs besides."""
+
+    kind: str
+    ref: str
+    at: float
+    data: dict[str, Any]
+
+
+class DeadlineRepository(Protocol):
+    """Deadlines of things in flight, read by the reconciler in the order they fall due
+    (shared/services/reconciler.py) without scanning what has settled."""
+
+    def put(self, kind: str, ref: str, at: float, **data: Any) -> Deadline: ...
+    def due(self, now: float, *, limit: int) -> list[Deadline]:
+        """The deadlines at or before ``now``, earliest first, at most ``limit``."""
+
+    def drop(self, deadline: Deadline) -> None: ...
 
 
 class Predictor(Protocol):
@@ -232,8 +284,16 @@ class JobRepository(Protocol):
         *,
         acquire: Mapping[str, int | None] | None = None,
         release: bool = False,
+        remove: tuple[str, ...] = (),
     ) -> TrainingJob | None:
         """``release`` gives the job's slots back in the same write (once: they are gone)."""
+
+    def set_runner(self, job_id: int, attempt: int, runner_job_id: str) -> TrainingJob | None:
+        """Record submission ``attempt``'s runner job; None when another one was recorded
+        or the job moved on to a later attempt."""
+
+    def claim_attempt(self, job_id: int, attempt: int, status: str) -> TrainingJob | None:
+        """Move a job ``status`` without a runner job from ``attempt`` to the next."""
 
     def active(self, owner_id: int) -> dict[str, int]:
         """The owner's active-job counters."""
@@ -253,12 +313,23 @@ class JobRecordRepository(Protocol):
 class DatasetRepository(Protocol):
     """Datasets; ``finish`` records an ingestion once (only while uploading or processing)."""
 
-    def create(self, d: Dataset) -> None: ...
+    def create(self, d: Dataset, *, deadline: float | None = None) -> None:
+        """Store a new dataset; one in flight is due to settle by ``deadline`` (epoch s)."""
+
     def get(self, dataset_id: str) -> Dataset | None: ...
     def list(self, *, owner_id: int | None) -> list[Dataset]:
         """Newest first: one owner's, or everyone's when ``owner_id`` is None."""
 
-    def finish(self, dataset_id: str, fields: dict[str, Any]) -> Dataset | None: ...
+    def start(self, dataset_id: str, deadline: float) -> Dataset | None:
+        """uploading -> processing, due by ``deadline``; None if it was not uploading."""
+
+    def finish(
+        self, dataset_id: str, fields: dict[str, Any], *, only_from: tuple[str, ...] = ...
+    ) -> Dataset | None:
+        """Settle it once (only from uploading/processing, or ``only_from``); else None."""
+
+    def overdue(self, now: float, *, limit: int) -> list[Dataset]:
+        """In flight past their deadline at ``now``, oldest first: a bounded query."""
 
 
 class SubmissionRepository(Protocol):

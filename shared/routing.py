@@ -82,6 +82,6 @@ class Schedule:
 
 
 SCHEDULES: tuple[Schedule, ...] = (
-    # Ends leaderboard jobs past their deadline (shared/services/evaluations.py).
-    Schedule("sweeper", "functions.events.sweeper", 60),
+    # Settles whatever overstayed its bound (shared/services/reconciler.py).
+    Schedule("reconciler", "functions.events.reconciler", 60),
 )

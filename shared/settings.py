@@ -192,8 +192,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Seed 001's audio limit, enforced on every upload path (API, presigned, multipart).
     max_audio_bytes: int = Field(100 * 1024 * 1024, ge=1024)
-    # Dataset archives sent straight to S3 with a presigned POST.
-    max_dataset_bytes: int = Field(20 * 1024**3, ge=1024)
+    # Dataset archives sent straight to S3 with a presigned POST: at most what the ingest
+    # function holds on its ephemeral storage (infra sizes it from this; Lambda's is 10 GiB).
+    max_dataset_bytes: int = Field(9 * 1024**3, ge=1024, le=9 * 1024**3)
+    # How long a dataset may stay `uploading` (from its presign: the POST's hour, then the
+    # transfer) or `processing` (from its ingest's start: three 15-minute Lambda attempts)
+    # before the reconciler fails it, with the reason.
+    dataset_upload_deadline_s: int = Field(2 * 3600, ge=60)
+    dataset_ingest_deadline_s: int = Field(3600, ge=60)
+    # The longest recording taken in (every upload path) and ever decoded: a short file
+    # that decodes to hours (FLAC of silence, a lying header) is refused, not expanded.
+    max_audio_duration_s: int = Field(15 * 60, ge=1, le=4 * 3600)
     # Requests per user a minute for everyone, replacing the plans' own minute and hour
     # limits (seed 003's plans, shared/plans.py); 0 turns request limits off; unset: the plans'.
     rate_limit_per_minute: int | None = Field(None, ge=0)
@@ -247,6 +256,21 @@ class Settings(BaseSettings):
     # the SageMaker managed MLflow server's URL in AWS.
     mlflow_ui_url: str | None = None
     local_evaluator_path: str = "containers/evaluator"  # where the local runner finds it
+
+    # Everything settles (shared/services/reconciler.py, every minute in AWS, every
+    # ~10 s locally): past these bounds the reconciler asks the runner, then retries what
+    # is retryable up to reconcile_max_retries times and fails the rest with a reason.
+    # An analysis still `processing` this long after it was queued has lost its worker
+    # (longer than the analysis Lambda's 15 minutes): it is queued again, or failed.
+    analysis_deadline_s: int = Field(20 * 60, ge=2)
+    # A training job `queued` this long without a runner job (the API died before it
+    # submitted it) is submitted again, or failed; one with a runner job is checked then.
+    training_queued_deadline_s: int = Field(10 * 60, ge=2)
+    # How often the runner is asked about each queued, running or stopping training job
+    # (a lost "Batch Job State Change", a runner that forgot its job, a stop not taken).
+    training_check_interval_s: int = Field(5 * 60, ge=2)
+    reconcile_max_retries: int = Field(2, ge=0, le=10)
+    reconcile_batch_size: int = Field(100, ge=1, le=1000)  # overdue items settled per run
 
     # Seed 003's chat (shared/services/chat.py): messages are read by rules, offline
     # ("rules"), or by Amazon Bedrock's Converse API with a tool ("bedrock", which falls back

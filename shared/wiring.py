@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shared.adapters.push import LocalHub
     from shared.ports import (
         DatasetRepository,
+        DeadlineRepository,
         EventBus,
         IntentParser,
         JobRecordRepository,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from shared.services.plans import PlanService
     from shared.services.projects import ProjectService, TagService
     from shared.services.push import PushService
+    from shared.services.reconciler import Reconciler
     from shared.services.training import TrainingService
     from shared.services.workflows import WorkflowService
 
@@ -72,7 +74,12 @@ class Container:
             from botocore.config import Config
 
             config = Config(
-                retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30
+                retries={"mode": "standard", "max_attempts": 5},
+                connect_timeout=5,
+                read_timeout=30,
+                # a connection kept for each thread that may call at once (the local
+                # stack's 40 request threads and its dispatcher), not a new one past 10
+                max_pool_connections=64,
             )
             self._clients[key] = boto3.session.Session().client(
                 service, region_name=self.settings.aws_region, config=config, **kwargs
@@ -252,6 +259,35 @@ class Container:
             self.artifacts,
             self.bus,
             self.push,
+            deadlines=self.deadlines,
+            deadline_s=self.settings.analysis_deadline_s,
+            max_retries=self.settings.reconcile_max_retries,
+        )
+
+    @cached_property
+    def deadlines(self) -> DeadlineRepository:
+        """Deadlines of analyses and training jobs in flight, for the reconciler."""
+        from shared.adapters.dynamodb.deadlines import DynamoDeadlines
+
+        return DynamoDeadlines(self.table)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        """Settles whatever overstayed its bound (functions/events/reconciler.py, on a schedule)."""
+        from shared.services.reconciler import Reconciler, batch_settler
+
+        return Reconciler(
+            self.deadlines,
+            {
+                "analysis": self.audio.reconcile,
+                "training": self.training.reconcile,
+                "batch": batch_settler(self.inference, self.job_repository, self.deadlines),
+            },
+            {
+                "evaluation": lambda now: self.evaluations.sweep(now),
+                "dataset": lambda _now: self.datasets.sweep(),
+            },
+            batch_size=self.settings.reconcile_batch_size,
         )
 
     @cached_property
@@ -264,6 +300,7 @@ class Container:
             self.uploads,
             self.audio,
             max_bytes=self.settings.max_audio_bytes,
+            max_duration_s=self.settings.max_audio_duration_s,
         )
 
     @cached_property
@@ -277,6 +314,9 @@ class Container:
             max_bytes=s.max_request_bytes,
             max_direct_bytes=s.max_dataset_bytes,
             projects=self.projects,
+            push=self.push,  # ready or failed, told to the owner
+            upload_deadline_s=s.dataset_upload_deadline_s,
+            ingest_deadline_s=s.dataset_ingest_deadline_s,
         )
 
     @cached_property
@@ -287,6 +327,7 @@ class Container:
 
     @cached_property
     def training(self) -> TrainingService:
+        from shared.services.jobs import JobBounds
         from shared.services.plans import PlanJobLimits
         from shared.services.training import TrainingService
 
@@ -302,6 +343,12 @@ class Container:
             projects=self.projects,
             limits=PlanJobLimits(self.plans),  # the user's plan: concurrency, GPU hours
             max_inference_bytes=self.settings.max_inference_bytes,
+            deadlines=self.deadlines,
+            bounds=JobBounds(
+                queued_deadline_s=self.settings.training_queued_deadline_s,
+                check_interval_s=self.settings.training_check_interval_s,
+                max_resubmits=self.settings.reconcile_max_retries,
+            ),
         )
 
     @cached_property

@@ -7,7 +7,8 @@ changes go to the leaderboard's jobs (shared/services/evaluations.py), which pub
 their own events; a trainer's as follows. Each Batch status advances the job through
 the forward-only state machine (shared/services/jobs.py) and becomes one ``status``
 event on ``job:<id>``; replays collapse onto the same event id, and a status Batch
-reports late or twice changes nothing. Events with an unknown status, or from Batch
+reports late or twice changes nothing, nor does one of a runner job that is not the job's
+current one (an earlier attempt's, or a submission that lost a race). Events with an unknown status, or from Batch
 jobs that are not Crucible's, are ignored.
 """
 
@@ -57,7 +58,21 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
     if change.parameters.get("job_type") == "evaluator":  # a leaderboard job (seed 004)
         job = c.evaluations.on_runner_state(job_id, change.status, change.status_reason)
         return {"status": job.status if job else "unknown", "job_id": job_id}
-    update = c.jobs.on_batch_state(job_id, change.batch_job_id, change.status, change.status_reason)
+    update = c.jobs.on_batch_state(
+        job_id,
+        change.batch_job_id,
+        change.status,
+        change.status_reason,
+        attempt=change.parameters.get("attempt"),
+    )
+    if update is None:  # an earlier attempt's runner job, or one that lost a race
+        logger.info(
+            "ignoring %s of runner job %s: not job %s's current one",
+            change.status,
+            change.batch_job_id,
+            job_id,
+        )
+        return {"status": "ignored", "job_id": job_id, "batch_job_id": change.batch_job_id}
     published = c.push.publish(update)
     return {"status": "published" if published else "duplicate", "job_id": job_id}
 

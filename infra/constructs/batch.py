@@ -498,6 +498,13 @@ class Batch(Construct):
             "Batch job ids are only known after SubmitJob; TerminateJob is called with the ids "
             "Crucible's own job items recorded (the API's cancel, the sweeper's deadline).",
         )
+        # What the reconciler asks before it settles a job (shared/adapters/runners.py).
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["batch:DescribeJobs"], resources=["*"]))
+        nag(
+            fn.role,
+            "IAM5[Resource::*]",
+            "batch:DescribeJobs supports no resource-level permissions; it only reads job states.",
+        )
 
     def _definition(
         self, env: EnvironmentConfig, names: ResourceNames, job: JobType, environment: dict

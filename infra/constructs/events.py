@@ -123,7 +123,7 @@ class Events(Construct):
             self,
             "Sweep",
             schedule_name=name,
-            description="Ends leaderboard jobs past their deadline (functions/events/sweeper.py)",
+            description="Settles what overstayed its bound (functions/events/reconciler.py)",
             schedule=scheduler.ScheduleExpression.rate(cdk.Duration.minutes(1)),
             target=scheduler_targets.LambdaInvoke(
                 sweeper,

@@ -20,9 +20,10 @@ from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.refs import CONNECTIONS, IDENTITY, TOPIC_OWNERS, DataRefs, event_keys
 from shared import keys
+from shared.adapters.dynamodb.datasets import ACTIVE as DATASETS_ACTIVE
 from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE
 from shared.routing import ROUTES
-from shared.settings import ResourceNames
+from shared.settings import ResourceNames, Settings
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,18 @@ class EventHandler:
     memory: int = 512
     timeout: int = 30
     dockerfile: str | None = None  # an image function built from it, else zip + core layer
+    ephemeral_mib: int | None = None  # /tmp, when Lambda's 512 MiB is not enough
 
 
 EVENT_HANDLERS = {
     "functions.events.s3_object": EventHandler(id="ObjectCreated"),  # its deployed name
-    "functions.events.datasets": EventHandler(memory=2048, timeout=900),
+    # the ingest holds the archive in /tmp (the bytes inspected are the bytes kept): room
+    # for the largest a presign allows (max_dataset_bytes), plus 512 MiB of scratch
+    "functions.events.datasets": EventHandler(
+        memory=2048,
+        timeout=900,
+        ephemeral_mib=Settings.model_fields["max_dataset_bytes"].default // 2**20 + 512,
+    ),
     "functions.events.analysis": EventHandler(
         memory=3008, timeout=900, dockerfile="functions/events/analysis.Dockerfile"
     ),
@@ -105,10 +113,10 @@ class Functions(Construct):
         self.stream_push = self.add(
             "StreamPush", "functions.events.stream_push.handler", layers=[core]
         )
-        # Every minute (EventBridge Scheduler, infra/constructs/events.py): ends leaderboard
-        # jobs past their deadline, whatever became of their evaluator.
+        # Every minute (EventBridge Scheduler, infra/constructs/events.py): the reconciler,
+        # which settles whatever overstayed its bound (shared/services/reconciler.py).
         self.sweeper = self.add(
-            "Sweeper", "functions.events.sweeper.handler", layers=[core], timeout=60
+            "Sweeper", "functions.events.reconciler.handler", layers=[core], timeout=60
         )
         # Predictions from checkpoints: the trainer image, run by the Lambda runtime client.
         self.inference = self.add(
@@ -264,10 +272,38 @@ class Functions(Construct):
         data.grant_table(sweeper, ("GetItem",), keys=("EVALUATION#*",))
         data.grant_table(sweeper, ("UpdateItem",), keys=("EVALUATION#*", "ACTIVE#*"))
         data.grant_table(sweeper, ("PutItem",), keys=event_keys("job"))
+        # ... and, as the reconciler (shared/services/reconciler.py), the deadlines due
+        # (DUE#<shard>, queried up to now; each dropped once settled, or moved on): the
+        # analysis or training job each names, read and moved with its reason told on its
+        # topic; an analysis queued again ("Analysis Requested"); a training job's runner
+        # asked (DescribeJobs), and a job submitted again (Batch.allow_submit).
+        data.grant_table(sweeper, ("Query", "PutItem", "DeleteItem"), keys=("DUE#*",))
+        data.grant_table(sweeper, ("GetItem", "UpdateItem"), keys=("FILE#*", "JOB#*"))
+        data.grant_table(sweeper, ("PutItem",), keys=event_keys("file"))
+        artifacts.grant_read(sweeper, f"{keys.INFERENCE}*")  # a batch past its deadline,
+        artifacts.grant_put(sweeper, f"{keys.INFERENCE}*")  # ended failed in its result
+        # ... and datasets in flight past their deadline (DatasetService.sweep: the sparse
+        # ACTIVE#DATASET partition of GSI2), each failed with its reason told on its topic,
+        # and what it left under datasets/ (an arrival, a dead ingest's copy) deleted.
+        data.grant_table(sweeper, ("Query",), keys=(DATASETS_ACTIVE,), index="GSI2")
+        data.grant_table(sweeper, ("UpdateItem",), keys=("DATASET#*",))
+        data.grant_table(sweeper, ("PutItem",), keys=event_keys("dataset"))
+        uploads.grant_read(sweeper, "datasets/*")  # did its archive arrive? (and listing)
+        uploads.grant_delete(sweeper, "datasets/*")
+        sweeper.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="events", resource="event-bus", resource_name=self.names.event_bus
+                    )
+                ],
+            )
+        )
         # Analysis (audio decoders on uploaded bytes): the file and its upload intent,
         # the next result id, events on the file's topic. No query, no index.
         data.grant_table(analysis, ("GetItem",), keys=("FILE#*", "UPLOAD#*"))
-        data.grant_table(analysis, ("PutItem",), keys=("FILE#*", *event_keys("file")))
+        data.grant_table(analysis, ("PutItem",), keys=("FILE#*", "DUE#*", *event_keys("file")))
         data.grant_table(analysis, ("UpdateItem",), keys=("FILE#*", "COUNTER"))
         data.grant_table(analysis, ("DeleteItem",), keys=("UPLOAD#*",))
         uploads.grant_read(analysis, "audio/*")
@@ -276,8 +312,9 @@ class Functions(Construct):
         artifacts.grant_read_write(analysis, "analysis/*")
         artifacts.grant_delete(analysis, "analysis/*")
         # Dataset ingestion (zip, YAML, JSON from users): reads and finishes the dataset
-        # item, and nothing else (it publishes no event).
+        # item, and tells its owner (an event on dataset:<id>).
         data.grant_table(datasets, ("GetItem", "UpdateItem"), keys=("DATASET#*",))
+        data.grant_table(datasets, ("PutItem",), keys=event_keys("dataset"))
         uploads.grant_read(datasets, "datasets/*")
         uploads.grant_put(datasets, "datasets/*")
         uploads.grant_delete(datasets, "datasets/*")
@@ -285,9 +322,12 @@ class Functions(Construct):
         artifacts.grant_read(inference, "jobs/*/checkpoints/*")
         # Batch inference (seed 003): reads a batch (its record and the images it holds)
         # and writes its result, under inference/ only; sends each image to the inference
-        # function (which reads the checkpoint). No table, no secret, no upload.
+        # function (which reads the checkpoint). No table but its deadline, no secret, no
+        # upload.
         artifacts.grant_read(batch_inference, f"{keys.INFERENCE}*")
         artifacts.grant_put(batch_inference, f"{keys.INFERENCE}*")
+        # ... and its deadline, written as it takes a batch, for the reconciler
+        data.grant_table(batch_inference, ("PutItem",), keys=("DUE#*",))
         self.inference.grant_invoke(batch_inference)
 
     def _bedrock(self, model_id: str | None) -> None:
@@ -337,7 +377,12 @@ class Functions(Construct):
                 id, None, memory=spec.memory, timeout=spec.timeout, image=_image(spec.dockerfile)
             )
         return self.add(
-            id, f"{module}.handler", layers=[layer], memory=spec.memory, timeout=spec.timeout
+            id,
+            f"{module}.handler",
+            layers=[layer],
+            memory=spec.memory,
+            timeout=spec.timeout,
+            ephemeral_mib=spec.ephemeral_mib,
         )
 
     def add(
@@ -349,6 +394,7 @@ class Functions(Construct):
         memory: int = 512,
         timeout: int = 30,
         image: lambda_.DockerImageCode | None = None,
+        ephemeral_mib: int | None = None,
     ) -> lambda_.Function:
         """A function with its own role and log group: ``handler`` in the zip, or ``image``."""
         env, names = self.env, self.names
@@ -383,6 +429,8 @@ class Functions(Construct):
             environment=environment,
             architecture=lambda_.Architecture.X86_64,
         )
+        if ephemeral_mib:
+            common["ephemeral_storage_size"] = cdk.Size.mebibytes(ephemeral_mib)
         if image is not None:
             fn = lambda_.DockerImageFunction(self, id, code=image, **common)
         else:

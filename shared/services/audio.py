@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,13 +26,19 @@ from shared import keys
 from shared.errors import Conflict, Forbidden, InvalidState, NotFound
 from shared.events import ProgressEvent, event_id_for
 from shared.models import AudioFile, Page, Principal, Tag, utcnow
-from shared.ports import AudioFileRepository, EventBus, ObjectStore, TagRepository
+from shared.ports import (
+    AudioFileRepository,
+    Deadline,
+    DeadlineRepository,
+    EventBus,
+    ObjectStore,
+    TagRepository,
+)
 from shared.services.push import PushService
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_REQUESTED = "Analysis Requested"
-LEASE_S = 20 * 60  # longer than the analysis Lambda's 15-minute limit
 
 
 def safe_name(name: str | None, fallback: str) -> str:
@@ -50,7 +57,14 @@ class AudioService:
         artifacts: ObjectStore,
         bus: EventBus,
         push: PushService,
+        *,
+        deadlines: DeadlineRepository,
+        deadline_s: int,
+        max_retries: int,
     ) -> None:
+        self.deadlines = deadlines
+        self.deadline_s = deadline_s  # an analysis's bound, and the lease of its run
+        self.max_retries = max_retries
         self.files = files
         self.tags = tags
         self.uploads = uploads
@@ -142,7 +156,8 @@ class AudioService:
         if not f.sample_rate:
             raise InvalidState(f"This file cannot be analysed: {f.error}", code="INVALID_AUDIO")
         task_id = uuid.uuid4().hex
-        queued = self.files.request(file_id, task_id, LEASE_S, first_only=False)
+        self._watch(file_id, task_id, attempt=1)  # first: a request that dies is still settled
+        queued = self.files.request(file_id, task_id, self.deadline_s, first_only=False)
         if queued is None:
             raise Conflict("An analysis of this file is already running", code="ANALYSIS_RUNNING")
         self.announce(queued, "progress", "Queued")
@@ -153,11 +168,57 @@ class AudioService:
         """Queue the first analysis of a newly arrived file; None if it has had one."""
         if f.status != "uploaded":
             return None
-        return self.files.request(f.id, uuid.uuid4().hex, LEASE_S, first_only=True)
+        task_id = uuid.uuid4().hex
+        self._watch(f.id, task_id, attempt=1)
+        return self.files.request(f.id, task_id, self.deadline_s, first_only=True)
+
+    def _watch(self, file_id: int, task_id: str, *, attempt: int, at: float | None = None) -> None:
+        """When the reconciler looks at this run of the analysis (shared/services/reconciler.py)."""
+        at = time.time() + self.deadline_s if at is None else at
+        self.deadlines.put("analysis", str(file_id), at, task_id=task_id, attempt=attempt)
+
+    def reconcile(self, due: Deadline, now: float) -> str:
+        """A run of an analysis whose deadline passed: if it is still the file's and still
+        ``processing``, its worker died (or hangs): queued again as a new task (the old
+        one can no longer write), ``max_retries`` times, then failed with the reason.
+        Returns what was done."""
+        task_id, attempt = str(due.data.get("task_id")), int(due.data.get("attempt", 1))
+        f = self.files.get(int(due.ref))
+        if f is None or f.status != "processing" or f.task_id != task_id:
+            return "settled"
+        if f.lease_until and f.lease_until > max(now, due.at + 1):  # its run started late
+            self._watch(f.id, task_id, attempt=attempt, at=f.lease_until)
+            return "checked"
+        if attempt <= self.max_retries:
+            new_task = uuid.uuid4().hex
+            message = (
+                f"Retrying the analysis (attempt {attempt + 1} of {self.max_retries + 1}): "
+                f"the last run did not finish within {self.deadline_s} s"
+            )
+            self._watch(f.id, new_task, attempt=attempt + 1)
+            queued = self.files.retry(f.id, task_id, new_task, self.deadline_s, message)
+            if queued is None:
+                return "settled"
+            self.announce(queued, "status", message, task_id=new_task)
+            self.bus.put_event(ANALYSIS_REQUESTED, {"file_id": f.id, "task_id": new_task})
+            return "retried"
+        reason = (
+            f"the analysis did not finish within {self.deadline_s} s, {attempt} time(s) "
+            "(its worker stopped); start it again"
+        )
+        done = self.files.finish(
+            f.id,
+            task_id,
+            {"status": "failed", "error": reason, "message": f"Analysis failed: {reason}"},
+        )
+        if done is None:
+            return "settled"
+        self.announce(done, "error", f"Analysis failed: {reason}", task_id=task_id)
+        return "failed"
 
     def run(self, file_id: int, task_id: str) -> str:
         """Run one queued analysis to its end; returns the final status (or why it didn't run)."""
-        if not self.files.start_run(file_id, task_id, LEASE_S):
+        if not self.files.start_run(file_id, task_id, self.deadline_s):
             return "skipped"  # a duplicate event, or a task superseded by a newer request
         f = self.files.get(file_id)
         if f is None:

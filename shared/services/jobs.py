@@ -5,7 +5,9 @@ pending -> queued -> running -> completed | failed | stopped (through stopping w
 stop is asked for; the statuses themselves are ``JobStatus`` in shared/models.py).
 Statuses only move forward: each transition is one conditional write from the states
 allowed to reach it, so a replayed or late event (a RUNNING after SUCCEEDED) changes
-nothing.
+nothing, and neither does one of a runner job that is not the job's current one. The one
+way back is asked for explicitly: seed 002's resume queues a stopped or failed job again
+(``resume``), as a new attempt with a runner job of its own.
 
 Caps on active jobs (``JobLimits``) ride on the same writes: the move to ``queued``
 takes a slot in the owner's counters, only while each is below its cap, and the move
@@ -16,6 +18,7 @@ change, so a slot is taken once and given back once, whatever is replayed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events import ProgressEvent, event_id_for
@@ -30,6 +33,8 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     "failed": frozenset({"pending", "queued", "running"}),
     "stopped": frozenset({"pending", "queued", "running", "stopping"}),
 }
+# The one way back from an end: a stopped or failed job resumed (queued again) on request.
+RESUMABLE_FROM: frozenset[JobStatus] = frozenset({"stopped", "failed"})
 
 # AWS Batch's job statuses, in the order a job moves through them -> ours.
 FROM_BATCH: dict[str, JobStatus] = {
@@ -71,6 +76,15 @@ class JobLimits:
         return self.max_active_jobs
 
 
+@dataclass(frozen=True)
+class JobBounds:
+    """When the reconciler looks at an active job (settings ``training_*``)."""
+
+    queued_deadline_s: int = 600  # queued without a runner job: submitted again, or failed
+    check_interval_s: int = 300  # how often the runner is asked about an active job
+    max_resubmits: int = 2
+
+
 class JobStates:
     def __init__(self, jobs: JobRepository) -> None:
         self.jobs = jobs
@@ -97,12 +111,54 @@ class JobStates:
             release=to in TERMINAL_STATUSES,
         )
 
+    def resume(
+        self, job_id: int, *, acquire: Mapping[str, int | None], **fields: Any
+    ) -> TrainingJob | None:
+        """Queue a stopped or failed job again, as a new attempt of the same job (seed
+        002's resume): its slots taken again, its old runner job, error and end cleared.
+        The one way back from an end, asked for explicitly; None when it is not ended."""
+        return self.jobs.transition(
+            job_id,
+            "queued",
+            RESUMABLE_FROM,
+            fields,
+            acquire=acquire,
+            remove=("runner_job_id", "error", "completed_at"),
+        )
+
+    def settle(self, job: TrainingJob, to: JobStatus, reason: str) -> ProgressEvent | None:
+        """End a job the reconciler found overdue (``failed`` or ``stopped``) with
+        ``reason``; the event its followers get, or None when it had moved on."""
+        moved = self.advance(job.id, to, **({"error": reason} if to == "failed" else {}))
+        if moved is None:
+            return None
+        return ProgressEvent(
+            topic=f"job:{job.id}",
+            kind="error" if to == "failed" else "status",
+            event_id=event_id_for("settled", job.id, job.attempt, to),
+            also=[f"user:{job.owner_id}"],
+            data={
+                "status": to,
+                "job_status": to,
+                "message": reason if to == "failed" else OUTCOME_MESSAGES["stopped"],
+                "reason": reason,
+            },
+        )
+
     def on_batch_state(
-        self, job_id: str, batch_job_id: str, batch_status: str, reason: str | None = None
-    ) -> ProgressEvent:
+        self,
+        job_id: str,
+        batch_job_id: str,
+        batch_status: str,
+        reason: str | None = None,
+        *,
+        attempt: str | None = None,
+    ) -> ProgressEvent | None:
         """Apply a "Batch Job State Change" (``batch_status`` one of FROM_BATCH's) to the
         job, and return the ``status`` event its followers get on ``job:<id>``. A replay
-        returns the same event id; a job id that is not a stored job's only gets the event."""
+        returns the same event id; a job id that is not a stored job's only gets the event.
+        None when the change is of a runner job that is not the job's current one (an
+        earlier attempt's, or a submission that lost a race): it changes nothing."""
         ours = FROM_BATCH[batch_status]
         data: dict[str, Any] = {"batch_status": batch_status, "batch_job_id": batch_job_id}
         if ours in TERMINAL_STATUSES and reason:
@@ -116,7 +172,12 @@ class JobStates:
             )
         also: list[str] = []
         if job_id.isdigit():
-            seen, job = self._apply(int(job_id), ours, reason)
+            seen = self.jobs.get(int(job_id))
+            if seen is not None and not is_current_runner(seen, batch_job_id, attempt):
+                return None
+            job = self._apply(seen, ours, reason) if seen else None
+            if seen and seen.status in TERMINAL_STATUSES and ours not in TERMINAL_STATUSES:
+                return None  # a late RUNNING of an ended job: followers heard the end last
             also = [f"user:{seen.owner_id}"] if seen else []
             if job is not None:
                 data["job_status"] = job.status
@@ -132,14 +193,9 @@ class JobStates:
             data=data,
         )
 
-    def _apply(
-        self, job_id: int, target: JobStatus, reason: str | None
-    ) -> tuple[TrainingJob | None, TrainingJob | None]:
-        """Move the job towards ``target`` (a job asked to stop ends as ``stopped``).
-        Returns the job as it was read and, if it moved, as it is now."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            return None, None
+    def _apply(self, job: TrainingJob, target: JobStatus, reason: str | None) -> TrainingJob | None:
+        """Move the job towards ``target`` (a job asked to stop ends as ``stopped``);
+        the job as it is now if it moved."""
         if job.status == "stopping" and target in ("completed", "failed"):
             target = "stopped"
         fields: dict[str, Any] = {}
@@ -147,4 +203,13 @@ class JobStates:
             fields["started_at"] = utcnow()
         if target == "failed":
             fields["error"] = job.error or reason or "The job failed"  # the trainer's own first
-        return job, self.advance(job_id, target, **fields)
+        return self.advance(job.id, target, **fields)
+
+
+def is_current_runner(job: TrainingJob, runner_job_id: str, attempt: str | None) -> bool:
+    """Whether a runner job's state change is about the job's current submission: its
+    recorded runner job, or before one is recorded, a runner job of its current attempt
+    (a change that names no attempt is taken as the current one's)."""
+    if job.runner_job_id:
+        return runner_job_id == job.runner_job_id
+    return attempt is None or attempt == str(job.attempt)

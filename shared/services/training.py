@@ -4,7 +4,17 @@ resume from a checkpoint), stop, and read progress, metrics and logs.
 A job's status moves only through shared/services/jobs.py. Starting queues it and
 submits the trainer to the job runner (AWS Batch, or a local subprocess); the runner's
 "Batch Job State Change" events move it on from there; stopping asks the runner to
-SIGTERM it, and the trainer saves a last checkpoint before it exits.
+SIGTERM it, and the trainer saves a last checkpoint before it exits. ``resume`` continues
+a stopped or failed job, the same job, from its last checkpoint as a new attempt.
+
+Nothing stays stuck: each submission is numbered (``attempt``, passed to the runner and
+named by its state changes), its runner job is recorded only for that attempt and only
+once (a submission that loses a race terminates its own runner job), and a deadline is
+written before it is handed to the runner, so the reconciler (``reconcile``) submits
+again or fails a job whose submission died, and asks the runner about each active job
+now and then (shared/services/reconciler.py). A failed submission fails the job with the
+reason; a job stopped while it was being submitted ends ``stopped`` only once its runner
+job has ended.
 
 Every id a request names is checked against the caller as GET checks the job: the
 dataset and project of a new job, and the job a checkpoint to resume from belongs to.
@@ -16,15 +26,34 @@ everything is checked before the one conditional write that starts a job.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 from shared import keys
 from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS, check_model
-from shared.errors import Conflict, InvalidInput, InvalidState, NotFound, TooLarge
+from shared.errors import Conflict, CrucibleError, InvalidInput, InvalidState, NotFound, TooLarge
 from shared.models import ACTIVE_STATUSES, Dataset, Principal, TrainingJob, utcnow
-from shared.ports import JobRecordRepository, JobRepository, JobRunner, ObjectStore, Predictor
+from shared.ports import (
+    Deadline,
+    DeadlineRepository,
+    JobRecordRepository,
+    JobRepository,
+    JobRunner,
+    ObjectStore,
+    Predictor,
+    RunnerState,
+)
 from shared.services.datasets import DatasetService
-from shared.services.jobs import ALL_JOBS, ASR_RUNS, OUTCOME_MESSAGES, JobLimits, JobStates
+from shared.services.jobs import (
+    ALL_JOBS,
+    ASR_RUNS,
+    OUTCOME_MESSAGES,
+    RESUMABLE_FROM,
+    JobBounds,
+    JobLimits,
+    JobStates,
+)
 from shared.services.projects import ProjectService
 from shared.services.push import PushService
 
@@ -39,6 +68,16 @@ INTERNAL_OPTIONS = {
     "resume_from": "to continue from a checkpoint, start the job with checkpoint_path or resume",
 }
 MAX_ADVANCED_CONFIG_BYTES = 16 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class SubmitFailed(CrucibleError):
+    """The job runner refused or could not take a submission; the job is failed with the
+    reason and may be started again."""
+
+    code = "SUBMIT_FAILED"
+    http_status = 503
 
 
 class TrainingService:
@@ -56,7 +95,11 @@ class TrainingService:
         projects: ProjectService,
         limits: JobLimits,
         max_inference_bytes: int,
+        deadlines: DeadlineRepository,
+        bounds: JobBounds,
     ) -> None:
+        self.deadlines = deadlines
+        self.bounds = bounds
         self.states = states
         self.jobs = jobs
         self.records = records
@@ -113,8 +156,14 @@ class TrainingService:
                 f"{framework} {task} needs a {' or '.join(formats)} dataset, not {dataset.format}",
                 field="config.dataset_id",
             )
+        project = None
         if meta.get("project_id") is not None:  # only a project its creator can read
-            self.projects.get(actor, int(meta["project_id"]), field="project_id")
+            project = self.projects.get(actor, int(meta["project_id"]), field="project_id")
+        # Seed 002's knobs, checked (a 400 names any the framework does not honour), and
+        # the fields the job keeps of its dataset and project.
+        from shared.training_options import new_job
+
+        cfg, meta = new_job(framework, cfg, meta, dataset, project)
         epochs = int(cfg.get("epochs", 10))
         return TrainingJob(
             id=0,
@@ -170,12 +219,18 @@ class TrainingService:
             slots[ASR_RUNS] = 1 if one_run else None
         return slots
 
-    def _refused(self, job: TrainingJob, *, one_run: bool = False) -> Exception:
+    def _refused(
+        self,
+        job: TrainingJob,
+        *,
+        one_run: bool = False,
+        startable: frozenset[str] = frozenset({"pending"}),
+    ) -> Exception:
         """Why a stored job (or, for ``one_run``, a new run) could not start: its status,
         or a cap. Read after the refusal, for the message; the refusal itself was the
         conditional write's."""
         now = job if one_run else self.jobs.get(job.id)
-        if now is None or (not one_run and now.status != "pending"):
+        if now is None or (not one_run and now.status not in startable):
             status = now.status if now else "deleted"
             return InvalidState(f"A {status} job cannot be started", code="INVALID_STATUS")
         if one_run and self.jobs.active(job.owner_id).get(ASR_RUNS, 0) >= 1:
@@ -195,30 +250,78 @@ class TrainingService:
         checkpoint_path: str | None = None,
         resume: bool = False,
     ) -> TrainingJob:
+        """Queue a pending job and submit it. ``resume`` continues a stopped or failed
+        job, the same job, from its last checkpoint (or ``checkpoint_path``), as a new
+        attempt with a runner job of its own; a job that failed before it ever ran (its
+        submission failed) may be started again as it was."""
         job = self.get(actor, job_id)
-        fields: dict[str, Any] = {"started_at": utcnow()}
+        fields: dict[str, Any] = {"started_at": utcnow(), "attempt": job.attempt + 1}
+        if resume and job.status not in RESUMABLE_FROM:
+            raise InvalidState(
+                f"Only a stopped or failed job can be resumed; job {job.id} is {job.status}",
+                code="INVALID_STATUS",
+            )
+        if (
+            resume
+            and not checkpoint_path
+            and not self.artifacts.exists(keys.last_checkpoint(job.id))
+        ):
+            raise Conflict(
+                f"Job {job.id} has no checkpoint to resume from: it saved none before it "
+                f"{'stopped' if job.status == 'stopped' else 'failed'}; start a new job instead",
+                code="NO_CHECKPOINT",
+            )
         if checkpoint_path or resume:
             key = checkpoint_path or keys.last_checkpoint(job.id)
             key = self._checkpoint(actor, job, key)
             fields["advanced_config"] = {**job.advanced_config, "resume_from": key}
+        restart = resume or (job.status == "failed" and job.runner_job_id is None)
         # One conditional write: the status, the resume point and the slot, or nothing.
-        queued = self.states.advance(job.id, "queued", acquire=self._slots(job), **fields)
+        if restart:
+            queued = self.states.resume(job.id, acquire=self._slots(job), **fields)
+        else:
+            queued = self.states.advance(job.id, "queued", acquire=self._slots(job), **fields)
         if queued is None:
-            raise self._refused(job)
+            raise self._refused(
+                job, startable=RESUMABLE_FROM if restart else frozenset({"pending"})
+            )
         return self._submit(queued)
 
-    def _submit(self, job: TrainingJob) -> TrainingJob:
-        """Hand a queued job to the runner; a job that cannot be submitted fails (and
-        gives its slot back) rather than stay queued."""
+    def _watch(self, job_id: int, after_s: float, **data: Any) -> None:
+        """When the reconciler looks at the job next (shared/services/reconciler.py)."""
+        self.deadlines.put("training", str(job_id), time.time() + after_s, **data)
+
+    def _submit(self, job: TrainingJob, *, resubmits: int = 0) -> TrainingJob:
+        """Hand a queued job (submission ``job.attempt``) to the runner. A job that cannot
+        be submitted fails with the reason (and gives its slot back) rather than stay
+        queued, and may be started again. A runner job that cannot be recorded (another
+        submission of the job won) is terminated; one of a job asked to stop meanwhile is
+        terminated once its id is known, and the job ends ``stopped`` when it ends. The
+        job's deadline comes first: whatever dies from here on, the reconciler settles it."""
+        self._watch(job.id, self.bounds.queued_deadline_s, resubmits=resubmits)
         try:
-            runner_id = self.runner.submit(str(job.id), job_type="trainer", queue="gpu")
-        except Exception:
-            self.states.advance(job.id, "failed", error="The job could not be submitted")
-            raise
-        now = self.jobs.update(job.id, {"runner_job_id": runner_id}) or job
-        if now.status in ("stopping", "stopped"):  # stopped while it was being submitted
+            runner_id = self.runner.submit(
+                str(job.id), job_type="trainer", queue="gpu", attempt=job.attempt
+            )
+        except Exception as exc:
+            log.exception("job %s: submission %s failed", job.id, job.attempt)
+            reason = (
+                f"The job could not be submitted to the job runner ({type(exc).__name__}); "
+                "start it again"
+            )
+            now = self.jobs.get(job.id)
+            to = "stopped" if now is not None and now.status == "stopping" else "failed"
+            current = now is not None and now.attempt == job.attempt and not now.runner_job_id
+            if current and (event := self.states.settle(now, to, reason)):
+                self.push.publish(event)
+            raise SubmitFailed(reason) from None
+        recorded = self.jobs.set_runner(job.id, job.attempt, runner_id)
+        if recorded is None:  # another submission took over, or the job was settled
+            self.runner.terminate(runner_id, "Superseded: another submission of the job runs")
+            return self.jobs.get(job.id) or job
+        if recorded.status in ("stopping", "stopped"):  # stopped while it was being submitted
             self.runner.terminate(runner_id, "Stopped by user")
-        return now
+        return recorded
 
     def stop(self, actor: Principal, job_id: int) -> TrainingJob:
         job = self.get(actor, job_id)
@@ -230,9 +333,70 @@ class TrainingService:
             )
         if stopping.runner_job_id:  # as written with the move: a submit racing it sees it
             self.runner.terminate(stopping.runner_job_id, "Stopped by user")
-        else:  # never submitted: nothing runs, so it is stopped now
+        elif job.status == "pending":  # never started: nothing runs, so it is stopped now
             stopping = self.states.advance(job.id, "stopped") or stopping
+        # else queued, its submission under way: the submitter terminates its runner job
+        # once its id is known (the job ends stopped when that ends), and if none ever is
+        # (the API died), the reconciler stops the job at its deadline.
         return stopping
+
+    # --- the reconciler: a job whose deadline passed -------------------------------------
+    def reconcile(self, due: Deadline, now: float) -> str:
+        """Settle a job the reconciler found due, after asking its runner: a job queued
+        without a runner job is submitted again (``max_resubmits`` times) or failed; one
+        the runner says ended, or has no record of, ends with the runner's reason; one
+        still going is looked at again later (and a stop is asked for again). Returns
+        what was done."""
+        job = self.jobs.get(int(due.ref))
+        if job is None or job.status not in ("queued", "running", "stopping"):
+            return "settled"
+        if not job.runner_job_id:
+            return self._unsubmitted(job, int(due.data.get("resubmits", 0)))
+        rid = job.runner_job_id
+        state = self.runner.describe([rid]).get(rid)
+        if state is None:
+            state = RunnerState("FAILED", f"lost: the job runner has no record of job {rid}")
+        if state.status in ("SUCCEEDED", "FAILED") or (
+            state.status == "RUNNING" and job.status == "queued"  # a RUNNING event lost
+        ):
+            event = self.states.on_batch_state(
+                str(job.id), rid, state.status, state.reason, attempt=str(job.attempt)
+            )
+            if event is not None:
+                self.push.publish(event)
+            if state.status in ("SUCCEEDED", "FAILED"):
+                return f"ended ({state.status.lower()})"
+        if job.status == "stopping":  # asked to stop and still going: ask again
+            self.runner.terminate(rid, "Stopped by user")
+        self._watch(job.id, self.bounds.check_interval_s)
+        return "checked"
+
+    def _unsubmitted(self, job: TrainingJob, resubmits: int) -> str:
+        """A job queued (or stopping) past its deadline with no runner job recorded: the
+        submission died with its caller. Taking the next attempt first means a submission
+        still under way cannot record its runner job (it terminates it instead)."""
+        claimed = self.jobs.claim_attempt(job.id, job.attempt, job.status)
+        if claimed is None:
+            return "settled"  # it moved meanwhile
+        limit = self.bounds.queued_deadline_s
+        if job.status == "stopping":
+            event = self.states.settle(claimed, "stopped", "Stopped before it was submitted")
+        elif resubmits >= self.bounds.max_resubmits:
+            event = self.states.settle(
+                claimed,
+                "failed",
+                f"The job was not submitted within {limit} s, {resubmits + 1} time(s); "
+                "start it again",
+            )
+        else:
+            try:
+                self._submit(claimed, resubmits=resubmits + 1)
+            except SubmitFailed:
+                return "failed"
+            return "resubmitted"
+        if event is not None:
+            self.push.publish(event)
+        return "settled" if event is None else str(event.data["status"])
 
     # --- seed 000: one ASR run at a time per user, by model and dataset name -----------
     def active_asr(self, actor: Principal) -> TrainingJob | None:
@@ -264,7 +428,7 @@ class TrainingService:
         }
         new = self._new(actor, cfg, {"experiment_name": f"{model_name}-{dataset_name}"})
         # Stored already queued, holding its slots, in one transaction; or not at all.
-        new = new.model_copy(update={"status": "queued", "started_at": utcnow()})
+        new = new.model_copy(update={"status": "queued", "started_at": utcnow(), "attempt": 1})
         job = self.jobs.create(new, acquire=self._slots(new, one_run=True))
         if job is None:
             raise self._refused(new, one_run=True)

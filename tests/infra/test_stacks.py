@@ -167,7 +167,7 @@ def test_functions_are_traced_logged_and_configured(synth, env):
         "functions.events.batch_state.handler",
         "functions.events.stream_push.handler",
         "functions.events.datasets.handler",
-        "functions.events.sweeper.handler",
+        "functions.events.reconciler.handler",
         "functions.events.batch_inference.handler",
     } <= handlers
     images = [f for f in fns.values() if f["Properties"].get("PackageType") == "Image"]
@@ -538,7 +538,7 @@ def test_analysis_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsAnalysisRole")
     assert _table_grants(st) == {
         "dynamodb:GetItem": ["FILE#*", "UPLOAD#*"],
-        "dynamodb:PutItem": ["EVENT#*", "EVENTS#file:*", "FILE#*"],
+        "dynamodb:PutItem": ["DUE#*", "EVENT#*", "EVENTS#file:*", "FILE#*"],  # DUE: deadlines
         "dynamodb:UpdateItem": ["COUNTER", "FILE#*"],  # the file's state, result ids
         "dynamodb:DeleteItem": ["UPLOAD#*"],
     }
@@ -553,12 +553,29 @@ def test_datasets_role(synth):
     st = _statements(app_(synth, "dev"), "FunctionsDatasetsRole")
     assert _table_grants(st) == {
         "dynamodb:GetItem": ["DATASET#*"],
+        "dynamodb:PutItem": ["EVENT#*", "EVENTS#dataset:*"],  # tells the owner
         "dynamodb:UpdateItem": ["DATASET#*"],
     }
     assert _objects(st, "s3:PutObject") == {"uploads/datasets/*"}
     assert _objects(st, "s3:DeleteObject*") == {"uploads/datasets/*"}
     assert _objects(st, "s3:GetObject*") == {"uploads/datasets/*"}
     assert _secrets(st) == set()
+
+
+def test_the_ingest_holds_the_largest_dataset_a_presign_allows(synth):
+    """The presign policy's cap (max_dataset_bytes) fits the ingest's /tmp, which holds
+    the archive it inspects, with room to spare, within Lambda's 10 GiB."""
+    from shared.settings import Settings
+
+    cap = Settings.model_fields["max_dataset_bytes"].default
+    [fn] = [
+        f["Properties"]
+        for f in app_(synth, "dev").find_resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "functions.events.datasets.handler"
+    ]
+    size_mib = fn["EphemeralStorage"]["Size"]
+    assert cap + 256 * 2**20 <= size_mib * 2**20 <= 10240 * 2**20
+    assert Settings.model_fields["max_dataset_bytes"].metadata[-1].le == cap  # no higher cap
 
 
 def test_only_the_api_and_websocket_reach_users(synth):
@@ -583,10 +600,11 @@ def test_only_the_api_and_websocket_reach_users(synth):
 
 def test_batch_inference_role(synth):
     """Seed 003's batches: the batch's own objects (inference/) and the inference
-    function, nothing else: no table, no secret, no upload, no delete."""
+    function, nothing else: no table but the batch's deadline (DUE#, for the reconciler),
+    no secret, no upload, no delete."""
     t = app_(synth, "dev")
     st = _statements(t, "FunctionsBatchInferenceRole")
-    assert _table_grants(st) == {} and _secrets(st) == set()
+    assert _table_grants(st) == {"dynamodb:PutItem": ["DUE#*"]} and _secrets(st) == set()
     assert _objects(st, "s3:GetObject*") == {"artifacts/inference/*"}
     assert _objects(st, "s3:PutObject") == {"artifacts/inference/*"}
     assert not _actions(st, "s3:Delete")
@@ -983,7 +1001,7 @@ def test_the_sweeper_runs_every_minute(synth, env):
     fn = target["Arn"]["Fn::GetAtt"][0]
     assert fn.startswith("FunctionsSweeper")
     handler = t.find_resources("AWS::Lambda::Function")[fn]["Properties"]["Handler"]
-    assert handler == "functions.events.sweeper.handler"
+    assert handler == "functions.events.reconciler.handler"
     dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
     assert dlq.startswith("EventsDeadLetters")
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
@@ -1019,14 +1037,29 @@ def test_sweeper_role(synth):
     t = app_(synth, "dev")
     st = _statements(t, "FunctionsSweeperRole")
     assert EVALUATIONS_ACTIVE == "ACTIVE#EVALUATION"
+    # As the reconciler: the deadlines due (DUE#<shard>) and the analyses and training
+    # jobs they name, told on their topics; Batch asked, and a job submitted again.
+    # And datasets in flight past their deadline (DatasetService.sweep): the sparse
+    # ACTIVE#DATASET partition of GSI2, each failed and told, its leftovers deleted.
     assert _table_grants(st) == {
-        "dynamodb:Query": [f"GSI2/{EVALUATIONS_ACTIVE}"],
-        "dynamodb:GetItem": ["EVALUATION#*"],
-        "dynamodb:UpdateItem": ["ACTIVE#*", "EVALUATION#*"],
-        "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*"],
+        "dynamodb:Query": ["DUE#*", "GSI2/ACTIVE#DATASET", f"GSI2/{EVALUATIONS_ACTIVE}"],
+        "dynamodb:GetItem": ["EVALUATION#*", "FILE#*", "JOB#*"],
+        "dynamodb:UpdateItem": ["ACTIVE#*", "DATASET#*", "EVALUATION#*", "FILE#*", "JOB#*"],
+        "dynamodb:PutItem": [
+            "DUE#*",
+            "EVENT#*",
+            "EVENTS#dataset:*",
+            "EVENTS#file:*",
+            "EVENTS#job:*",
+        ],
+        "dynamodb:DeleteItem": ["DUE#*"],
     }
-    assert _actions(st, "batch:") == {"batch:TerminateJob"}
-    assert _actions(st, "s3:") == set() and _secrets(st) == set()
+    assert _actions(st, "batch:") == {"batch:TerminateJob", "batch:SubmitJob", "batch:DescribeJobs"}
+    assert _actions(st, "events:") == {"events:PutEvents"}  # an analysis queued again
+    # did an archive arrive? and a seed 003 batch past its deadline, ended in its result
+    assert _objects(st, "s3:GetObject*") == {"uploads/datasets/*", "artifacts/inference/*"}
+    assert _objects(st, "s3:DeleteObject*") == {"uploads/datasets/*"}
+    assert _objects(st, "s3:PutObject") == {"artifacts/inference/*"} and _secrets(st) == set()
     (fn,) = [
         f["Properties"]
         for n, f in t.find_resources("AWS::Lambda::Function").items()

@@ -125,6 +125,7 @@ def test_local_runner_stops_with_sigterm(container, dispatcher, runner, tmp_path
 def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runner):
     import os
     import signal
+    import time
 
     job = new_job(container)
     run = runner("long")
@@ -133,9 +134,24 @@ def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runne
     os.killpg(run._procs[rid].pid, signal.SIGKILL)  # an OOM kill or a lost host, not a stop
     failed = wait_for_job(container, job.id, {"failed"})
     assert "signal 9" in failed.error
-    last = container.push.events.recent(f"job:{job.id}", limit=20)[-1]
+    # The handler stores the job failed, then publishes its error: wait for that event, and
+    # until every state change the runner sent is handled (the batch-state queue is empty),
+    # so that anything published after the error would be seen here.
+    sqs, url = container.client("sqs"), container.resources["queues"]["batch-job-state-change"]
+    counts = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+    deadline = time.monotonic() + 60
+    while True:
+        events = container.push.events.recent(f"job:{job.id}", limit=20)
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(counts))["Attributes"]
+        drained = all(int(attrs.get(n, 0)) == 0 for n in counts)
+        if drained and any(e.kind == "error" for e in events):
+            break
+        assert time.monotonic() < deadline, ([(e.kind, e.data) for e in events], attrs)
+        time.sleep(0.1)
+    last = events[-1]  # the final state is the last thing followers hear
     assert (
         last.kind == "error"
         and last.data["status"] == "failed"
         and "signal 9" in last.data["message"]
-    )
+    ), [(e.kind, e.data) for e in events]
+    assert [e.kind for e in events].count("error") == 1

@@ -20,7 +20,7 @@ def create_job(body: TrainingJobIn, principal: CurrentUser, c: Services) -> Trai
     return TrainingJobOut.of(c.training.create(principal, body.config.model_dump(), meta))
 
 
-@router.post("/jobs/{job_id}/start", responses=_errors)
+@router.post("/jobs/{job_id}/start", responses={**_errors, 503: {"model": ErrorOut}})
 def start_job(
     job_id: int,
     principal: CurrentUser,
@@ -28,10 +28,14 @@ def start_job(
     checkpoint_path: str | None = None,
     resume: bool = False,
 ) -> dict:
-    """Queue the job and submit its trainer; ``resume`` continues from its last
-    checkpoint, ``checkpoint_path`` from a checkpoint of another job of yours of the same
-    model (``jobs/<id>/checkpoints/last.pt`` or ``best.pt``). At most
-    ``CRUCIBLE_MAX_ACTIVE_JOBS`` of your jobs may be active at once (409 ACTIVE_JOB_LIMIT)."""
+    """Queue the job and submit its trainer. ``resume=true`` continues a stopped or failed
+    job, this same job, from its last checkpoint, as a new attempt (409 INVALID_STATUS if
+    it is not stopped or failed, 409 NO_CHECKPOINT if it saved none);
+    ``checkpoint_path`` starts it from a checkpoint of another job of yours of the same
+    model (``jobs/<id>/checkpoints/last.pt`` or ``best.pt``). A job whose submission
+    failed (503 SUBMIT_FAILED, the job ``failed`` with the reason) may be started again.
+    At most ``CRUCIBLE_MAX_ACTIVE_JOBS`` of your jobs may be active at once (409
+    ACTIVE_JOB_LIMIT)."""
     job = c.training.start(principal, job_id, checkpoint_path=checkpoint_path, resume=resume)
     return {"id": job.id, "status": job.status, "started_at": job.started_at}
 

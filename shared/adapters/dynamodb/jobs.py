@@ -80,11 +80,13 @@ class DynamoJobs(OwnedRepository):
         *,
         acquire: Mapping[str, int | None] | None = None,
         release: bool = False,
+        remove: tuple[str, ...] = (),
     ) -> TrainingJob | None:
-        """Move the job to ``to`` from one of ``allowed_from``, setting ``fields``; None
-        when its status does not allow it, or (with ``acquire``: counter -> cap) when a
-        counter is at its cap. ``acquire`` takes slots in the owner's counters with the
-        move; ``release`` gives back the slots the job holds, if it holds any."""
+        """Move the job to ``to`` from one of ``allowed_from``, setting ``fields`` (and
+        removing the attributes ``remove`` names); None when its status does not allow it,
+        or (with ``acquire``: counter -> cap) when a counter is at its cap. ``acquire``
+        takes slots in the owner's counters with the move; ``release`` gives back the
+        slots the job holds, if it holds any."""
         values = {f":from{i}": s for i, s in enumerate(sorted(allowed_from))}
         in_allowed = f"#st IN ({', '.join(values)})"
         set_values = {"status": to, **(fields or {})}
@@ -95,6 +97,7 @@ class DynamoJobs(OwnedRepository):
                 condition=in_allowed,
                 names={"#st": "status"},
                 values=values,
+                remove=remove,
             )
             return TrainingJob.model_validate(item) if item else None
         for _ in range(ATTEMPTS):  # a lost race (the job changed meanwhile) decides again
@@ -104,6 +107,10 @@ class DynamoJobs(OwnedRepository):
             held = list(item.get(SLOTS) or [])
             names, vals = {"#st": "status", "#sl": SLOTS}, dict(values)
             after = {**item, **json.loads(json.dumps(set_values, default=str))}
+            for k in remove:
+                after.pop(k, None)
+            gone = [f"#rm{i}" for i in range(len(remove))]
+            names.update(zip(gone, remove, strict=True))
             counters: list[dict[str, Any]] = []
             if acquire and not held:
                 expr = "SET " + _set_clause({**set_values, SLOTS: sorted(acquire)}, names, vals)
@@ -117,6 +124,8 @@ class DynamoJobs(OwnedRepository):
             else:  # nothing to take or give back: the job must still hold what it held
                 expr = "SET " + _set_clause(set_values, names, vals)
                 cond = f"{in_allowed} AND {'attribute_exists' if held else 'attribute_not_exists'}(#sl)"
+            if gone:
+                expr += (", " if " REMOVE " in expr else " REMOVE ") + ", ".join(gone)
             pk, sk = self._key(job_id)
             move = {
                 "Update": {
@@ -147,10 +156,40 @@ class DynamoJobs(OwnedRepository):
         item = self.t.update(*self._key(job_id), fields)
         return TrainingJob.model_validate(item) if item else None
 
+    def set_runner(self, job_id: int, attempt: int, runner_job_id: str) -> TrainingJob | None:
+        """Record the runner job of submission ``attempt``; None when the job has one
+        already or has moved on to a later attempt (a racing submission won)."""
+        item = self.t.update(
+            *self._key(job_id),
+            {"runner_job_id": runner_job_id},
+            condition=f"attribute_exists(PK) AND {_attempt_is(attempt)} AND attribute_not_exists(runner_job_id)",
+            values={":a": attempt},
+        )
+        return TrainingJob.model_validate(item) if item else None
+
+    def claim_attempt(self, job_id: int, attempt: int, status: str) -> TrainingJob | None:
+        """Take over submission from ``attempt`` (a job ``status`` without a runner job):
+        the job moves to ``attempt + 1``, so a submission of ``attempt`` still under way
+        can no longer record its runner job. None when the job is not as expected."""
+        item = self.t.update(
+            *self._key(job_id),
+            {"attempt": attempt + 1},
+            condition=f"#st = :st AND attribute_not_exists(runner_job_id) AND {_attempt_is(attempt)}",
+            names={"#st": "status"},
+            values={":st": status, ":a": attempt},
+        )
+        return TrainingJob.model_validate(item) if item else None
+
     def active(self, owner_id: int) -> dict[str, int]:
         """The owner's counters of active jobs (a counter never taken is absent)."""
         item = self.t.get(*active_key(owner_id)) or {}
         return {k: int(v) for k, v in item.items() if k not in ("PK", "SK", "type")}
+
+
+def _attempt_is(attempt: int) -> str:
+    """The condition that the job is at submission ``attempt`` (``:a``); a job stored
+    before attempts were counted has none, which is attempt 0."""
+    return "(attempt = :a OR attribute_not_exists(attempt))" if attempt == 0 else "attempt = :a"
 
 
 class DynamoJobRecords:

@@ -84,6 +84,27 @@ class DynamoAudioFiles(OwnedRepository):
         )
         return item is not None
 
+    def retry(
+        self, file_id: int, task_id: str, new_task_id: str, lease_s: int, message: str
+    ) -> AudioFile | None:
+        """Queue ``new_task_id`` in place of a run of ``task_id`` that never finished
+        (its worker died: ``run_started`` stays set and would skip every redelivery);
+        None when that run is no longer the file's (finished, superseded or deleted)."""
+        item = self.t.update(
+            *self._key(file_id),
+            {
+                "task_id": new_task_id,
+                "progress": 0,
+                "message": message,
+                "lease_until": time.time() + lease_s,
+            },
+            condition="task_id = :t AND #st = :processing",
+            names={"#st": "status"},
+            values={":t": task_id, ":processing": "processing"},
+            remove=("run_started",),
+        )
+        return AudioFile.model_validate(item) if item else None
+
     def progress(self, file_id: int, task_id: str, pct: int, message: str) -> bool:
         item = self.t.update(
             *self._key(file_id),
