@@ -2,16 +2,20 @@
 
     .venv/bin/python -m functions.local.admin promote alice@example.com --role researcher
     .venv/bin/python -m functions.local.admin promote ci-bot --token --role researcher
+    .venv/bin/python -m functions.local.admin replay-dlq
 
 Self-registration gives ``user`` (``CRUCIBLE_SELF_REGISTER_ROLES``) and never ``admin``;
 this (or an existing admin's ``PUT /api/v1/users/{id}/role``) is how roles are granted,
 and how the first admin is made. ``--token`` names a static API token's service user
-(``API_TOKENS`` ``name=token``; it exists once the token has been used).
+(``API_TOKENS`` ``name=token``; it exists once the token has been used). ``replay-dlq``
+hands the events in the stage's dead-letter queue to their handlers again and prints how
+many were replayed, dropped (nothing to replay) or failed again (kept for later).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,9 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         "--token", action="store_true", help="WHO is the name of an API token's service user"
     )
     promote.add_argument("--role", choices=["user", "researcher", "admin"], default="admin")
+    sub.add_parser(
+        "replay-dlq",
+        help="hand the dead-letter queue's events to their handlers again (idempotent)",
+    )
     args = ap.parse_args(argv)
 
     local_environment(Path(args.data_dir).resolve(), args.endpoint)
+    if args.command == "replay-dlq":
+        from functions.events.reconciler import replay_dead_letters
+
+        print(json.dumps(replay_dead_letters(build(load_settings()))))
+        return 0
     users = build(load_settings()).auth.users
     user = users.get_by_token_name(args.who) if args.token else users.get_by_email(args.who)
     if user is None:

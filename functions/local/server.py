@@ -418,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("MLflow UI on %s", mlflow_ui.url)
         app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
         resources = ensure_resources(app.state.container)
+        # The local runner, built now, re-adopts the job processes of a previous run that
+        # still live and settles those that died with it (its records under jobs/).
+        _ = app.state.container.job_runner
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
 
         def restarted() -> None:  # the emulator came back: so do the resources and events
@@ -429,7 +432,11 @@ def main(argv: list[str] | None = None) -> int:
 
         watch = EmulatorWatch(emulator, restarted).start()
         log.info("API on http://%s:%d (docs at /docs); data in %s", args.host, args.port, data_dir)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+        # Idle keep-alive connections are closed by clients (browsers, httpx: 5 s) before
+        # the server would (a request sent as the server closes is a dropped connection).
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="info", timeout_keep_alive=75
+        )
         for name in ("uvicorn.access", "uvicorn.error"):  # set up by Config just above
             logging.getLogger(name).addFilter(RedactTokens())
         uvicorn.Server(config).run()

@@ -298,7 +298,13 @@ class AudioService:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "audio"
             self.uploads.download(f.key, str(path))
-            samples, sr, clipped = decode(path, min(f.sample_rate, params.analysis_sample_rate))
+            # The upload's probe measured the recording within the configured maximum; one
+            # that decodes longer now is not the file that was probed.
+            samples, sr, clipped = decode(
+                path,
+                min(f.sample_rate, params.analysis_sample_rate),
+                max_seconds=(f.duration or 0) + 1,
+            )
         progress(15, "Measuring pitch and intensity")
         result = analyze(samples, sr, params, progress)
         result["quality"] = {

@@ -178,6 +178,11 @@ class JobStates:
             job = self._apply(seen, ours, reason) if seen else None
             if seen and seen.status in TERMINAL_STATUSES and ours not in TERMINAL_STATUSES:
                 return None  # a late RUNNING of an ended job: followers heard the end last
+            if seen and job is None and ours not in TERMINAL_STATUSES:
+                # It did not move: perhaps it ended between the read and the write.
+                now = self.jobs.get(int(job_id))
+                if now is not None and now.status in TERMINAL_STATUSES:
+                    return None
             also = [f"user:{seen.owner_id}"] if seen else []
             if job is not None:
                 data["job_status"] = job.status

@@ -16,7 +16,7 @@ _errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": Er
 
 @router.post("/jobs", status_code=201, response_model=TrainingJobOut, responses=_errors)
 def create_job(body: TrainingJobIn, principal: CurrentUser, c: Services) -> TrainingJobOut:
-    meta = {"project_id": body.project_id, "experiment_name": body.experiment_name}
+    meta = body.meta()
     return TrainingJobOut.of(c.training.create(principal, body.config.model_dump(), meta))
 
 
