@@ -69,10 +69,13 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         num_classes=len(classes),
         **({"pretrained_cfg_overlay": {"file": str(spec.weights)}} if spec.weights else {}),
     )
+    # The GPU when the job has one (the GPU queue's instances), the CPU otherwise.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
     params = list(model.parameters())
     opt = optimizer(params, knobs)
     sched = schedule(opt, knobs)
-    stepper = Stepper(params, opt, knobs)
+    stepper = Stepper(params, opt, knobs, device)
     loader = DataLoader(train_ds, batch_size=spec.batch_size, shuffle=True)
     val_loader = DataLoader(val_ds, batch_size=spec.batch_size)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -106,6 +109,7 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             if run.stopping:
                 run.checkpoint(epoch - 1)
                 return "stopped"
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with stepper.autocast():
                 loss = loss_fn(model(x), y)
             stepper.step(loss)
@@ -118,6 +122,7 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
         y_true, y_pred, val_loss, n, top = [], [], 0.0, 0, []
         with torch.no_grad(), stepper.autocast():
             for x, y in val_loader:
+                x, y = x.to(device), y.to(device)
                 out = model(x).float()
                 val_loss += loss_fn(out, y).item() * len(y)
                 n += len(y)

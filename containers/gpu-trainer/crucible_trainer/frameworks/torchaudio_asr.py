@@ -112,14 +112,14 @@ def asr_model(kind: str, vocab_size: int, dim: int = 144, layers: int = 4, heads
             out = []
             for b in range(enc.shape[0]):
                 tokens: list[int] = []
-                pred, state = self.predict(torch.zeros((1, 1), dtype=torch.long))
+                pred, state = self.predict(torch.zeros((1, 1), dtype=torch.long, device=enc.device))
                 for t in range(int(frames[b])):
                     for _ in range(self.max_symbols):
                         k = int(self.join(enc[b, t], pred[0, 0]).argmax())
                         if k == 0:
                             break
                         tokens.append(k)
-                        pred, state = self.predict(torch.tensor([[k]]), state)
+                        pred, state = self.predict(torch.tensor([[k]], device=enc.device), state)
                 out.append(tokens)
             return out
 
@@ -147,10 +147,13 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
     train_set, val_set = items[: len(items) - n_val] or items, items[len(items) - n_val :]
     dim, layers = int(spec.extras.get("dim", 144)), int(spec.extras.get("layers", 4))
     model = asr_model(spec.model_name, len(vocab), dim=dim, layers=layers)
+    # The GPU when the job has one (the GPU queue's instances), the CPU otherwise.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
     params = list(model.parameters())
     opt = optimizer(params, spec.knobs)
     sched = schedule(opt, spec.knobs)
-    stepper = Stepper(params, opt, spec.knobs)
+    stepper = Stepper(params, opt, spec.knobs, device)
 
     def state(epoch: int) -> dict:
         return {
@@ -179,7 +182,8 @@ def train(spec: JobSpec, data: Path, run: Run) -> Outcome:
             torch.tensor([index[ch] for ch in t if ch in index], dtype=torch.long) for _, t in rows
         ]
         lengths = torch.tensor([len(a) for a, _ in rows])
-        return audio, lengths, pad(ids, batch_first=True), torch.tensor([len(i) for i in ids])
+        targets, target_lengths = pad(ids, batch_first=True), torch.tensor([len(i) for i in ids])
+        return tuple(t.to(device) for t in (audio, lengths, targets, target_lengths))
 
     size = spec.batch_size
     steps = math.ceil(len(train_set) / size)
