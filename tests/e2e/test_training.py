@@ -11,6 +11,7 @@ pytest.importorskip("timm")
 
 from tests import datasets as make
 from tests.e2e.live import assert_both_formats, wait_for_status, watch
+from tests.unit.test_training_options import SEED_EXAMPLE
 
 pytestmark = pytest.mark.e2e
 
@@ -154,31 +155,7 @@ def test_stop_then_resume_from_its_checkpoint(alice, bob, dataset):
     assert wait_for_status(alice, long["id"], {"stopped", "failed"})["status"] == "stopped"
 
 
-SEED_ADVANCED = {  # seed 002's example advanced_config
-    "optimizer": {
-        "type": "adamw",
-        "learning_rate": 0.001,
-        "weight_decay": 0.01,
-        "betas": [0.9, 0.999],
-    },
-    "scheduler": {
-        "type": "cosine",
-        "T_max": 50,
-        "eta_min": 1e-6,
-        "warmup_epochs": 5,
-        "warmup_lr": 1e-6,
-    },
-    "augmentation": {
-        "enabled": True,
-        "random_flip": True,
-        "random_flip_prob": 0.5,
-        "color_jitter": True,
-        "brightness": 0.2,
-        "contrast": 0.2,
-    },
-    "mixed_precision": True,
-    "gradient_clip_value": 1.0,
-}
+SEED_ADVANCED = SEED_EXAMPLE  # seed 002's example advanced_config
 
 
 def test_seed_002_fields_are_stored_and_returned(alice, dataset):
