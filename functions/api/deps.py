@@ -20,11 +20,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from functions.api.errors import set_rate_limit
 from shared.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from shared.models import Principal
-from shared.plans import Window, tighter
+from shared.plans import RequestLimits, Window, tighter
 from shared.settings import Role
 from shared.wiring import Container
 
@@ -34,27 +35,46 @@ WINDOW_S = 60
 _WINDOW_KEYS = {"minute": "user:{}", "hour": "user-hour:{}"}
 
 
-def get_container(request: Request) -> Container:
-    return request.app.state.container
+async def get_container(request: Request) -> Container:
+    return request.app.state.container  # async: no trip to the thread pool for a lookup
 
 
 Services = Annotated[Container, Depends(get_container)]
 
 
-def current_principal(
+async def current_principal(
     container: Services,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer credential and count the request against the caller's limit."""
+    """Authenticate the bearer credential and count the request against the caller's limit.
+
+    On the event loop: a JWT check and a look at the users read in the last few seconds
+    (``AuthService.identify``) cost microseconds; only a read of the table (a user not
+    read recently) and the counting of rate-limit windows go to the thread pool. So a
+    request costs one hop to the pool (its route), not three."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
-    principal = container.auth.authenticate(credentials.credentials)
-    limits = container.plans.request_limits(principal.user_id)
+    auth, token = container.auth, credentials.credentials
+    found = auth.identify(token, read=False) or await run_in_threadpool(auth.identify, token)
+    if found is None:  # never so: with read=True it reads the user
+        raise Unauthorized("Invalid token", code="INVALID_TOKEN")
+    principal, user = found
+    limits = container.plans.request_limits(principal.user_id, user)
+    if limits.windows:
+        counted = await run_in_threadpool(_count, container, principal.user_id, limits)
+        # Written on the response by functions.api.errors.RequestContext, whatever it is.
+        binding = tighter(counted)
+        set_rate_limit(request.scope, binding.limit, binding.remaining, binding.reset)
+    return principal
+
+
+def _count(container: Container, user_id: int, limits: RequestLimits) -> list[Window]:
+    """Count the request in each of ``limits``' windows; RateLimited past one."""
     counted: list[Window] = []
     for name, seconds, limit in limits.windows:  # the minute first: a request it refuses
         used, reset = container.rate_limiter.hit(  # is not counted in the hour
-            _WINDOW_KEYS[name].format(principal.user_id), limit=limit, window_s=seconds
+            _WINDOW_KEYS[name].format(user_id), limit=limit, window_s=seconds
         )
         window = Window(name, limit, used, reset)
         if window.exceeded:
@@ -66,11 +86,7 @@ def current_principal(
                 reset_at=reset,
             )
         counted.append(window)
-    if counted:
-        # Written on the response by functions.api.errors.RequestContext, whatever it is.
-        binding = tighter(counted)
-        set_rate_limit(request.scope, binding.limit, binding.remaining, binding.reset)
-    return principal
+    return counted
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
@@ -79,7 +95,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 def require(role: Role):
     """A dependency that admits callers holding ``role`` or a higher one."""
 
-    def check(principal: CurrentUser) -> Principal:
+    async def check(principal: CurrentUser) -> Principal:  # no I/O: no thread
         if not principal.at_least(role):
             raise Forbidden(f"This needs the '{role}' role or higher")
         return principal

@@ -34,6 +34,8 @@ def _dummy_hash() -> str:
     return _hasher.hash("crucible-timing-equaliser")
 
 
+# Tokens whose signature this process has checked, kept for their expiry checks alone.
+_VERIFIED_MAX = 10_000
 # Not an argon2 hash: no password ever verifies against it (API-token service users).
 _NO_LOGIN = "!"
 # The e-mail domain shown for API tokens' service users; nobody registers under it.
@@ -54,6 +56,7 @@ class AuthService:
         self.settings = settings
         self._secret = secret
         self._token_users: dict[str, int] = {}  # API token name -> its service user's id
+        self._verified: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, token) -> claims
 
     # --- accounts -------------------------------------------------------
     def register(
@@ -97,7 +100,8 @@ class AuthService:
         return self.users.set_role(user_id, role)
 
     def get_user(self, actor: Principal, user_id: int) -> User:
-        user = self.users.get(user_id)
+        # Yourself: as your request was authenticated (read at most a few seconds ago).
+        user = self.users.current(user_id) if user_id == actor.user_id else self.users.get(user_id)
         if user is None or not actor.can_read(user_id, privileged="researcher"):
             raise NotFound("User not found", code="USER_NOT_FOUND")
         return user
@@ -130,17 +134,34 @@ class AuthService:
     def authenticate(self, token: str) -> Principal:
         """Resolve a bearer credential (a static API token or a JWT access token) to its
         user as stored now: role changes and deletions apply within seconds."""
+        found = self.identify(token)
+        if found is None:  # never so: with read=True it reads the user when it must
+            raise Unauthorized("Invalid token", code="INVALID_TOKEN")
+        return found[0]
+
+    def identify(self, token: str, *, read: bool = True) -> tuple[Principal, User] | None:
+        """``authenticate``, with the user it found. With ``read=False`` it never touches
+        the table: None when the user was not read recently (nor, for an API token, its
+        service user found yet), so an event loop can check a credential itself and leave
+        only the occasional read to a thread. Same checks, same bound either way."""
         for secret, name in self.settings.api_token_names.items():
             if hmac.compare_digest(token.encode(), secret.encode()):
-                return self._current(self._token_user(name), via="api_token")
+                if not read and name not in self._token_users:
+                    return None
+                return self._current(self._token_user(name), via="api_token", read=read)
         claims = self._decode(token, "access")
-        return self._current(int(claims["sub"]), via="jwt")
+        return self._current(int(claims["sub"]), via="jwt", read=read)
 
-    def _current(self, user_id: int, *, via: str) -> Principal:
-        user = self.users.current(user_id)
+    def _current(self, user_id: int, *, via: str, read: bool) -> tuple[Principal, User] | None:
+        if read:
+            user = self.users.current(user_id)
+        else:
+            known, user = self.users.recent(user_id)
+            if not known:
+                return None
         if user is None:
             raise Unauthorized("The account of this token no longer exists", code="INVALID_TOKEN")
-        return Principal(user_id=user.id, role=user.role, via=via)
+        return Principal(user_id=user.id, role=user.role, via=via), user
 
     def _encode(self, user_id: int, role: str, kind: str, ttl: int) -> str:
         now = int(time.time())
@@ -155,6 +176,20 @@ class AuthService:
         return jwt.encode(claims, self._secret, algorithm=self.settings.jwt_algorithm)
 
     def _decode(self, token: str, kind: str) -> dict[str, Any]:
+        """The token's claims, checked: its signature, algorithm and claims once, then (the
+        very same text can only be the same token) its expiry on each use."""
+        known = self._verified.get((kind, token))
+        if known is not None:
+            if known["exp"] <= time.time():
+                raise Unauthorized("Token has expired", code="TOKEN_EXPIRED")
+            return known
+        claims = self._verify(token, kind)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[(kind, token)] = claims
+        return claims
+
+    def _verify(self, token: str, kind: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,

@@ -108,11 +108,12 @@ class PlanService:
         name = user.plan if user else DEFAULT_PLAN
         return self.plans.get(name) or self.plans[DEFAULT_PLAN]
 
-    def request_limits(self, user_id: int) -> RequestLimits:
-        """The windows ``user_id``'s requests are counted in (no read with an override)."""
+    def request_limits(self, user_id: int, user: User | None = None) -> RequestLimits:
+        """The windows ``user_id``'s requests are counted in: no read with an override, nor
+        when the caller passes the user as it just found it."""
         if self.request_limit is not None:
             return request_limits(self.plans[DEFAULT_PLAN], self.request_limit)
-        return request_limits(self.plan_of(user_id))
+        return request_limits(self.plan_of(user_id, user))
 
     def limits(self, plan: Plan) -> Limits:
         windows = {

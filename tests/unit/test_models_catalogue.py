@@ -210,6 +210,9 @@ class StubAuth:
             raise Unauthorized("bad token")
         return Principal(user_id=1, role="user")
 
+    def identify(self, token, *, read=True):
+        return self.authenticate(token), None  # the user itself: only rate limits read it
+
 
 def call(weights_dir, *requests):
     settings = load_settings(

@@ -138,8 +138,16 @@ class Users:
 
 
 class Auth:
+    """Bearer tokens that are user ids; the user as the plans' repository has it now."""
+
+    def __init__(self, users) -> None:
+        self.users = users
+
     def authenticate(self, token):
         return Principal(user_id=int(token), role="user")
+
+    def identify(self, token, *, read=True):
+        return self.authenticate(token), self.users.current(int(token))
 
 
 class Jobs:
@@ -186,7 +194,7 @@ def service(users=None, jobs=None, datasets=None, recordings=None, changes=None,
 def api(plans: PlanService, limiter: Clocked):
     settings = load_settings()
     container = build(settings)
-    container.auth, container.plans, container.rate_limiter = Auth(), plans, limiter
+    container.auth, container.plans, container.rate_limiter = Auth(plans.users), plans, limiter
     app = create_app(settings, container)
 
     def get(user_id: int, times: int = 1) -> list[httpx.Response]:

@@ -13,9 +13,9 @@ from shared.plans import DEFAULT_PLAN
 
 # How late a changed role or a deleted account may reach a process's checks (seconds).
 RECENT_S = 5.0
-# Users read recently, per table and id: (monotonic time read, item or None). Shared by
+# Users read recently, per table and id: (monotonic time read, user or None). Shared by
 # every DynamoUsers of the process, so a role changed here is seen at once by all of them.
-_recent: dict[tuple[str, int], tuple[float, dict[str, Any] | None]] = {}
+_recent: dict[tuple[str, int], tuple[float, User | None]] = {}
 _RECENT_MAX = 10_000
 
 
@@ -104,21 +104,29 @@ class DynamoUsers:
 
     def get(self, user_id: int) -> User | None:
         item = self.t.get(f"USER#{user_id}", "USER")
-        self._remember(user_id, item)
-        return self._model(item) if item else None
+        return self._remember(user_id, item)
 
     def current(self, user_id: int) -> User | None:
         """The user as stored, read at most ``RECENT_S`` seconds ago by this process: what
         every request checks its token's user against, at one read per user per interval."""
+        known, user = self.recent(user_id)
+        return user if known else self.get(user_id)
+
+    def recent(self, user_id: int) -> tuple[bool, User | None]:
+        """``(True, the user or None if deleted)`` when this process read the user less than
+        ``RECENT_S`` seconds ago, else ``(False, None)``: never a read of the table, so an
+        event loop may ask it and leave the read, when one is due, to a thread."""
         hit = _recent.get((self.t.name, user_id))
         if hit is None or time.monotonic() - hit[0] > RECENT_S:
-            return self.get(user_id)
-        return self._model(hit[1]) if hit[1] else None
+            return False, None
+        return True, hit[1]
 
-    def _remember(self, user_id: int, item: dict[str, Any] | None) -> None:
+    def _remember(self, user_id: int, item: dict[str, Any] | None) -> User | None:
+        user = self._model(item) if item else None
         if len(_recent) >= _RECENT_MAX:
             _recent.clear()
-        _recent[(self.t.name, user_id)] = (time.monotonic(), item)
+        _recent[(self.t.name, user_id)] = (time.monotonic(), user)
+        return user
 
     def get_by_email(self, email: str) -> User | None:
         lock = self.t.get(f"EMAIL#{email.lower()}", "EMAIL")
