@@ -102,6 +102,7 @@ bench: install
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/evaluator.py
 	$(BIN)/python bench/intent.py
+	$(BIN)/python bench/load.py
 	$(BIN)/python bench/push.py
 	$(BIN)/python bench/inference.py
 

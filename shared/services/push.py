@@ -13,6 +13,7 @@ getting the message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from shared.errors import InvalidInput, NotFound
 from shared.events import FORMATS, TOPIC_RE, ProgressEvent, render
@@ -42,6 +43,7 @@ class PushService:
         # Where followers' current roles are read; without it, the role each connection
         # was opened with.
         self.users = users
+        self._published: list[Callable[[], None]] = []
 
     def connect(
         self,
@@ -113,11 +115,24 @@ class PushService:
 
     def publish(self, event: ProgressEvent) -> bool:
         """Store an event (the stream delivers it); False when it was already published."""
-        return self.events.append(event)
+        stored = self.events.append(event)
+        if stored:
+            for callback in self._published:
+                callback()
+        return stored
+
+    def on_publish(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (quick, thread-safe) after each event this process stores:
+        the local dispatcher reads the stream at once instead of at its next poll.
+        Returns what stops it."""
+        self._published.append(callback)
+        return lambda: self._published.remove(callback)
 
     def deliver(self, event: ProgressEvent) -> int:
         """Send an event to every follower of its topics (once per connection) that may
-        still read it; close the connections of those that may not, drop those gone."""
+        still read it; close the connections of those that may not, drop those gone.
+        Each (event, connection) is claimed before it is sent, so a record delivered
+        again, or twice at once, reaches each client once."""
         sent, seen = 0, set()
         for topic in dict.fromkeys([event.topic, *event.also]):
             subs = [s for s in self.registry.subscribers(topic) if s.connection_id not in seen]
@@ -127,6 +142,8 @@ class PushService:
                 if owner is not None and not self._still_allowed(sub, topic, owner):
                     self._revoke(sub.connection_id)
                     continue
+                if not self.events.claim(event.event_id, sub.connection_id):
+                    continue  # sent already: this is the stream handing the record over again
                 try:
                     ok = self.notifier.post(sub.connection_id, render(event, sub.format))
                 except Exception:  # one broken connection must not starve the others

@@ -11,28 +11,82 @@ from collections.abc import Callable
 import websockets
 
 
+class _Reader:
+    """Reads one socket continuously in a background task, from the moment it opens: its
+    buffer never fills, and keepalive pings and pongs flow however long nobody looks."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.messages: list[dict] = []
+        self.arrived = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for text in self.ws:  # ends when the socket closes; a close error propagates
+            self.messages.append(json.loads(text))
+            self.arrived.set()
+
+    async def until(self, done: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
+        """The messages so far, once ``done(messages)`` holds; AssertionError once nothing
+        has arrived for ``timeout`` seconds (a long run that keeps talking is waited for)."""
+        loop = asyncio.get_running_loop()
+        deadline, count = loop.time() + timeout, len(self.messages)
+        while not done(self.messages):
+            if self.task.done():  # the socket closed: say why, not just "timed out"
+                self.task.result()
+                raise AssertionError(f"socket closed before the end: {self.messages[-5:]}")
+            if len(self.messages) > count:  # news: the silence starts again
+                deadline, count = loop.time() + timeout, len(self.messages)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"nothing more after {timeout} s: {self.messages[-5:]}")
+            self.arrived.clear()
+            waiter = asyncio.ensure_future(self.arrived.wait())  # a message, or the close
+            await asyncio.wait({waiter, self.task}, timeout=left, return_when="FIRST_COMPLETED")
+            waiter.cancel()
+        return list(self.messages)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+_ENDS = ("training_complete", "training_error")
+
+
+def _up_to_end(seen: list[dict]) -> list[dict]:
+    """Seed 003's messages up to the first ``training_complete``/``training_error``."""
+    ends = [i for i, m in enumerate(seen) if m["type"] in _ENDS]
+    return seen[: ends[0] + 1] if ends else []
+
+
 def watch(stack, client, job_id: int, start: Callable[[], None], timeout: float = 300):
     """Run ``start()`` with both sockets open; return seed 003's messages up to
-    ``training_complete``/``training_error`` and the set of seed 000's message types."""
+    ``training_complete``/``training_error`` and the set of seed 000's message types
+    (up to seed 000's message with the final status; both sockets are read all along)."""
 
     async def scenario():
-        wf = await websockets.connect(f"{stack.ws}/ws/workflows/{job_id}?token={client.token}")
-        # read only at the end: an unbounded queue keeps its pings and pongs flowing meanwhile
-        legacy = await websockets.connect(
-            f"{stack.ws}/ws?token={client.token}&topic=job:{job_id}", max_queue=None
+        wf = _Reader(
+            await websockets.connect(f"{stack.ws}/ws/workflows/{job_id}?token={client.token}")
         )
-        start()
-        seen, legacy_types = [], set()
-        while not seen or seen[-1]["type"] not in ("training_complete", "training_error"):
-            seen.append(json.loads(await asyncio.wait_for(wf.recv(), timeout)))
-        for _ in range(1000):
-            try:
-                legacy_types.add(json.loads(await asyncio.wait_for(legacy.recv(), 2))["type"])
-            except TimeoutError:
-                break
-        await wf.close()
-        await legacy.close()
-        return seen, legacy_types
+        legacy = _Reader(
+            await websockets.connect(f"{stack.ws}/ws?token={client.token}&topic=job:{job_id}")
+        )
+        try:
+            await asyncio.to_thread(start)  # the loop keeps reading both sockets meanwhile
+            seen = _up_to_end(await wf.until(lambda ms: bool(_up_to_end(ms)), timeout))
+            final = {"completed", "failed", "stopped"}
+            legacy_seen = await legacy.until(
+                lambda ms: any(
+                    m["type"] in ("status", "error") and m["payload"].get("status") in final
+                    for m in ms
+                ),
+                60,
+            )
+        finally:
+            await wf.close()
+            await legacy.close()
+        return seen, {m["type"] for m in legacy_seen}
 
     return asyncio.run(scenario())
 

@@ -116,6 +116,7 @@ def test_seed000_training_flow(stack, alice, speech):
     assert alice.http.post(root.join("train/stop")).status_code == 404  # stopped: nothing runs
 
 
+@pytest.mark.timeout(1200)  # 80 epochs: 12 min on a 2-core machine kept very busy
 def test_rnnt_trains_and_transcribes(stack, alice, speech, tmp_path):
     root = alice.http.base_url.copy_with(path="/")
     r = alice.http.post(

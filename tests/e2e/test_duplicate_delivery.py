@@ -502,12 +502,6 @@ def test_websocket_routes_delivered_thrice_keep_one_connection_and_one_subscript
 
 
 # --- DynamoDB stream -> WebSocket (stream_push) ------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/services/push.py delivers a stream record as often as the stream hands it "
-    "over (a retried batch re-sends records that succeeded): the fix requested of its owner "
-    "is a per-(event, connection) delivery mark; remove this marker with it",
-)
 def test_stream_records_delivered_thrice_reach_each_client_once(world):
     c = world.c
     owner = a_user(c)

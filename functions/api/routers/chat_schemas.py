@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.intent import ChatMessage
+if TYPE_CHECKING:  # an annotation only: the chat's domain loads where the chat runs
+    from shared.intent import ChatMessage
 
 
 class ChatMessageIn(BaseModel):

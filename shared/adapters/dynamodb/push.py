@@ -92,6 +92,18 @@ class DynamoEventLog:
         }
         return self.t.transact_new(lock, item)
 
+    def claim(self, event_id: str, connection_id: str) -> bool:
+        """``SENT#<event id>`` / ``CONN#<id>``, written once: a record the stream hands over
+        again (a retried batch, a duplicate run at the same time) finds it there."""
+        return self.t.put_new(
+            {
+                "PK": f"SENT#{event_id}",
+                "SK": f"CONN#{connection_id}",
+                "type": "delivery",
+                "expires_at": int(time.time()) + self.ttl_s,
+            }
+        )
+
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]:
         rows = list(self.t.query(f"EVENTS#{topic}", forward=False, limit=limit))
         return [ProgressEvent.model_validate(r) for r in reversed(rows)]
@@ -109,18 +121,31 @@ class DynamoEventLog:
 
 
 class DynamoOwners:
-    """Resolves a topic's resource (``job:5``) to its owner from the item's ``owner_id``."""
+    """Resolves a topic's resource (``job:5``) to its owner from the item's ``owner_id``.
+
+    A resource's owner never changes, so an owner found is remembered for ``remember_s``
+    (every delivery asks, per event); a resource not found is asked again each time."""
 
     # Other items a topic kind may name: a presigned upload's intent stands for its file
     # before it exists; a ``job`` is a training job (numeric id) or a leaderboard job.
     _ALSO = {"file": ("UPLOAD",), "job": ("EVALUATION",)}
 
-    def __init__(self, table: Table) -> None:
+    _MAX_REMEMBERED = 10_000
+
+    def __init__(self, table: Table, remember_s: float = 60.0) -> None:
         self.t = table
+        self.remember_s = remember_s
+        self._known: dict[tuple[str, str], tuple[float, int]] = {}
 
     def owner_of(self, kind: str, resource_id: str) -> int | None:
+        hit = self._known.get((kind, resource_id))
+        if hit is not None and time.monotonic() - hit[0] < self.remember_s:
+            return hit[1]
         for entity in (kind.upper(), *self._ALSO.get(kind, ())):
             item = self.t.get(f"{entity}#{resource_id}", entity)
             if item and "owner_id" in item:
+                if len(self._known) >= self._MAX_REMEMBERED:
+                    self._known.clear()
+                self._known[(kind, resource_id)] = (time.monotonic(), int(item["owner_id"]))
                 return int(item["owner_id"])
         return None
