@@ -32,7 +32,7 @@ from shared import keys
 from shared.errors import Conflict, CrucibleError, InvalidInput, NotFound, TooLarge
 from shared.models import Principal, TrainingJob, utcnow
 from shared.ports import EventBus, ImageFetcher, ObjectStore, Predictor
-from shared.services.training import TrainingService
+from shared.services.training import Checkpoint, TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -106,42 +106,55 @@ class InferenceService:
         except NotFound:
             raise missing from None
 
-    def _model(self, job: TrainingJob) -> tuple[str, str]:
-        """(checkpoint key, model version) of the job's model; 409 while it has none."""
+    def _model(self, job: TrainingJob) -> tuple[Checkpoint, str]:
+        """(checkpoint, model version) of the job's model; 409 while it has none."""
         if job.task_type not in IMAGE_TASKS:
             raise InvalidInput(
                 f"Workflow {job.id} trains {job.task_type}; inference takes image models "
                 "(image_classification, object_detection)",
                 field="workflow_id",
             )
-        key = self.training.checkpoint_of(job)
-        if key is None:
+        checkpoint = self.training.checkpoint_of(job)
+        if checkpoint is None:
             raise Conflict(
                 f"Workflow {job.id} has no trained model yet (no checkpoint saved): predict "
                 "once it has saved one",
                 code="NO_CHECKPOINT",
                 field="workflow_id",
             )
-        found = keys.parse_checkpoint(key)
+        found = keys.parse_checkpoint(checkpoint.key)
         name = found[1] if found else "model"
-        etag = self.artifacts.etag(key).strip('"')[:8]
-        return key, f"{job.id}_{name}_{etag}"
+        etag = checkpoint.etag.strip('"')[:8]
+        return checkpoint, f"{job.id}_{name}_{etag}"
 
     # --- one image --------------------------------------------------------------------
     def predict(
         self, actor: Principal, workflow_id: str, image: dict[str, Any], options: dict[str, Any]
     ) -> dict[str, Any]:
         job = self.workflow(actor, workflow_id)
-        key, version = self._model(job)
+        checkpoint, version = self._model(job)
         data = self._image(actor, image, field="")
-        return {**self._run(key, data, options, field=_field(image, "")), "model_version": version}
+        answer = self._run(
+            checkpoint.key, data, options, field=_field(image, ""), etag=checkpoint.etag
+        )
+        return {**answer, "model_version": version}
 
-    def _run(self, key: str, data: bytes, options: dict[str, Any], *, field: str) -> dict[str, Any]:
-        """The model's answer on checked image bytes, in seed 003's shape."""
+    def _run(
+        self,
+        key: str,
+        data: bytes,
+        options: dict[str, Any],
+        *,
+        field: str,
+        etag: str | None = None,
+    ) -> dict[str, Any]:
+        """The model's answer on checked image bytes, in seed 003's shape. ``etag``: the
+        checkpoint's version as just found (the predictor then needs no HEAD of its own)."""
         kind = image_type(data)
         answer = self.predictor.predict(
             {
                 "checkpoint": key,
+                **({"etag": etag} if etag else {}),
                 "data": base64.b64encode(data).decode(),
                 "filename": kind[1] if kind else "image",
                 "options": options,
@@ -258,7 +271,7 @@ class InferenceService:
         options: dict[str, Any],
     ) -> dict[str, Any]:
         job = self.workflow(actor, workflow_id)
-        key, version = self._model(job)
+        checkpoint, version = self._model(job)
         if not images:
             raise InvalidInput("images must hold at least one image", field="images")
         if len(images) > self.max_batch_images:
@@ -289,7 +302,7 @@ class InferenceService:
             "workflow_id": job.id,
             "owner_id": job.owner_id,
             "requested_by": actor.user_id,
-            "checkpoint": key,
+            "checkpoint": checkpoint.key,
             "model_version": version,
             "options": options,
             "created_at": _iso(now),

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared import keys
 from shared.catalogue import ASR_DEFAULTS, FRAMEWORKS, check_model
@@ -78,6 +78,13 @@ class SubmitFailed(CrucibleError):
 
     code = "SUBMIT_FAILED"
     http_status = 503
+
+
+class Checkpoint(NamedTuple):
+    """A job's checkpoint: its key in the artifacts bucket and the version (ETag) found."""
+
+    key: str
+    etag: str
 
 
 class TrainingService:
@@ -441,19 +448,17 @@ class TrainingService:
         return self.stop(actor, job.id)
 
     # --- predictions from checkpoints (seed 002's /test-inference, seed 000's /inference) --
-    def checkpoint_of(self, job: TrainingJob) -> str | None:
-        """The job's best checkpoint, else its last one."""
-        return next(
-            (
-                key
-                for key in (keys.best_checkpoint(job.id), keys.last_checkpoint(job.id))
-                if self.artifacts.exists(key)
-            ),
-            None,
-        )
+    def checkpoint_of(self, job: TrainingJob) -> Checkpoint | None:
+        """The job's best checkpoint, else its last one, with the version found (one HEAD
+        each, and the predictor needs no other to know whether its cached model is it)."""
+        for key in (keys.best_checkpoint(job.id), keys.last_checkpoint(job.id)):
+            found = self.artifacts.head(key)
+            if found is not None:
+                return Checkpoint(key, found["etag"])
+        return None
 
     def _predict(
-        self, key: str, data: bytes, filename: str, options: dict[str, Any]
+        self, checkpoint: Checkpoint, data: bytes, filename: str, options: dict[str, Any]
     ) -> dict[str, Any]:
         import base64
 
@@ -466,7 +471,8 @@ class TrainingService:
             )
         answer = self.predictor.predict(
             {
-                "checkpoint": key,
+                "checkpoint": checkpoint.key,
+                "etag": checkpoint.etag,
                 "data": base64.b64encode(data).decode(),
                 "filename": filename,
                 "options": options,
@@ -488,10 +494,10 @@ class TrainingService:
                 f"Job {job.id} trains {job.task_type}; test-inference takes image models",
                 field="training_job_id",
             )
-        key = self.checkpoint_of(job)
-        if key is None:
+        checkpoint = self.checkpoint_of(job)
+        if checkpoint is None:
             raise Conflict(f"Job {job.id} has no checkpoint yet", code="NO_CHECKPOINT")
-        return self._predict(key, data, filename, options)
+        return self._predict(checkpoint, data, filename, options)
 
     def transcribe(self, actor: Principal, data: bytes, filename: str) -> dict[str, Any]:
         """Seed 000: with the latest checkpoint of the user's ASR jobs."""
@@ -499,9 +505,9 @@ class TrainingService:
         for job in sorted(
             (j for j in page.items if j.framework == "torchaudio"), key=lambda j: -j.id
         ):
-            key = self.checkpoint_of(job)
-            if key:
-                return self._predict(key, data, filename, {})
+            checkpoint = self.checkpoint_of(job)
+            if checkpoint:
+                return self._predict(checkpoint, data, filename, {})
         raise NotFound(
             "No trained ASR model yet: train one with POST /train/start", code="NO_MODEL"
         )

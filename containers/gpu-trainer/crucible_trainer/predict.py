@@ -41,7 +41,7 @@ class UnusableCheckpoint(Exception):
 def predict(request: dict[str, Any], artifacts: ObjectStore) -> dict[str, Any]:
     try:
         data = base64.b64decode(request["data"])
-        model = _load(artifacts, request["checkpoint"])
+        model = _load(artifacts, request["checkpoint"], request.get("etag"))
         t0 = time.perf_counter()
         out = model.predict(data, request.get("filename") or "", request.get("options") or {})
         return {**out, "inference_time_ms": round((time.perf_counter() - t0) * 1000, 2)}
@@ -51,8 +51,9 @@ def predict(request: dict[str, Any], artifacts: ObjectStore) -> dict[str, Any]:
         return {"error": {"status": 409, "code": "CHECKPOINT_UNUSABLE", "detail": str(exc)}}
 
 
-def _load(artifacts: ObjectStore, key: str) -> Any:
-    etag = artifacts.etag(key)
+def _load(artifacts: ObjectStore, key: str, etag: str | None = None) -> Any:
+    """The model of ``key`` at version ``etag`` (the caller's HEAD of it, else ours)."""
+    etag = etag or artifacts.etag(key)
     with _lock:
         if (key, etag) in _models:
             _models.move_to_end((key, etag))
