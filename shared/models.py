@@ -170,6 +170,8 @@ class TrainingJob(BaseModel):
     mlflow_run_id: str | None = None
     runner_job_id: str | None = None
     attempt: int = 0  # its submissions so far (a start, a resume, a reconciler's resubmit)
+    # (started, ended) of the runs before each resume: GPU hours count every run
+    earlier_runs: list[tuple[datetime, datetime]] = Field(default_factory=list)
     error: str | None = None
     resources: dict = Field(default_factory=dict)  # what the trainer was given (its device)
     created_at: datetime = Field(default_factory=utcnow)

@@ -175,14 +175,11 @@ class LocalJobRunner:
             return None
 
     def _alive(self, record: dict[str, Any]) -> bool:
-        if record.get("started") is None:  # no /proc (macOS): by the pid alone
-            try:
-                os.kill(record["pid"], 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
+        """Whether the recorded process still runs: the same pid AND the same start time.
+        Without a start time (no /proc, e.g. macOS) a pid alone could be another process
+        by now, which must never be adopted or signalled: the job counts as lost."""
+        if record.get("started") is None:
+            return False
         return process_start_time(record["pid"]) == record["started"]
 
     # --- running ------------------------------------------------------------------------
@@ -350,7 +347,8 @@ class LocalJobRunner:
             pid, alive = adopted["pid"], lambda: self._alive(adopted)
         else:
             return
-        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        # ProcessLookupError: it ended meanwhile; PermissionError: the pid is no longer ours
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
 
         def escalate() -> None:
@@ -358,7 +356,7 @@ class LocalJobRunner:
             while alive() and time.monotonic() < end:
                 time.sleep(0.1)
             if alive():
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
 
         threading.Thread(target=escalate, daemon=True).start()

@@ -303,7 +303,7 @@ class AudioService:
             samples, sr, clipped = decode(
                 path,
                 min(f.sample_rate, params.analysis_sample_rate),
-                max_seconds=(f.duration or 0) + 1,
+                **({"max_seconds": f.duration + 1} if f.duration else {}),
             )
         progress(15, "Measuring pitch and intensity")
         result = analyze(samples, sr, params, progress)

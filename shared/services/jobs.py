@@ -214,7 +214,9 @@ class JobStates:
 def is_current_runner(job: TrainingJob, runner_job_id: str, attempt: str | None) -> bool:
     """Whether a runner job's state change is about the job's current submission: its
     recorded runner job, or before one is recorded, a runner job of its current attempt
-    (a change that names no attempt is taken as the current one's)."""
+    (a change that names no attempt, only while the job has had no numbered one)."""
     if job.runner_job_id:
         return runner_job_id == job.runner_job_id
-    return attempt is None or attempt == str(job.attempt)
+    if attempt is None:  # a runner job submitted before submissions carried their attempt
+        return job.attempt == 0
+    return attempt == str(job.attempt)

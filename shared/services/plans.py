@@ -149,7 +149,13 @@ class PlanService:
         now = now or self.clock()
         start, _ = month_of(now)
         return run_hours(
-            ((j.started_at, j.completed_at) for j in self._jobs_of(user_id)), start, now
+            (
+                run
+                for j in self._jobs_of(user_id)
+                for run in [*j.earlier_runs, (j.started_at, j.completed_at)]
+            ),
+            start,
+            now,
         )
 
     def storage_bytes(self, user_id: int) -> int:

@@ -283,6 +283,9 @@ class TrainingService:
             key = self._checkpoint(actor, job, key)
             fields["advanced_config"] = {**job.advanced_config, "resume_from": key}
         restart = resume or (job.status == "failed" and job.runner_job_id is None)
+        if restart and job.started_at is not None:  # the run that ended is still GPU time
+            ended = job.completed_at or utcnow()
+            fields["earlier_runs"] = [*job.earlier_runs, (job.started_at, ended)]
         # One conditional write: the status, the resume point and the slot, or nothing.
         if restart:
             queued = self.states.resume(job.id, acquire=self._slots(job), **fields)
@@ -294,9 +297,12 @@ class TrainingService:
             )
         return self._submit(queued)
 
-    def _watch(self, job_id: int, after_s: float, **data: Any) -> None:
-        """When the reconciler looks at the job next (shared/services/reconciler.py)."""
-        self.deadlines.put("training", str(job_id), time.time() + after_s, **data)
+    def _watch(self, job: TrainingJob, after_s: float, **data: Any) -> None:
+        """When the reconciler looks at the job next (shared/services/reconciler.py): a
+        deadline of this attempt's, dropped once the job has moved to another."""
+        self.deadlines.put(
+            "training", str(job.id), time.time() + after_s, attempt=job.attempt, **data
+        )
 
     def _submit(self, job: TrainingJob, *, resubmits: int = 0) -> TrainingJob:
         """Hand a queued job (submission ``job.attempt``) to the runner. A job that cannot
@@ -305,7 +311,7 @@ class TrainingService:
         submission of the job won) is terminated; one of a job asked to stop meanwhile is
         terminated once its id is known, and the job ends ``stopped`` when it ends. The
         job's deadline comes first: whatever dies from here on, the reconciler settles it."""
-        self._watch(job.id, self.bounds.queued_deadline_s, resubmits=resubmits)
+        self._watch(job, self.bounds.queued_deadline_s, resubmits=resubmits)
         try:
             runner_id = self.runner.submit(
                 str(job.id), job_type="trainer", queue="gpu", attempt=job.attempt
@@ -357,6 +363,8 @@ class TrainingService:
         job = self.jobs.get(int(due.ref))
         if job is None or job.status not in ("queued", "running", "stopping"):
             return "settled"
+        if int(due.data.get("attempt", job.attempt)) != job.attempt:
+            return "settled"  # an earlier attempt's: the current one has its own deadline
         if not job.runner_job_id:
             return self._unsubmitted(job, int(due.data.get("resubmits", 0)))
         rid = job.runner_job_id
@@ -375,7 +383,7 @@ class TrainingService:
                 return f"ended ({state.status.lower()})"
         if job.status == "stopping":  # asked to stop and still going: ask again
             self.runner.terminate(rid, "Stopped by user")
-        self._watch(job.id, self.bounds.check_interval_s)
+        self._watch(job, self.bounds.check_interval_s)
         return "checked"
 
     def _unsubmitted(self, job: TrainingJob, resubmits: int) -> str:

@@ -284,7 +284,7 @@ def test_a_lost_end_event_is_noticed_by_asking_the_runner(c, tmp_path):
 
 def test_a_job_left_queued_without_a_runner_job_is_resubmitted(c, tmp_path):
     job = queued(c, new_job(c))
-    c.training._watch(job.id, 0)  # what _submit writes first; then its caller died
+    c.training._watch(job, 0)  # what _submit writes first; then its caller died
     run = fake_runner(c, tmp_path, mode="ok")
     with_runner(c, run)
     resubmitted = reconcile_until(c, lambda: (j := job_of(c, job.id)).runner_job_id and j, "run")
@@ -295,10 +295,21 @@ def test_a_job_left_queued_without_a_runner_job_is_resubmitted(c, tmp_path):
     assert c.job_repository.set_runner(job.id, job.attempt, late) is None
 
 
+def test_an_earlier_attempts_deadline_is_dropped_not_renewed(c):
+    """Each submission watches its own attempt: a stop-resume loop leaves no chains."""
+    from shared.ports import Deadline
+
+    job = queued(c, new_job(c))
+    stale = Deadline("training", str(job.id), time.time(), {"attempt": job.attempt - 1})
+    assert c.training.reconcile(stale, time.time()) == "settled"
+    now = job_of(c, job.id)
+    assert (now.status, now.attempt, now.runner_job_id) == ("queued", job.attempt, None)
+
+
 def test_a_job_left_queued_past_its_retries_fails_with_the_reason(c, stage, tmp_path):
     strict = make_container(stage, tmp_path, reconcile_max_retries=0)
     job = queued(strict, new_job(strict))
-    strict.training._watch(job.id, 0)
+    strict.training._watch(job, 0)
     failed = reconcile_until(
         strict, lambda: (j := job_of(strict, job.id)).status == "failed" and j, "failed"
     )
@@ -385,6 +396,9 @@ def test_resume_continues_the_same_job_from_its_checkpoint(c, tmp_path):
     assert resumed.id == job.id and resumed.attempt == first.attempt + 1
     assert resumed.advanced_config["resume_from"] == keys.last_checkpoint(job.id)
     assert resumed.runner_job_id and resumed.runner_job_id != first.runner_job_id
+    # the run that ended before the resume stays GPU time (the plan's quota counts it)
+    assert [run[0] for run in resumed.earlier_runs] == [first.started_at]
+    assert resumed.earlier_runs[0][1] <= resumed.started_at and resumed.completed_at is None
     assert wait_status(c, job.id, {"running"}).error is None
     c.training.stop(OWNER, job.id)
     wait_status(c, job.id, {"stopped"})

@@ -317,6 +317,17 @@ def test_usage_counts_job_run_times_and_stored_bytes():
     )
 
 
+def test_a_resumed_job_keeps_counting_the_runs_before_its_resume():
+    """Resuming clears a job's end and restarts its clock: the earlier run still counts."""
+    h = timedelta(hours=1)
+    resumed = job(started=NOW - h, status="running").model_copy(
+        update={"earlier_runs": [(NOW - 9 * h, NOW - 4 * h), (NOW - 3 * h, NOW - 2 * h)]}
+    )
+    users = Users(User(id=1, email="a@x.io"))
+    plans = service(users, Jobs([resumed]), Datasets([]), Recordings([]))
+    assert plans.gpu_hours_used(1, NOW) == pytest.approx(5 + 1 + 1)
+
+
 def test_job_caps_come_from_the_plan_and_used_up_gpu_hours_refuse_a_start():
     h = timedelta(hours=1)
     users = Users(User(id=1, email="a@x.io"), User(id=2, email="b@x.io", plan="enterprise"))

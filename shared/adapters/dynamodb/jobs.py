@@ -158,12 +158,17 @@ class DynamoJobs(OwnedRepository):
 
     def set_runner(self, job_id: int, attempt: int, runner_job_id: str) -> TrainingJob | None:
         """Record the runner job of submission ``attempt``; None when the job has one
-        already or has moved on to a later attempt (a racing submission won)."""
+        already, has moved on to a later attempt (a racing submission won) or has ended
+        (its runner job must not run on without the job's slot)."""
         item = self.t.update(
             *self._key(job_id),
             {"runner_job_id": runner_job_id},
-            condition=f"attribute_exists(PK) AND {_attempt_is(attempt)} AND attribute_not_exists(runner_job_id)",
-            values={":a": attempt},
+            condition=(
+                f"attribute_exists(PK) AND {_attempt_is(attempt)} AND "
+                "attribute_not_exists(runner_job_id) AND #st IN (:q, :r, :s)"
+            ),
+            names={"#st": "status"},
+            values={":a": attempt, ":q": "queued", ":r": "running", ":s": "stopping"},
         )
         return TrainingJob.model_validate(item) if item else None
 
