@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("CRUCIBLE_DATA_DIR", ".crucible"))
     ap.add_argument(
         "--endpoint",
-        default="http://127.0.0.1:4566",
-        help="AWS endpoint (the local emulator by default)",
+        help="AWS endpoint: this one, else $AWS_ENDPOINT_URL, else the local emulator on :4566",
     )
     sub = ap.add_subparsers(dest="command", required=True)
     promote = sub.add_parser("promote", help="give a user a role")
@@ -48,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    local_environment(Path(args.data_dir).resolve(), args.endpoint)
+    if args.endpoint:  # named on the command line: it wins over the environment's
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    local_environment(Path(args.data_dir).resolve(), endpoint)
     if args.command == "replay-dlq":
         from functions.events.reconciler import replay_dead_letters
 

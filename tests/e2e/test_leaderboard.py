@@ -6,6 +6,7 @@ re-run; hostile submissions end failed with a reason while the platform keeps se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -452,14 +454,17 @@ def test_hostile_submissions_end_contained_and_the_platform_keeps_serving(stack,
 
 
 def _evaluator_pid(job_id: str, timeout: float = 60) -> int:
-    """The evaluator process of a job the local runner started."""
+    """The evaluator process of a job the local runner started (not the shell around it
+    that keeps its exit status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = subprocess.run(
             ["pgrep", "-f", f"crucible_evaluator --job-id {job_id}"], capture_output=True, text=True
         ).stdout.split()
-        if found:
-            return int(found[0])
+        for pid in found:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() != "sh":
+                    return int(pid)
         time.sleep(0.2)
     raise AssertionError(f"no evaluator for {job_id}")
 
