@@ -56,6 +56,7 @@ class AppStack(cdk.Stack):
         self.batch.allow_submit(self.functions.api)
         # the reconciler: stops what overstays, asks Batch, resubmits what was never submitted
         self.batch.allow_submit(self.functions.sweeper)
+        self.batch.allow_describe(self.functions.sweeper)
         # The leaderboard's results link to runs on the managed MLflow server.
         self.functions.api.add_environment("CRUCIBLE_MLFLOW_UI_URL", self.tracking.ui_url)
         self.monitoring = Monitoring(

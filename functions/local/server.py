@@ -418,9 +418,6 @@ def main(argv: list[str] | None = None) -> int:
             log.info("MLflow UI on %s", mlflow_ui.url)
         app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
         resources = ensure_resources(app.state.container)
-        # The local runner, built now, re-adopts the job processes of a previous run that
-        # still live and settles those that died with it (its records under jobs/).
-        _ = app.state.container.job_runner
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
 
         def restarted() -> None:  # the emulator came back: so do the resources and events

@@ -498,7 +498,10 @@ class Batch(Construct):
             "Batch job ids are only known after SubmitJob; TerminateJob is called with the ids "
             "Crucible's own job items recorded (the API's cancel, the sweeper's deadline).",
         )
-        # What the reconciler asks before it settles a job (shared/adapters/runners.py).
+
+    def allow_describe(self, fn: lambda_.Function) -> None:
+        """Let ``fn`` read job states: what the reconciler asks before it settles a job
+        (shared/adapters/runners.py)."""
         fn.add_to_role_policy(iam.PolicyStatement(actions=["batch:DescribeJobs"], resources=["*"]))
         nag(
             fn.role,

@@ -201,6 +201,9 @@ def test_iam_is_scoped(synth, env):
         for st in pol["Properties"]["PolicyDocument"]["Statement"]:
             if st.get("Resource") == "*":  # only actions that take no resource
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if actions == ["batch:DescribeJobs"]:  # reads job states; the reconciler's only
+                    assert name.startswith("FunctionsSweeperRole"), name
+                    continue
                 assert all(
                     a.startswith(
                         (
