@@ -98,6 +98,8 @@ def _exit_reason(code: int) -> str:
         return "Essential container in task exited"
     if code < 0:
         return f"Job killed by signal {-code}"
+    if 128 < code < 128 + 65:  # as a shell reports a child a signal ended (137: SIGKILL)
+        return f"Job killed by signal {code - 128} (exit code {code})"
     return f"Essential container in task exited (exit code {code})"
 
 
