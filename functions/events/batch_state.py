@@ -73,6 +73,10 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
             job_id,
         )
         return {"status": "ignored", "job_id": job_id, "batch_job_id": change.batch_job_id}
+    if "status" not in update.data and c.jobs.ended(job_id):
+        # A runner state computed alongside the job's end (a concurrent or late delivery):
+        # looked at again just before it is told, so followers hear the end last.
+        return {"status": "ignored", "job_id": job_id, "batch_job_id": change.batch_job_id}
     published = c.push.publish(update)
     return {"status": "published" if published else "duplicate", "job_id": job_id}
 
