@@ -7,10 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 MS := .ministack
 MINISTACK_VERSION := 1.5.33
-EXTRAS ?= api,analysis,local,infra,trainer,dev
+EXTRAS ?= api,analysis,local,infra,trainer,cli,dev
 ENV ?= dev
 
-.PHONY: install system-packages dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
+.PHONY: install system-packages browser console dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,10 +55,29 @@ system-packages:
 
 install: $(VENV)/.installed $(MS)/.installed $(SANDBOX)/.installed
 
-dev: install  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher, MLflow UI on :5010
+# The web console (console/): TypeScript, Vite and Preact at the lockfile's versions,
+# built into console/dist, which the local stack serves at / (and CDK uploads to S3).
+NPM := $(shell command -v npm 2>/dev/null)
+console/node_modules/.package-lock.json: console/package-lock.json
+	@if [ -z "$(NPM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "please install Node.js >= 20.19 and npm (e.g. sudo apt-get install nodejs npm)"; exit 1; fi; fi
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+console/dist/index.html: console/node_modules/.package-lock.json console/index.html console/vite.config.ts \
+		console/tsconfig.json $(shell find console/src -type f 2>/dev/null)
+	cd console && npm run build --silent
+console: console/dist/index.html
+
+# Headless Chromium from Debian for the browser tests (Playwright never downloads one).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "please install chromium (e.g. sudo apt-get install chromium)"; exit 1; fi; }
+
+dev: install console  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher, MLflow UI on :5010
 	$(BIN)/python -m functions.local
 
-test: install lint  ## every test: unit, integration (emulator), end-to-end (local stack)
+test: install lint console browser  ## every test: unit, integration (emulator), end-to-end (local stack)
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)

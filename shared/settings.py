@@ -229,6 +229,8 @@ class Settings(BaseSettings):
     local_trainer_path: str = (
         "containers/gpu-trainer"  # where the local runner finds crucible_trainer
     )
+    # The web console's build (console/, `make console`) the local stack serves at /.
+    console_dir: str = "console/dist"
 
     # Seed 004's leaderboard. Resource classes as name=seconds:MiB:vCPU, comma-separated:
     # the wall-time, memory and CPU limits an evaluation job of that class runs under.

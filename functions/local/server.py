@@ -162,6 +162,44 @@ async def serve_socket(
         await run_in_threadpool(ws_handler.handle, _event("$disconnect", cid), container)
 
 
+# The console's own page may only load itself: scripts, styles and sockets from this origin;
+# blob: for the recordings and images it fetches with its token; inline styles for uPlot.
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def serve_console(app: FastAPI, dist: Path) -> None:
+    """The web console (a static build, console/) at ``/`` and ``/assets/``, as CloudFront
+    serves it in AWS; every other path stays the API's."""
+    from fastapi.responses import FileResponse, HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    dist = dist.resolve()
+    headers = {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": CONSOLE_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def console_index() -> FileResponse | HTMLResponse:
+        index = dist / "index.html"
+        if index.is_file():
+            return FileResponse(index, media_type="text/html", headers=headers)
+        return HTMLResponse(
+            "<h1>Crucible</h1><p>The web console is not built: run <code>make console</code> "
+            "(<code>make dev</code> builds it). The API is at <a href='docs'>/docs</a>.</p>",
+            status_code=503,
+            headers=headers,
+        )
+
+    app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), name="console")
+
+
 def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
     """The ``Host`` names the dev server answers: loopback, the address it listens on
     (not a wildcard one, which names no host), and ``extra``."""
@@ -206,6 +244,8 @@ def create_local_app(
     async def generic(ws: WebSocket) -> None:
         """Any topic (?topic=job:5) in any format (?format=crucible|seed000|seed003)."""
         await serve_socket(ws, hub, container, params(ws))
+
+    serve_console(app, Path(settings.console_dir))
 
     # Against DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends
     # ``Host: evil.example``, and gets 400 (a WebSocket: refused), whatever its origin.
