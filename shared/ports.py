@@ -89,8 +89,10 @@ class ConnectionRegistry(Protocol):
 
 
 class EventLog(Protocol):
-    def append(self, event: ProgressEvent) -> bool:
-        """Store an event; False when an event with the same id already exists."""
+    def append(self, event: ProgressEvent, *, while_job_open: int | None = None) -> bool:
+        """Store an event; False when an event with the same id already exists, or, with
+        ``while_job_open``, when that training job has ended (checked in the same write:
+        news computed before an end is never stored after it)."""
 
     def inserted(self, record: dict[str, Any]) -> ProgressEvent | None:
         """The event a change-stream record of the log inserted, if it inserted one."""

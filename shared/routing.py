@@ -6,6 +6,10 @@ and hands to the same handler. Patterns are EventBridge's own, so both match ali
 except for the sources only the local stack has: its job runner reports Batch state
 changes as ``crucible.local-batch``, which in AWS anyone allowed to put events could
 forge, so the cloud rules (``cloud=True``) take ``aws.batch`` alone.
+
+Batch reports every job of the account on the default bus, so a stage's rule takes only
+the state changes of its own job queues: dev's handler never applies staging's runner
+jobs to dev's job ids (the local runner names its queues the same way).
 """
 
 from __future__ import annotations
@@ -56,9 +60,13 @@ ROUTES: tuple[EventRoute, ...] = (
     EventRoute(
         "batch-job-state-change",
         "functions.events.batch_state",
-        lambda _names, cloud: {
+        lambda names, cloud: {
             "source": ["aws.batch"] if cloud else ["aws.batch", LOCAL_BATCH_SOURCE],
             "detail-type": ["Batch Job State Change"],
+            # the queue's ARN, arn:aws:batch:<region>:<account>:job-queue/<name>
+            "detail": {
+                "jobQueue": [{"suffix": f":job-queue/{q}"} for q in names.job_queues.values()]
+            },
         },
     ),
     EventRoute(  # seed 003's batches (shared/services/inference.py)

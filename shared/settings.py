@@ -48,6 +48,11 @@ class ResourceNames:
     cpu_queue: str
     inference_function: str
 
+    @property
+    def job_queues(self) -> dict[str, str]:
+        """The job runner's queues by kind: ``gpu`` (trainers) and ``cpu`` (evaluators)."""
+        return {"gpu": self.gpu_queue, "cpu": self.cpu_queue}
+
     def job_definition(self, job_type: str) -> str:
         return self.table.removesuffix("-data") + f"-{job_type}"
 

@@ -167,7 +167,7 @@ class Container:
             names = s.names
             return BatchJobRunner(
                 self.client("batch"),
-                queues={"gpu": names.gpu_queue, "cpu": names.cpu_queue},
+                queues=names.job_queues,
                 definitions={
                     job_type: names.job_definition(job_type)
                     for job_type in ("trainer", "evaluator")
@@ -189,6 +189,7 @@ class Container:
             env={"PYTHONPATH": os.pathsep.join(paths)},
             log_dir=Path(s.data_dir) / "jobs",
             grace_s=s.job_stop_grace_s,
+            queues=s.names.job_queues,
         )
 
     @cached_property

@@ -73,11 +73,11 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
             job_id,
         )
         return {"status": "ignored", "job_id": job_id, "batch_job_id": change.batch_job_id}
-    if "status" not in update.data and c.jobs.ended(job_id):
-        # A runner state computed alongside the job's end (a concurrent or late delivery):
-        # looked at again just before it is told, so followers hear the end last.
-        return {"status": "ignored", "job_id": job_id, "batch_job_id": change.batch_job_id}
-    published = c.push.publish(update)
+    # News that is not the end is stored only while the job has not ended, in the same
+    # write: a runner state computed alongside the job's end (a concurrent or late
+    # delivery) is never told after it, so followers hear the end last.
+    open_job = int(job_id) if "status" not in update.data and job_id.isdigit() else None
+    published = c.push.publish(update, while_job_open=open_job)
     return {"status": "published" if published else "duplicate", "job_id": job_id}
 
 

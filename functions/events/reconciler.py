@@ -35,16 +35,24 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- the dead-letter queue ----------------------------------------------------------------
 def matches(pattern: Any, value: Any) -> bool:
     """Whether ``value`` matches an EventBridge pattern of the forms shared/routing.py
-    uses: nested objects, lists of exact values and ``{"prefix": ...}``."""
+    uses: nested objects, lists of exact values, ``{"prefix": ...}`` and ``{"suffix": ...}``
+    (any other operator is refused rather than guessed at)."""
     if isinstance(pattern, dict):
         return isinstance(value, dict) and all(
             k in value and matches(p, value[k]) for k, p in pattern.items()
         )
-    return any(
-        (isinstance(p, dict) and isinstance(value, str) and value.startswith(p.get("prefix", "")))
-        or p == value
-        for p in pattern
-    )
+    return any(_matches_one(p, value) for p in pattern)
+
+
+def _matches_one(p: Any, value: Any) -> bool:
+    if not isinstance(p, dict):
+        return p == value
+    ((op, arg),) = p.items()
+    if op == "prefix":
+        return isinstance(value, str) and value.startswith(arg)
+    if op == "suffix":
+        return isinstance(value, str) and value.endswith(arg)
+    raise ValueError(f"an EventBridge operator this replay does not know: {op}")
 
 
 def dead_letter_event(body: dict[str, Any]) -> dict[str, Any] | None:

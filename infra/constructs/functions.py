@@ -264,6 +264,8 @@ class Functions(Construct):
         data.grant_table(batch_state, ("GetItem",), keys=("JOB#*", "EVALUATION#*"))
         data.grant_table(batch_state, ("UpdateItem",), keys=("JOB#*", "EVALUATION#*", "ACTIVE#*"))
         data.grant_table(batch_state, ("PutItem",), keys=event_keys("job"))
+        # its news is stored only while the job has not ended (one transaction)
+        data.grant_table(batch_state, ("ConditionCheckItem",), keys=("JOB#*",))
         # The sweeper: leaderboard jobs not ended (the sparse ACTIVE#EVALUATION partition
         # of GSI2, and nothing else of it), each past its deadline read, ended failed with
         # its owner's slot given back (one transaction) and told on the job's topic; its

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from shared.routing import LOCAL_BATCH_SOURCE
 from shared.settings import EVALUATION_WORKER_MIB, ResourceClass
 
 BATCH_EVENT = "Batch Job State Change"
+# The ARN the local runner gives its queues: the stage's rule matches it as it does Batch's.
+LOCAL_QUEUE_ARN = "arn:aws:batch:local:000000000000:job-queue/{}"
 
 
 class BatchJobRunner:
@@ -138,10 +141,12 @@ class LocalJobRunner:
         env: dict[str, str],
         log_dir: Path,
         grace_s: int,
+        queues: Mapping[str, str],
         poll_s: float = 1.0,
     ) -> None:
         self.bus = bus
         self.commands = commands
+        self.queues = queues  # "gpu"/"cpu" -> the stage's queue names, as Batch's
         self.env = env
         self.log_dir = log_dir
         self.grace_s = grace_s
@@ -191,7 +196,7 @@ class LocalJobRunner:
         detail = {
             "jobId": runner_id,
             "jobName": f"crucible-{job_type}-{job_id}",
-            "jobQueue": queue,
+            "jobQueue": LOCAL_QUEUE_ARN.format(self.queues.get(queue, queue)),
             "status": status,
             "parameters": extra.pop("parameters", None) or {"job_id": job_id, "job_type": job_type},
             "createdAt": int(time.time() * 1000),

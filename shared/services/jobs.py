@@ -198,11 +198,6 @@ class JobStates:
             data=data,
         )
 
-    def ended(self, job_id: str) -> bool:
-        """Whether ``job_id`` is a stored job that has ended (read now)."""
-        job = self.jobs.get(int(job_id)) if job_id.isdigit() else None
-        return job is not None and job.status in TERMINAL_STATUSES
-
     def _apply(self, job: TrainingJob, target: JobStatus, reason: str | None) -> TrainingJob | None:
         """Move the job towards ``target`` (a job asked to stop ends as ``stopped``);
         the job as it is now if it moved."""

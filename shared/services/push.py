@@ -113,9 +113,11 @@ class PushService:
         user = self.users.current(conn.user_id)
         return Principal(user_id=user.id, role=user.role) if user else None
 
-    def publish(self, event: ProgressEvent) -> bool:
-        """Store an event (the stream delivers it); False when it was already published."""
-        stored = self.events.append(event)
+    def publish(self, event: ProgressEvent, *, while_job_open: int | None = None) -> bool:
+        """Store an event (the stream delivers it); False when it was already published,
+        or, with ``while_job_open``, when that training job has ended meanwhile (its end
+        is the last thing its followers hear)."""
+        stored = self.events.append(event, while_job_open=while_job_open)
         if stored:
             for callback in self._published:
                 callback()

@@ -275,7 +275,7 @@ def test_a_dataset_arrival_delivered_thrice_is_ingested_once_and_kept(world):
 # --- Batch Job State Change (batch_state) --------------------------------------------------
 @pytest.mark.parametrize("order", ["reversed", 4, 5, 6])  # reversed, or shuffled by a seed
 def test_batch_states_delivered_thrice_move_a_job_forward_once(world, order):
-    from shared.adapters.runners import BATCH_EVENT
+    from shared.adapters.runners import BATCH_EVENT, LOCAL_QUEUE_ARN
     from shared.routing import LOCAL_BATCH_SOURCE
 
     c = world.c
@@ -304,7 +304,7 @@ def test_batch_states_delivered_thrice_move_a_job_forward_once(world, order):
             {
                 "jobId": runner_id,
                 "jobName": f"crucible-trainer-{job.id}",
-                "jobQueue": "gpu",
+                "jobQueue": LOCAL_QUEUE_ARN.format(c.settings.names.gpu_queue),
                 "status": status,
                 "parameters": {
                     "job_id": str(job.id),
@@ -342,7 +342,7 @@ def test_batch_states_delivered_thrice_move_a_job_forward_once(world, order):
 def test_evaluator_states_delivered_thrice_end_a_leaderboard_job_once(world):
     """An evaluator that died (its runner job FAILED before it reported): the leaderboard
     job fails once, its slot among the user's concurrent jobs is given back once."""
-    from shared.adapters.runners import BATCH_EVENT
+    from shared.adapters.runners import BATCH_EVENT, LOCAL_QUEUE_ARN
     from shared.models import Evaluation
     from shared.routing import LOCAL_BATCH_SOURCE
 
@@ -367,6 +367,7 @@ def test_evaluator_states_delivered_thrice_end_a_leaderboard_job_once(world):
             BATCH_EVENT,
             {
                 "jobId": runner_id,
+                "jobQueue": LOCAL_QUEUE_ARN.format(c.settings.names.cpu_queue),
                 "status": status,
                 "statusReason": "exit code 137",
                 "parameters": {"job_id": job.id, "job_type": "evaluator"},

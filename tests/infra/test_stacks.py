@@ -810,6 +810,12 @@ def test_the_cloud_batch_rule_takes_aws_batch_only(synth, env):
         if r["Properties"]["Name"] == f"crucible-{env}-batch-job-state-change"
     ]
     assert rule["EventPattern"]["source"] == ["aws.batch"]
+    # Batch reports every stage's jobs on the account's default bus: only this stage's
+    # queues reach this stage's handler.
+    assert rule["EventPattern"]["detail"]["jobQueue"] == [
+        {"suffix": f":job-queue/crucible-{env}-gpu"},
+        {"suffix": f":job-queue/crucible-{env}-cpu"},
+    ]
     # The local stack keeps its job runner's source (it has no forgers to fear).
     (route,) = [r for r in ROUTES if r.name == "batch-job-state-change"]
     local = route.pattern(ResourceNames.for_stage("local"), cloud=False)

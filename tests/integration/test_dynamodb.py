@@ -6,11 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.adapters.dynamodb.identity import DynamoUsers
+from shared.adapters.dynamodb.jobs import DynamoJobs
 from shared.adapters.dynamodb.projects import DynamoTags
 from shared.adapters.dynamodb.push import DynamoConnections, DynamoEventLog
 from shared.errors import Conflict
 from shared.events import ProgressEvent
-from shared.models import Connection, Subscription
+from shared.models import Connection, Subscription, TrainingJob
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +70,32 @@ def test_events_append_once(container):
     assert log.append(ev) is True
     assert log.append(ev) is False
     assert [e.event_id for e in log.recent("job:pub1", limit=10)] == [ev.event_id]
+
+
+def test_news_of_a_job_is_stored_only_while_it_has_not_ended(container):
+    log, jobs = DynamoEventLog(container.table, ttl_s=600), container.jobs
+    job = DynamoJobs(container.table).create(
+        TrainingJob(
+            id=0,
+            owner_id=1,
+            framework="timm",
+            model_name="resnet18",
+            task_type="image_classification",
+        )
+    )
+
+    def news(n):
+        return ProgressEvent(topic=f"job:{job.id}", kind="status", event_id=f"n{n}-{job.id}")
+
+    assert log.append(news(1), while_job_open=job.id) is True
+    assert jobs.advance(job.id, "failed", error="boom") is not None
+    assert log.append(news(2), while_job_open=job.id) is False  # computed before, told after
+    assert log.append(news(2)) is True  # unguarded news is still stored
+    assert log.append(news(3), while_job_open=10**12) is False  # no such job
+    assert [e.event_id for e in log.recent(f"job:{job.id}", limit=5)] == [
+        f"n1-{job.id}",
+        f"n2-{job.id}",
+    ]
 
 
 def test_connections_expire_and_are_removed_with_their_subscriptions(container):

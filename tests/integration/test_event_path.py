@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from shared.adapters.runners import LOCAL_QUEUE_ARN
 from shared.models import Principal, Subscription
 
 pytestmark = pytest.mark.integration
@@ -95,10 +96,11 @@ def test_batch_state_changes_reach_job_followers_once(container, dispatcher):
     _, inbox = listen(container, topic=f"job:{job}", fmt="seed003")
     events = container.client("events")
 
-    def emit(status):
+    def emit(status, queue=container.settings.names.gpu_queue):
         detail = {
             "jobId": f"batch-{job}",
             "jobName": job,
+            "jobQueue": LOCAL_QUEUE_ARN.format(queue),
             "status": status,
             "parameters": {"job_id": job},
         }
@@ -112,6 +114,8 @@ def test_batch_state_changes_reach_job_followers_once(container, dispatcher):
             ]
         )
 
+    # another stage's runner jobs share the default bus: its rule does not take them
+    emit("FAILED", queue="crucible-otherstage-gpu")
     for status in ("RUNNABLE", "RUNNING", "RUNNING", "SUCCEEDED", "SUCCEEDED"):
         emit(status)
     got = drain(inbox, 3)

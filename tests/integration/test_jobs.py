@@ -89,6 +89,7 @@ def runner(container, tmp_path, monkeypatch):
             {"trainer": [sys.executable, "-c", FAKE_JOB]},
             env={},
             log_dir=tmp_path,
+            queues=container.settings.names.job_queues,
             grace_s=5,
         )
 

@@ -93,6 +93,7 @@ def fake_runner(c, log_dir: Path, bus=None, mode: str = "long") -> LocalJobRunne
         log_dir=log_dir,
         grace_s=5,
         poll_s=0.2,
+        queues=c.settings.names.job_queues,
     )
 
 
@@ -250,8 +251,22 @@ def test_a_trainer_killed_with_sigkill_fails_the_job_with_its_exit(c, tmp_path):
     os.kill(trainer_pid(run._procs[submitted.runner_job_id].pid), signal.SIGKILL)
     failed = wait_status(c, job.id, {"failed"})
     assert "exit code 137" in failed.error
-    last = c.push.events.recent(f"job:{job.id}", limit=20)[-1]
-    assert last.kind == "error" and "exit code 137" in last.data["message"]
+    # The job is stored failed, then its error is published: wait for both, and for every
+    # state change the runner sent to be handled, so that anything told later shows here.
+    sqs, url = c.client("sqs"), c.resources["queues"]["batch-job-state-change"]
+    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+    def told():
+        events = c.push.events.recent(f"job:{job.id}", limit=20)
+        left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"]
+        drained = all(int(left.get(n, 0)) == 0 for n in counts)
+        return drained and any(e.kind == "error" for e in events) and events
+
+    events = until(told, "the error told and the runner's changes handled")
+    last = events[-1]  # the final state is the last thing followers hear
+    assert last.kind == "error" and "exit code 137" in last.data["message"], [
+        (e.kind, e.timestamp.isoformat(), e.data) for e in events
+    ]
 
 
 class DroppingBus:
@@ -414,7 +429,7 @@ from shared.wiring import build
 
 c = build(load_settings(stage=sys.argv[1]))
 run = LocalJobRunner(c.bus, {"trainer": [sys.executable, "-c", sys.argv[3]]}, env={},
-                     log_dir=Path(sys.argv[2]), grace_s=5)
+                     log_dir=Path(sys.argv[2]), grace_s=5, queues=c.settings.names.job_queues)
 ids = [run.submit(j, job_type="trainer", queue="gpu", attempt=1) for j in sys.argv[4:]]
 print(json.dumps(ids), flush=True)
 time.sleep(600)
@@ -474,6 +489,7 @@ def test_dead_letters_are_replayed_to_their_handlers(c):
     ran, ended = (queued(c, new_job(c)) for _ in range(2))
     for job in (ran, ended):
         c.job_repository.set_runner(job.id, job.attempt, f"b-{job.id}")
+    gpu_queue = c.settings.names.gpu_queue
 
     def change(job, status):
         return {
@@ -483,6 +499,7 @@ def test_dead_letters_are_replayed_to_their_handlers(c):
             "source": "aws.batch",
             "detail": {
                 "jobId": f"b-{job.id}",
+                "jobQueue": f"arn:aws:batch:eu-west-1:123456789012:job-queue/{gpu_queue}",
                 "status": status,
                 "parameters": {"job_id": str(job.id), "job_type": "trainer"},
             },

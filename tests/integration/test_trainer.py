@@ -47,6 +47,7 @@ def runner(container, tmp_path):
         {"trainer": [sys.executable, "-m", "crucible_trainer"]},
         env=env,
         log_dir=tmp_path,
+        queues=container.settings.names.job_queues,
         grace_s=20,
     )
 

@@ -79,6 +79,7 @@ def make_runner(container, tmp_path, **env) -> LocalJobRunner:
             **env,
         },
         log_dir=tmp_path,
+        queues=container.settings.names.job_queues,
         grace_s=20,
     )
 

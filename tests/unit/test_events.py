@@ -97,3 +97,27 @@ def test_batch_events_without_a_known_status_or_a_job_id_are_ignored():
         "status": "ignored",
         "batch_job_id": "b1",
     }
+
+
+def test_dead_letter_replay_matches_the_rules_as_eventbridge_does():
+    from functions.events.reconciler import matches
+    from shared.routing import ROUTES
+    from shared.settings import ResourceNames
+
+    (route,) = [r for r in ROUTES if r.name == "batch-job-state-change"]
+    pattern = route.pattern(ResourceNames.for_stage("dev"), cloud=True)
+
+    def change(queue: str) -> dict:
+        arn = f"arn:aws:batch:eu-west-1:123456789012:job-queue/{queue}"
+        return {
+            "source": "aws.batch",
+            "detail-type": "Batch Job State Change",
+            "detail": {"jobQueue": arn, "status": "RUNNING"},
+        }
+
+    assert matches(pattern, change("crucible-dev-gpu"))
+    assert matches(pattern, change("crucible-dev-cpu"))
+    assert not matches(pattern, change("crucible-staging-gpu"))  # another stage's job
+    assert not matches(pattern, {**change("crucible-dev-gpu"), "source": "crucible.local-batch"})
+    with pytest.raises(ValueError, match="wildcard"):
+        matches({"a": [{"wildcard": "*"}]}, {"a": "x"})

@@ -158,7 +158,7 @@ def test_flat_metric_entries():
 
 
 class Pushed(list):
-    def publish(self, event):
+    def publish(self, event, *, while_job_open=None):
         self.append(event)
 
 

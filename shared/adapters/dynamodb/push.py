@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.adapters.dynamodb.table import Table, from_ddb
+from shared.adapters.dynamodb.table import Check, Table, from_ddb
 from shared.events import ProgressEvent
-from shared.models import Connection, Subscription
+from shared.models import TERMINAL_STATUSES, Connection, Subscription
 
 
 class DynamoConnections:
@@ -75,7 +75,7 @@ class DynamoEventLog:
         self.t = table
         self.ttl_s = ttl_s
 
-    def append(self, event: ProgressEvent) -> bool:
+    def append(self, event: ProgressEvent, *, while_job_open: int | None = None) -> bool:
         expires = int(time.time()) + self.ttl_s
         lock = {
             "PK": f"EVENT#{event.event_id}",
@@ -90,7 +90,16 @@ class DynamoEventLog:
             **event.model_dump(mode="json"),
             "expires_at": expires,
         }
-        return self.t.transact_new(lock, item)
+        check = None
+        if while_job_open is not None:  # its item, as DynamoJobs keeps it
+            ended = {f":e{i}": s for i, s in enumerate(sorted(TERMINAL_STATUSES))}
+            check = Check(
+                key={"PK": f"JOB#{while_job_open}", "SK": "JOB"},
+                condition=f"attribute_exists(PK) AND NOT (#status IN ({', '.join(ended)}))",
+                names={"#status": "status"},
+                values=ended,
+            )
+        return self.t.transact_new(lock, item, check=check)
 
     def claim(self, event_id: str, connection_id: str) -> bool:
         """``SENT#<event id>`` / ``CONN#<id>``, written once: a record the stream hands over

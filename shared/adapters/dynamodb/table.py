@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +69,16 @@ def pad_id(n: int) -> str:
     return f"{n:012d}"
 
 
+@dataclass(frozen=True)
+class Check:
+    """A condition another item must meet for a transaction to go through."""
+
+    key: dict[str, Any]
+    condition: str
+    names: dict[str, str]
+    values: dict[str, Any]
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
     code = exc.response["Error"]["Code"]
     if code == "ConditionalCheckFailedException":
@@ -96,7 +107,11 @@ class Table:
         self.name = name
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        out = self.client.get_item(TableName=self.name, Key=_to_ddb({"PK": pk, "SK": sk}))
+        """The item as last written (a strongly consistent read: state machines read
+        what they are about to decide on, and a client reads what it just created)."""
+        out = self.client.get_item(
+            TableName=self.name, Key=_to_ddb({"PK": pk, "SK": sk}), ConsistentRead=True
+        )
         return from_ddb(out["Item"]) if "Item" in out else None
 
     def put_new(self, item: dict[str, Any]) -> bool:
@@ -116,21 +131,33 @@ class Table:
     def put(self, item: dict[str, Any]) -> None:
         self.client.put_item(TableName=self.name, Item=_to_ddb(item))
 
-    def transact_new(self, *items: dict[str, Any]) -> bool:
-        """Create several items atomically, none of which may exist; False on a clash."""
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.name,
-                            "Item": _to_ddb(it),
-                            "ConditionExpression": "attribute_not_exists(PK)",
-                        }
+    def transact_new(self, *items: dict[str, Any], check: Check | None = None) -> bool:
+        """Create several items atomically, none of which may exist; False on a clash, or
+        when ``check`` does not hold of its item."""
+        puts: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.name,
+                    "Item": _to_ddb(it),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+            for it in items
+        ]
+        if check is not None:
+            puts.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.name,
+                        "Key": _to_ddb(check.key),
+                        "ConditionExpression": check.condition,
+                        "ExpressionAttributeNames": check.names,
+                        "ExpressionAttributeValues": _to_ddb(check.values),
                     }
-                    for it in items
-                ]
+                }
             )
+        try:
+            self.client.transact_write_items(TransactItems=puts)
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return False
