@@ -14,8 +14,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, Client, Stack
+
+# What a person waits for on a busy 2-core machine (analyses and training run alongside);
+# a test that waits longer for something says so itself.
+expect.set_options(timeout=30_000)
 
 pytestmark = pytest.mark.browser
 

@@ -32,11 +32,11 @@ export function Login({ onSignedIn }: { onSignedIn: () => void }) {
       <h1>Crucible</h1>
       <p class="muted">Cry analysis, ASR and vision training, and a research leaderboard.</p>
       <form onSubmit={submit} class="card">
-        <div class="tabs">
-          <button type="button" class={mode === "login" ? "on" : ""} onClick={() => setMode("login")}>
+        <div class="tabs" role="tablist">
+          <button type="button" role="tab" aria-selected={mode === "login"} class={mode === "login" ? "on" : ""} onClick={() => setMode("login")}>
             Sign in
           </button>
-          <button type="button" class={mode === "register" ? "on" : ""} onClick={() => setMode("register")}>
+          <button type="button" role="tab" aria-selected={mode === "register"} class={mode === "register" ? "on" : ""} onClick={() => setMode("register")}>
             Register
           </button>
         </div>
