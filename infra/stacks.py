@@ -9,6 +9,7 @@ from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.api import RestApi, WebSocketApi
 from infra.constructs.batch import Batch
+from infra.constructs.console import Console
 from infra.constructs.events import Events
 from infra.constructs.functions import Functions
 from infra.constructs.monitoring import Monitoring
@@ -35,7 +36,8 @@ class DataStack(cdk.Stack):
 
 
 class AppStack(cdk.Stack):
-    """Functions, APIs, event wiring, Batch, MLflow and alarms."""
+    """Functions, APIs, event wiring, Batch, MLflow, alarms, and the one origin
+    (CloudFront) that serves the console, the API and the WebSockets."""
 
     def __init__(
         self, scope: Construct, id: str, *, config: EnvironmentConfig, data: DataStack, **kwargs
@@ -46,6 +48,7 @@ class AppStack(cdk.Stack):
         self.functions = Functions(self, "Functions", env=config, names=names, data=refs)
         self.api = RestApi(self, "Rest", env=config, functions=self.functions)
         self.websocket = WebSocketApi(self, "WebSocket", env=config, functions=self.functions)
+        self.console = Console(self, "Console", env=config, api=self.api, websocket=self.websocket)
         self.events = Events(
             self, "Events", stage=config.name, names=names, functions=self.functions, data=refs
         )
@@ -70,6 +73,12 @@ class AppStack(cdk.Stack):
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url)
         cdk.CfnOutput(self, "WebSocketUrl", value=self.websocket.stage.url)
         cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking.uri)
+        cdk.CfnOutput(
+            self,
+            "ConsoleUrl",
+            value=f"https://{self.console.distribution.distribution_domain_name}/",
+            description="The console, the API and every seed's WebSocket paths on one origin",
+        )
 
 
 def environment_stacks(app: cdk.App, config: EnvironmentConfig) -> tuple[DataStack, AppStack]:

@@ -530,6 +530,8 @@ def test_batch_state_role(synth):
         "dynamodb:GetItem": ["EVALUATION#*", "JOB#*"],
         "dynamodb:UpdateItem": ["ACTIVE#*", "EVALUATION#*", "JOB#*"],  # the job, its owner's slots
         "dynamodb:PutItem": ["EVENT#*", "EVENTS#job:*"],
+        # its news is stored only while the job has not ended (shared/adapters/dynamodb/push.py)
+        "dynamodb:ConditionCheckItem": ["JOB#*"],
     }
     # The active-job counters live outside the user's partition.
     (counters, _) = active_key(7)
