@@ -103,7 +103,7 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 npx --yes aws-cdk@2.1148
 synth: $(VENV)/.installed  ## templates for ENV=dev|staging|prod (cdk-nag runs; findings fail it)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet -c env=$(ENV)
 
-deploy: $(VENV)/.installed  ## needs AWS credentials and Docker (image assets)
+deploy: $(VENV)/.installed console  ## needs AWS credentials and Docker (image assets); uploads the console build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c env=$(ENV) --require-approval broadening
 
 catalogue: $(VENV)/.installed  ## regenerate shared/catalogue_timm.json from timm's registry (commit it)

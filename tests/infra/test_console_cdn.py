@@ -22,7 +22,6 @@ from aws_cdk import aws_apigatewayv2 as apigwv2  # noqa: E402
 from aws_cdk import aws_cloudfront as cloudfront  # noqa: E402
 from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
-from infra.app import build  # noqa: E402
 from infra.config import load  # noqa: E402
 from infra.constructs.console import (  # noqa: E402
     API_PATHS,
@@ -46,19 +45,9 @@ ALL_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    """The app as ``make synth ENV=dev`` builds it (cdk-nag included), once."""
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    out = tmp_path_factory.mktemp("cdk.out")
-    app = build(cdk.App(context={**context, "env": ENV}, outdir=str(out)))
-    app.synth()  # raises if cdk-nag reports any unacknowledged finding
-    stack = next(s for s in app.node.children if s.node.id == f"crucible-{ENV}-app")
-    return {"out": out, "t": Template.from_stack(stack)}
-
-
-@pytest.fixture(scope="module")
 def t(synth):
-    return synth["t"]
+    """The app stack of ``ENV``, from the one synthesis of the app (tests/infra/conftest.py)."""
+    return synth["t"][f"crucible-{ENV}-app"]
 
 
 def _only(t: Template, kind: str) -> tuple[str, dict]:

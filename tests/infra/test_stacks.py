@@ -35,16 +35,6 @@ TOPIC_KINDS = re.match(r"\^\(([a-z|]+)\)", TOPIC_RE.pattern)[1].split("|")
 RESOURCE_CLASSES = DEFAULT_RESOURCE_CLASSES  # cdk.json sets none: the seed's small and medium
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    out = tmp_path_factory.mktemp("cdk.out")
-    app = build(cdk.App(context=context, outdir=str(out)))
-    app.synth()  # raises if cdk-nag reports any unacknowledged finding
-    stacks = {s.stack_name: s for s in app.node.children if isinstance(s, cdk.Stack)}
-    return {"out": out, "t": {name: Template.from_stack(stack) for name, stack in stacks.items()}}
-
-
 def data(synth, env):
     return synth["t"][f"crucible-{env}-data"]
 
