@@ -455,6 +455,22 @@ class TrainingService:
             raise NotFound("No training process is running.", code="NO_TRAINING")
         return self.stop(actor, job.id)
 
+    def checkpoints(self, actor: Principal, job_id: int) -> list[dict[str, Any]]:
+        """The job's stored checkpoints (``best``, ``last``), each with its key, size and
+        version: what a resume starts from and what predictions load."""
+        self.get(actor, job_id)
+        out = []
+        for name, key in (
+            ("best", keys.best_checkpoint(job_id)),
+            ("last", keys.last_checkpoint(job_id)),
+        ):
+            found = self.artifacts.head(key)
+            if found is not None:
+                out.append(
+                    {"name": name, "path": key, "size_bytes": found["size"], "etag": found["etag"]}
+                )
+        return out
+
     # --- predictions from checkpoints (seed 002's /test-inference, seed 000's /inference) --
     def checkpoint_of(self, job: TrainingJob) -> Checkpoint | None:
         """The job's best checkpoint, else its last one, with the version found (one HEAD

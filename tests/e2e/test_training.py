@@ -46,7 +46,7 @@ def job(client, dataset, epochs):
     return r.json()
 
 
-def test_train_to_completion_with_live_messages(stack, alice, dataset):
+def test_train_to_completion_with_live_messages(stack, alice, bob, dataset):
     j = job(alice, dataset, epochs=3)
     assert j["status"] == "pending" and j["primary_metric"] == "accuracy"
 
@@ -85,6 +85,13 @@ def test_train_to_completion_with_live_messages(stack, alice, dataset):
     )
     assert len(paged.json()["images"]) == 2
     assert alice.http.get("/validation/images/999999999").status_code == 404
+
+    # Its checkpoints, best first; nobody else's to list.
+    stored = alice.http.get(f"/training/jobs/{j['id']}/checkpoints").json()
+    assert [c["name"] for c in stored] == ["best", "last"], stored
+    assert stored[1]["path"] == f"jobs/{j['id']}/checkpoints/last.pt"
+    assert all(c["size_bytes"] > 1000 and c["etag"] for c in stored)
+    assert bob.http.get(f"/training/jobs/{j['id']}/checkpoints").status_code == 404
 
     # Predictions from the checkpoint.
     r = alice.http.post(

@@ -8,7 +8,12 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from functions.api.deps import CurrentUser, InternalCaller, Services
 from functions.api.routers.common import ErrorOut
-from functions.api.routers.training_schemas import CallbackIn, TrainingJobIn, TrainingJobOut
+from functions.api.routers.training_schemas import (
+    CallbackIn,
+    CheckpointOut,
+    TrainingJobIn,
+    TrainingJobOut,
+)
 
 router = APIRouter(prefix="/training", tags=["training"])
 _errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
@@ -87,6 +92,12 @@ def job_logs(
         }
         for i, r in enumerate(rows)
     ]
+
+
+@router.get("/jobs/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=_errors)
+def job_checkpoints(job_id: int, principal: CurrentUser, c: Services) -> list[dict]:
+    """The job's stored checkpoints, best first (none before its first epoch ends)."""
+    return c.training.checkpoints(principal, job_id)
 
 
 @router.post("/stop/{job_id}", responses=_errors)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -96,3 +96,14 @@ class CallbackIn(BaseModel):
     job_id: int
     event: str
     data: dict = {}
+
+
+class CheckpointOut(BaseModel):
+    name: Literal["best", "last"] = Field(
+        description="best: the best validation so far; last: the latest epoch"
+    )
+    path: str = Field(
+        description="its key in the artifacts store (a resume or a prediction names it)"
+    )
+    size_bytes: int
+    etag: str = Field(description="changes whenever the checkpoint is replaced")
