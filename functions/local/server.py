@@ -46,6 +46,7 @@ from functions.api.app import create_app
 from functions.events import websocket as ws_handler
 from functions.local.predictor import InProcessPredictor
 from shared.adapters.push import LocalHub
+from shared.console import console_csp
 from shared.settings import Settings, load_settings
 from shared.wiring import build
 
@@ -162,25 +163,17 @@ async def serve_socket(
         await run_in_threadpool(ws_handler.handle, _event("$disconnect", cid), container)
 
 
-# The console's own page may only load itself: scripts, styles and sockets from this origin;
-# blob: for the recordings and images it fetches with its token; inline styles for uPlot.
-CONSOLE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-
-
-def serve_console(app: FastAPI, dist: Path) -> None:
+def serve_console(app: FastAPI, dist: Path, storage: Sequence[str] = ()) -> None:
     """The web console (a static build, console/) at ``/`` and ``/assets/``, as CloudFront
-    serves it in AWS; every other path stays the API's."""
+    serves it in AWS; every other path stays the API's. ``storage``: the origins its
+    presigned transfers go to (the emulator's)."""
     from fastapi.responses import FileResponse, HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
     dist = dist.resolve()
     headers = {
         "Cache-Control": "no-cache",
-        "Content-Security-Policy": CONSOLE_CSP,
+        "Content-Security-Policy": console_csp(storage),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
@@ -200,6 +193,11 @@ def serve_console(app: FastAPI, dist: Path) -> None:
     app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), name="console")
 
 
+def origins(hosts: Sequence[str], port: int) -> list[str]:
+    """The browser origins of the dev server's pages: each Host name it answers, on its port."""
+    return [f"http://{host}:{port}" for host in hosts]
+
+
 def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
     """The ``Host`` names the dev server answers: loopback, the address it listens on
     (not a wildcard one, which names no host), and ``extra``."""
@@ -214,9 +212,14 @@ def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
 
 
 def create_local_app(
-    settings: Settings, hub: LocalHub | None = None, *, hosts: Sequence[str] = LOOPBACK_HOSTS
+    settings: Settings,
+    hub: LocalHub | None = None,
+    *,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
+    storage: Sequence[str] = (),
 ) -> FastAPI:
-    """The API and the WebSocket endpoints, answering only the Host names ``hosts``."""
+    """The API, the WebSocket endpoints and the console, answering only the Host names
+    ``hosts``; ``storage``: where presigned URLs point (the console may reach it)."""
     hub = hub or LocalHub()
     trainer_path = str(Path(settings.local_trainer_path).resolve())
     container = build(
@@ -245,7 +248,7 @@ def create_local_app(
         """Any topic (?topic=job:5) in any format (?format=crucible|seed000|seed003)."""
         await serve_socket(ws, hub, container, params(ws))
 
-    serve_console(app, Path(settings.console_dir))
+    serve_console(app, Path(settings.console_dir), storage)
 
     # Against DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends
     # ``Host: evil.example``, and gets 400 (a WebSocket: refused), whatever its origin.
@@ -446,7 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         mlflow_ui = MlflowUI(tracking, args.mlflow_port, data_dir / "mlflow" / "ui.log")
         os.environ.setdefault("CRUCIBLE_MLFLOW_UI_URL", mlflow_ui.url)
     settings = load_settings()
-    emulator.cors_origins = settings.cors_origins  # the uploads bucket's CORS rules in AWS
+    hosts = allowed_hosts(args.host, args.allowed_host)
+    # the uploads bucket's CORS rules in AWS; here also the console's own origins, whose
+    # pages send large files straight to the emulator's presigned URLs
+    emulator.cors_origins = [*settings.cors_origins, *origins(hosts, args.port)]
     emulator.start()
     log.info("AWS emulator on %s, state in %s", emulator.endpoint, emulator.state_dir)
     dispatcher = watch = None
@@ -456,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         if mlflow_ui:
             mlflow_ui.start()
             log.info("MLflow UI on %s", mlflow_ui.url)
-        app = create_local_app(settings, hosts=allowed_hosts(args.host, args.allowed_host))
+        app = create_local_app(settings, hosts=hosts, storage=[emulator.endpoint])
         resources = ensure_resources(app.state.container)
         dispatcher = Dispatcher(app.state.container, resources["queues"]).start()
 

@@ -27,6 +27,7 @@ from constructs import Construct
 from infra.config import EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.api import RestApi, WebSocketApi
+from shared.console import console_csp
 from shared.settings import ResourceNames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,15 +61,6 @@ WEBSOCKET_HEADERS = (
     "Sec-WebSocket-Protocol",
     "Sec-WebSocket-Extensions",
 )
-# The console's own page may load only itself, as functions/local/server.py's CONSOLE_CSP
-# (which tests/infra/test_console_cdn.py holds this to): scripts, styles and sockets from
-# this origin; blob: for what it fetches with its token; inline styles for uPlot. In AWS
-# it also sends large uploads straight to the uploads bucket (``console_csp``).
-CONSOLE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
 HSTS = cloudfront.ResponseHeadersStrictTransportSecurity(
     access_control_max_age=cdk.Duration.days(730), include_subdomains=True, override=True
 )
@@ -80,15 +72,14 @@ NOT_BUILT_PAGE = (
 )
 
 
-def console_csp(uploads_bucket: str, region: str) -> str:
-    """``CONSOLE_CSP`` with the uploads bucket's S3 endpoints added to ``connect-src``:
-    the console POSTs and PUTs files above the API's 10 MB cap to presigned URLs there
-    (console/src/recordings/upload.ts), global or regional as boto3 signs them."""
-    connect = "connect-src 'self' ws: wss:"
-    if CONSOLE_CSP.count(connect) != 1:
-        raise ValueError(f"CONSOLE_CSP must have one {connect!r} to add the uploads bucket to")
-    s3 = f"https://{uploads_bucket}.s3.amazonaws.com https://{uploads_bucket}.s3.{region}.amazonaws.com"
-    return CONSOLE_CSP.replace(connect, f"{connect} {s3}")
+def uploads_origins(uploads_bucket: str, region: str) -> tuple[str, str]:
+    """The uploads bucket's S3 origins, global and regional as boto3 signs presigned URLs:
+    the console POSTs and PUTs files above the API's limit there
+    (console/src/recordings/upload.ts), and large files' playback is redirected there."""
+    return (
+        f"https://{uploads_bucket}.s3.amazonaws.com",
+        f"https://{uploads_bucket}.s3.{region}.amazonaws.com",
+    )
 
 
 def ws_rewrite_code(stage: str) -> str:
@@ -137,7 +128,9 @@ class Console(Construct):
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
                     content_security_policy=console_csp(
-                        ResourceNames.for_stage(env.name).uploads_bucket, stack.region
+                        uploads_origins(
+                            ResourceNames.for_stage(env.name).uploads_bucket, stack.region
+                        )
                     ),
                     override=True,
                 ),

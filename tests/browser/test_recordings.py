@@ -12,7 +12,6 @@ import csv
 import io
 import json
 
-import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import expect
@@ -249,21 +248,9 @@ def test_drop_two_recordings_watch_them_analysed_and_read_one(page, stack, tmp_p
     page.wait_for_function(DRAWN, arg='[data-testid="spectrogram"]')
 
 
-def cors_allows(stack, origin: str) -> bool:
-    """Whether the storage the presigned URLs name lets ``origin`` send to it (the
-    bucket's CORS rules; the local stack's are CRUCIBLE_CORS_ORIGINS)."""
-    r = httpx.options(
-        stack.emulator_endpoint + "/",
-        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
-        timeout=10,
-    )
-    return r.status_code == 200 and r.headers.get("access-control-allow-origin") == origin
-
-
 def test_a_large_recording_goes_straight_to_storage(page, stack, tmp_path):
-    """Over 4 MB: a presigned POST from the browser to storage, where the bucket's CORS
-    rules allow this origin (and the console's CSP lets it connect there); where they
-    do not, the console says so and sends it through the API. Either way it is
+    """Over 4 MB: a presigned POST from the browser straight to storage (the local stack
+    allows its own pages in the emulator's CORS rules and its console's CSP); it is
     registered and analysed, and the list shows it."""
     me = Client(stack)
     sr = 48_000
@@ -278,14 +265,8 @@ def test_a_large_recording_goes_straight_to_storage(page, stack, tmp_path):
     item = page.get_by_test_id("upload-item")
     expect(item).to_have_attribute("data-state", "uploaded", timeout=60_000)
     expect(item.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
-    if cors_allows(stack, stack.base):
-        expect(item).to_have_attribute("data-route", "presigned-post")
-        expect(item.locator(".notice")).to_have_count(0)
-    else:  # what CRUCIBLE_CORS_ORIGINS is for: said on the page, not silently slower
-        expect(item).to_have_attribute("data-route", "api")
-        expect(item.locator(".notice")).to_contain_text(
-            f"Direct upload to storage failed (The browser could not reach {stack.emulator_endpoint}"
-        )
+    expect(item).to_have_attribute("data-route", "presigned-post")
+    expect(item.locator(".notice")).to_have_count(0)  # no fallback through the API
     row = page.get_by_test_id("recording-row").filter(has_text="long night.wav")
     expect(row.get_by_test_id("row-status")).to_have_text("completed", timeout=ANALYSED)
     f = me.http.get("/audio-files/").json()["files"][0]

@@ -148,7 +148,7 @@ def test_console_bucket_is_private_and_read_through_origin_access_control(t):
 
 
 def test_console_answers_carry_the_security_headers(t):
-    from functions.local.server import CONSOLE_CSP
+    from shared.console import console_csp
 
     config = _config(t)
     policy_ref = config["DefaultCacheBehavior"]["ResponseHeadersPolicyId"]["Ref"]
@@ -157,8 +157,8 @@ def test_console_answers_carry_the_security_headers(t):
     # the policy the local stack serves the console with, and where presigned uploads go
     uploads = ResourceNames.for_stage(ENV).uploads_bucket
     s3 = f"https://{uploads}.s3.amazonaws.com https://{uploads}.s3.us-east-1.amazonaws.com"
-    csp = CONSOLE_CSP.replace("connect-src 'self' ws: wss:", f"connect-src 'self' ws: wss: {s3}")
-    assert csp != CONSOLE_CSP
+    csp = console_csp(s3.split())
+    assert f"connect-src 'self' ws: wss: {s3};" in csp
     assert headers["ContentSecurityPolicy"] == {"ContentSecurityPolicy": csp, "Override": True}
     hsts = headers["StrictTransportSecurity"]
     assert hsts["AccessControlMaxAgeSec"] >= 365 * 86400 and hsts["IncludeSubdomains"]
