@@ -122,11 +122,14 @@ def test_watch_a_job_train_then_inspect_and_try_it(page: Page, stack):
     expect(total).to_have_text("8 images")
     expect(rows).to_have_count(8)
 
-    # The checkpoint the trainer saved, as its event said.
-    expect(page.get_by_test_id("checkpoints")).to_contain_text(
-        f"jobs/{job['id']}/checkpoints/last.pt"
-    )
+    # The checkpoints the trainer saved: as its events said, and as stored after a reload.
+    saved = page.get_by_test_id("checkpoints")
+    expect(saved).to_contain_text(f"jobs/{job['id']}/checkpoints/last.pt")
     shot(page, "training-job-done")
+    page.reload()
+    expect(saved.locator("tbody tr")).to_have_count(2)  # best.pt and last.pt
+    expect(saved).to_contain_text(f"jobs/{job['id']}/checkpoints/best.pt")
+    expect(saved).to_contain_text("before this page opened")
 
     # A prediction on an image dropped on the test-inference zone.
     png = base64.b64encode(make.png("circle", seed=99)).decode()

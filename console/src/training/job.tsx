@@ -10,7 +10,7 @@ import { Fragment, type ComponentChildren } from "preact";
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
 import { API, get, post, request } from "../api";
 import type { Route } from "../router";
-import { Card, ErrorBox, Progress, Status, fmtNum, fmtTime } from "../ui";
+import { Card, ErrorBox, Progress, Status, fmtBytes, fmtNum, fmtTime, usePoll } from "../ui";
 import { follow, type LiveEvent } from "../ws";
 import { ConfusionMatrix, LineChart, PALETTE, type Curve } from "./charts";
 import { ACTIVE, JobLive, TERMINAL, isNum, type CheckpointSeen, type LogLine, type MetricRow } from "./live";
@@ -337,44 +337,62 @@ function ConfigCard({ job }: { job: Job }) {
   );
 }
 
+interface StoredCheckpoint {
+  name: "best" | "last";
+  path: string;
+  size_bytes: number;
+  etag: string;
+}
+
 function Checkpoints({ job, seen, status }: { job: Job; seen: CheckpointSeen[]; status: string }) {
   const from = typeof job.advanced_config?.resume_from === "string" ? job.advanced_config.resume_from : null;
+  // What is stored (read again whenever a save is told or the status moves), with the
+  // epoch and time of the saves seen live since the page opened.
+  const { data: stored, error } = usePoll<StoredCheckpoint[]>(
+    () => get(`${API}/training/jobs/${job.id}/checkpoints`),
+    [job.id, seen.length, status],
+  );
+  const told = new Map(seen.map((c) => [c.path, c]));
   return (
     <Card title="Checkpoints">
       <p class="muted">
         The job keeps its latest state as <code>last.pt</code> and its best weights as <code>best.pt</code> under{" "}
-        <code>{job.output_dir}</code>; each save is listed here as it happens.
+        <code>{job.output_dir}</code>.
       </p>
       {from && (
         <p>
           Continues from <code>{from}</code>
         </p>
       )}
-      {seen.length ? (
+      <ErrorBox error={error} />
+      {stored?.length ? (
         <table data-testid="checkpoints">
           <thead>
             <tr>
               <th>Checkpoint</th>
+              <th class="num">Size</th>
               <th class="num">Epoch</th>
               <th>Saved</th>
             </tr>
           </thead>
           <tbody>
-            {seen
-              .sort((a, b) => a.path.localeCompare(b.path))
-              .map((c) => (
+            {stored.map((c) => {
+              const t = told.get(c.path);
+              return (
                 <tr key={c.path}>
                   <td>
-                    <code>{c.path}</code> {c.path.endsWith("best.pt") && <span class="chip">best</span>}
+                    <code>{c.path}</code> {c.name === "best" && <span class="chip">best</span>}
                   </td>
-                  <td class="num">{c.path.endsWith("best.pt") ? `≤ ${c.epoch}` : c.epoch}</td>
-                  <td>{fmtTime(c.at)}</td>
+                  <td class="num">{fmtBytes(c.size_bytes)}</td>
+                  <td class="num">{t ? (c.name === "best" ? `≤ ${t.epoch}` : t.epoch) : "—"}</td>
+                  <td>{t ? fmtTime(t.at) : "before this page opened"}</td>
                 </tr>
-              ))}
+              );
+            })}
           </tbody>
         </table>
       ) : (
-        <p class="muted">{ACTIVE.has(status) ? "None saved since this page opened." : "No save was seen while this page was open."}</p>
+        stored && <p class="muted">{ACTIVE.has(status) ? "None saved yet: the first comes at the end of an epoch." : "None was saved."}</p>
       )}
     </Card>
   );
