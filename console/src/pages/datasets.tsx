@@ -1,6 +1,8 @@
-// Placeholder: owned by the helper that builds the datasets area.
+// The datasets area: #/datasets (upload and list) and #/datasets/<id> (one dataset).
 import type { Route } from "../router";
+import { DatasetDetail } from "../datasets/detail";
+import { DatasetList } from "../datasets/list";
 
-export function DatasetsPage(_props: { route: Route }) {
-  return <div class="page"><h1>Datasets</h1></div>;
+export function DatasetsPage({ route }: { route: Route }) {
+  return route.path[1] ? <DatasetDetail route={route} /> : <DatasetList route={route} />;
 }
