@@ -35,6 +35,8 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="session")
 def base_url(stack: Stack) -> str:
+    built = ROOT / "console" / "dist" / "index.html"
+    assert built.is_file(), "the console is not built: run `make console` (make test does)"
     return stack.base + "/"
 
 
@@ -61,10 +63,13 @@ def _loopback_only(page):
 
 
 def shot(page, name: str) -> Path:
-    """A screenshot of the page as it is now: build/screenshots/<name>.png."""
+    """A screenshot of the page as it is now: build/screenshots/<name>.png. Then a scroll
+    there and back: after Chromium's full-page capture the next click can land elsewhere
+    until the page scrolls (seen: a form's button pressed, the form itself clicked)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    page.evaluate("() => { scrollBy(0, 1); scrollBy(0, -1); }")
     return path
 
 

@@ -39,14 +39,6 @@ def pending_job(client: Client, dataset_id: str, name: str, framework: str) -> i
     return r.json()["id"]
 
 
-def snap(page, name: str) -> None:
-    """``shot``, then a scroll there and back: after Chromium's full-page capture the next
-    click can land elsewhere (seen here: the form's create button pressed, the form itself
-    clicked) until the page scrolls."""
-    shot(page, name)
-    page.evaluate("() => { scrollBy(0, 1); scrollBy(0, -1); }")
-
-
 def rows(page):
     return page.get_by_test_id("job-row")
 
@@ -91,7 +83,7 @@ def test_new_job_from_the_form_then_the_list_follows_it(page, stack):
     page.locator("input[name='optimizer.weight_decay']").fill("7")
     page.get_by_test_id("create-job").click()
     expect(page.get_by_test_id("error-optimizer.weight_decay")).to_contain_text("weight_decay")
-    snap(page, "training-new")  # the form, and a refusal beside its field
+    shot(page, "training-new")  # the form, and a refusal beside its field
     assert alice.http.get("/workflows").json()["total"] == 10  # nothing refused was stored
 
     # fixed, and sent as a person often does: Enter in the field
@@ -122,7 +114,7 @@ def test_new_job_from_the_form_then_the_list_follows_it(page, stack):
     expect(top.get_by_test_id("job-status")).to_have_text("completed", timeout=240_000)
     expect(top.get_by_test_id("job-best")).to_contain_text(re.compile(r"\d.*accuracy"))
     expect(page.get_by_text("11 jobs · page 1 of 2")).to_be_visible()
-    snap(page, "training-list")
+    shot(page, "training-list")
 
     # paging (the API's): the oldest job is alone on page 2
     page.get_by_role("button", name="Next").click()
