@@ -20,7 +20,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 API = "/api/v1"
 # Refresh an access token this long before it expires, not after a refusal.
 REFRESH_MARGIN_S = 30
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls (but tab and newline), and the bidi overrides that reorder what shows
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Exit(IntEnum):
@@ -95,7 +96,10 @@ class TokenStore:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         tmp = self.dir / f".token.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a leftover of a write that died
+        # a new file only, never through a link someone put there
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump({"sessions": sessions}, f, indent=1)

@@ -15,9 +15,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from crucible_cli.client import Api, CliError
+
+
+class NoRedirects(connect):
+    """A handshake that follows no redirect: the token rides in the subprotocols, which
+    websockets would offer again to whatever host a redirect names."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
 
 # After this long without a message, look at the API's state (an end may have been missed).
 QUIET_S = 5.0
@@ -42,7 +52,7 @@ class Follow:
         while True:
             try:
                 token = await asyncio.to_thread(self.api.token)
-                async with websockets.connect(
+                async with NoRedirects(
                     self.api.ws_url(self.topic),
                     subprotocols=[Subprotocol("bearer"), Subprotocol(token)],
                     open_timeout=10,

@@ -38,7 +38,9 @@ class Output:
 
     def emit(self, value: Any) -> None:
         """A JSON document on one line of stdout."""
-        sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
+        # escaped for a terminal (no control character of the API's reaches it raw)
+        text = json.dumps(value, default=str, ensure_ascii=sys.stdout.isatty())
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
     def say(self, *parts: object, style: str | None = None) -> None:
@@ -52,7 +54,12 @@ class Output:
         err.print(Text(" ".join(clean(p) for p in parts), style=style or ""))
 
     def table(self, title: str | None, columns: list[str], rows: list[list[object]]) -> None:
-        t = Table(title=title, title_justify="left", header_style="bold")
+        # API text is never rich markup: a title is plain text, as every cell is
+        t = Table(
+            title=None if title is None else Text(clean(title)),
+            title_justify="left",
+            header_style="bold",
+        )
         for c in columns:
             t.add_column(c, overflow="fold")
         for row in rows:

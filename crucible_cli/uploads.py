@@ -272,6 +272,8 @@ def zip_folder(folder: Path, target: Path, prefix: str = "") -> None:
                 p = Path(root) / name
                 if name.startswith(".") or name.endswith(".pyc") or p.is_symlink():
                     continue
+                if not p.is_file():  # a FIFO or a device would block or never end
+                    continue
                 z.write(p, prefix + p.relative_to(folder).as_posix())
 
 

@@ -34,6 +34,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("CRUCIBLE_JWT_SECRET", JWT_SECRET)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests (tests/browser) run last: Playwright's sync API keeps an event loop
+    running in the main thread from its first test to the session's end, and the tests
+    that drive WebSockets with ``asyncio.run`` cannot run inside it."""
+    browser = ROOT / "tests" / "browser"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))  # stable
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from functions.local.emulator import Emulator, free_port

@@ -2,7 +2,6 @@
 // platform's error bodies ({detail} / {error: {message}}) turned into one readable message.
 
 const TOKEN_KEY = "crucible.token";
-const REFRESH_KEY = "crucible.refresh";
 
 export const API = "api/v1";
 
@@ -10,11 +9,12 @@ export function token(): string | null {
   return localStorage.getItem(TOKEN_KEY);
 }
 
-export function setTokens(access: string | null, refresh?: string | null): void {
+/** Keep the access token (an hour's) or forget it. Nothing longer-lived is kept in the
+ * page's storage: a signed-out tab, or anything that ever read it, holds nothing more. */
+export function setTokens(access: string | null): void {
   if (access) localStorage.setItem(TOKEN_KEY, access);
   else localStorage.removeItem(TOKEN_KEY);
-  if (refresh) localStorage.setItem(REFRESH_KEY, refresh);
-  else if (refresh === null || access === null) localStorage.removeItem(REFRESH_KEY);
+  localStorage.removeItem("crucible.refresh"); // what earlier builds kept
 }
 
 /** A refusal the API gave: its status, its words, and the field it names (if any). */

@@ -3,7 +3,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { API, get, setTokens, token, whenUnauthorized } from "./api";
-import { go, useRoute } from "./router";
+import { useRoute } from "./router";
 import { Home, Login } from "./pages/home";
 import { RecordingsPage } from "./pages/recordings";
 import { DatasetsPage } from "./pages/datasets";
@@ -62,8 +62,9 @@ function App() {
           class="link"
           onClick={() => {
             setTokens(null);
-            setSignedIn(false);
-            go("/");
+            // a fresh page: nothing the last account's session cached outlives it
+            location.hash = "#/";
+            location.reload();
           }}
         >
           Sign out

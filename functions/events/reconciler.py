@@ -76,6 +76,8 @@ def replay_dead_letters(c: Container, *, limit: int = 100) -> dict[str, int]:
     sqs = c.client("sqs")
     url = sqs.get_queue_url(QueueName=c.settings.names.events_dlq)["QueueUrl"]
     handlers = {r.name: importlib.import_module(r.handler).handle for r in ROUTES}
+    # the rules as deployed: in AWS (jobs on Batch) the local runner's source is not one
+    cloud = c.settings.job_runner == "batch"
     counts = {"replayed": 0, "dropped": 0, "failed": 0}
     while sum(counts.values()) < limit:
         out = sqs.receive_message(
@@ -89,7 +91,7 @@ def replay_dead_letters(c: Container, *, limit: int = 100) -> dict[str, int]:
             if event is not None:
                 outcome = "replayed"
                 for route in ROUTES:
-                    if matches(route.pattern(c.settings.names, cloud=False), event):
+                    if matches(route.pattern(c.settings.names, cloud=cloud), event):
                         try:
                             handlers[route.name](event, c)
                         except Exception:

@@ -38,13 +38,13 @@ STAGE_PATH_MARKER = '"/__STAGE__"'
 # The WebSocket paths, most specific first: ``/api/v1/ws`` must be matched before
 # ``/api/*`` (CloudFront takes the first behaviour whose pattern matches).
 WEBSOCKET_PATHS = ("/api/v1/ws", "/ws", "/ws/workflows/*")
-# Every path the REST API serves (functions/api/app.py): /api/v1, the docs, seed 000's
-# root paths (/train/start, /train/stop, /inference, /config) and seed 004's
-# (/submissions, /jobs..., /leaderboard); /jobs is both seeds'.
+# Every path the REST API serves (functions/api/app.py): /api/v1, the OpenAPI document,
+# seed 000's root paths (/train/start, /train/stop, /inference, /config) and seed 004's
+# (/submissions, /jobs..., /leaderboard); /jobs is both seeds'. Not the docs pages (/docs,
+# /redoc): they load scripts from a CDN, which must never run on the origin whose storage
+# holds the console's token; they stay on the API's own address.
 API_PATHS = (
     "/api/*",
-    "/docs*",  # /docs and /docs/oauth2-redirect
-    "/redoc",
     "/openapi.json",
     "/train/*",
     "/inference",

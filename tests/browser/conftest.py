@@ -78,7 +78,6 @@ def signed_in(page, client: Client, hash_path: str = "/"):
     the sign-in form stores it; tests/browser/test_home.py signs in through the form)."""
     page.add_init_script(
         f"localStorage.setItem('crucible.token', {client.token!r});"
-        f"localStorage.setItem('crucible.refresh', {client.login['refresh_token']!r});"
     )
     page.goto(f"#{hash_path}")
     page.get_by_test_id("who").filter(has_text=client.email).wait_for()

@@ -19,7 +19,7 @@ export function Login({ onSignedIn }: { onSignedIn: () => void }) {
         await post(`${API}/auth/register`, { email, password, full_name: name || undefined });
       }
       const out = await post(`${API}/auth/login`, { email, password });
-      setTokens(out.access_token, out.refresh_token);
+      setTokens(out.access_token); // the refresh token is not kept: the page never uses it
       onSignedIn();
     } catch (err) {
       setError(err);
