@@ -76,9 +76,7 @@ def shot(page, name: str) -> Path:
 def signed_in(page, client: Client, hash_path: str = "/"):
     """``page`` open on the console at ``#<hash_path>`` as ``client`` (its token stored as
     the sign-in form stores it; tests/browser/test_home.py signs in through the form)."""
-    page.add_init_script(
-        f"localStorage.setItem('crucible.token', {client.token!r});"
-    )
+    page.add_init_script(f"localStorage.setItem('crucible.token', {client.token!r});")
     page.goto(f"#{hash_path}")
     page.get_by_test_id("who").filter(has_text=client.email).wait_for()
     return page
