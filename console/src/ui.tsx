@@ -1,6 +1,6 @@
 // Small shared pieces every page uses: error banner, status badge, progress bar, tables,
 // formatting and a polling hook. Pages own their own layout.
-import type { ComponentChildren } from "preact";
+import type { ComponentChildren, HTMLAttributes } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api";
 
@@ -97,4 +97,42 @@ export function download(name: string, data: string, type = "application/json"):
   a.download = name;
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+type DivProps = Omit<
+  HTMLAttributes<HTMLDivElement>,
+  "class" | "onDrop" | "onDragEnter" | "onDragOver" | "onDragLeave"
+>;
+
+/** A drop target for files, highlighted while something is dragged over it; ``onFiles``
+ * gets what was dropped (nothing when the drop held no file). Other props go to its div. */
+export function DropZone({
+  onFiles,
+  class: extra,
+  children,
+  ...rest
+}: DivProps & { onFiles: (files: File[]) => void; class?: string; children: ComponentChildren }) {
+  const [over, setOver] = useState(false);
+  const hover = (e: DragEvent) => {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
+    setOver(true);
+  };
+  return (
+    <div
+      {...rest}
+      class={["dropzone", over && "over", extra].filter(Boolean).join(" ")}
+      onDragEnter={hover}
+      onDragOver={hover}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        e.preventDefault();
+        setOver(false);
+        const files = [...(e.dataTransfer?.files ?? [])];
+        if (files.length) onFiles(files);
+      }}
+    >
+      {children}
+    </div>
+  );
 }

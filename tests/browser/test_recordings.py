@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -308,6 +309,16 @@ def test_list_filters_by_status_and_tag_and_pages(page, stack):
     expect(page.get_by_test_id("pager")).to_have_count(0)
     expect(rows.get_by_test_id("row-status")).to_have_text("completed", timeout=ANALYSED)
 
+    # 21 analyses queue behind each other on a busy machine: the filter is tried once the
+    # API says they all ended (the page follows them live meanwhile)
+    def failed() -> int:
+        files = me.http.get("/audio-files/", params={"limit": 100}).json()["files"]
+        return sum(f["status"] == "failed" for f in files)
+
+    deadline = time.monotonic() + 600
+    while failed() < 21:
+        assert time.monotonic() < deadline, f"{failed()} of 21 analyses ended"
+        time.sleep(1)
     page.get_by_role("button", name="Clear filters").click()
     page.get_by_test_id("filter-status").select_option("failed")
     expect(page.get_by_test_id("list-total")).to_have_text("21 recordings of 22", timeout=ANALYSED)

@@ -2,7 +2,7 @@
 // ASR checkpoint makes of it (seed 000's POST /inference, multipart field "file").
 import { useEffect, useState } from "preact/hooks";
 import { request } from "../api";
-import { Card, ErrorBox, fmtBytes } from "../ui";
+import { Card, DropZone, ErrorBox, fmtBytes } from "../ui";
 
 interface Result {
   name: string;
@@ -11,7 +11,6 @@ interface Result {
 }
 
 export function TranscribeCard() {
-  const [over, setOver] = useState(false);
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [results, setResults] = useState<Result[]>([]);
@@ -41,20 +40,9 @@ export function TranscribeCard() {
       <p class="muted">
         Your newest ASR checkpoint transcribes it: WAV, FLAC, MP3, OGG or M4A.
       </p>
-      <div
-        class={`dropzone${over ? " over" : ""}`}
+      <DropZone
         data-testid="transcribe-drop"
-        onDragOver={(e) => {
-          e.preventDefault();
-          setOver(true);
-        }}
-        onDragLeave={() => setOver(false)}
-        onDrop={(e) => {
-          e.preventDefault();
-          setOver(false);
-          const f = e.dataTransfer?.files?.[0];
-          if (f) send(f);
-        }}
+        onFiles={(files) => send(files[0])}
       >
         Drop a recording here, or{" "}
         <label class="asr-pick">
@@ -71,7 +59,7 @@ export function TranscribeCard() {
             }}
           />
         </label>
-      </div>
+      </DropZone>
       {busy && <p class="muted">Transcribing {busy}…</p>}
       <ErrorBox error={error} />
       {audio && <audio class="asr-audio" controls src={audio} />}

@@ -4,7 +4,7 @@
 // (API Gateway takes at most 10 MB a request), inspected when they arrive.
 import { useRef, useState } from "preact/hooks";
 import { API, ApiError, post, sendWithProgress } from "../api";
-import { Card, Progress, fmtBytes } from "../ui";
+import { Card, DropZone, Progress, fmtBytes } from "../ui";
 import { FORMATS, type Dataset } from "./types";
 
 /** Archives up to this size are sent through the API; larger ones straight to S3. */
@@ -33,7 +33,6 @@ export function UploadCard({ onChange }: { onChange: () => void }) {
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [name, setName] = useState("");
   const [format, setFormat] = useState<string>("auto");
-  const [over, setOver] = useState(false);
   const input = useRef<HTMLInputElement>(null);
 
   const patch = (key: number, change: Partial<Upload>) =>
@@ -86,13 +85,6 @@ export function UploadCard({ onChange }: { onChange: () => void }) {
     onChange();
   };
 
-  const drop = (e: DragEvent) => {
-    e.preventDefault();
-    setOver(false);
-    const files = [...(e.dataTransfer?.files ?? [])];
-    if (files.length) start(files);
-  };
-
   return (
     <Card title="Upload a dataset">
       <div class="toolbar">
@@ -116,16 +108,10 @@ export function UploadCard({ onChange }: { onChange: () => void }) {
           </select>
         </label>
       </div>
-      <div
-        class={`dropzone${over ? " over" : ""}`}
+      <DropZone
         data-testid="dataset-dropzone"
-        onDragOver={(e) => {
-          e.preventDefault();
-          setOver(true);
-        }}
-        onDragLeave={() => setOver(false)}
-        onDrop={drop}
         onClick={() => input.current?.click()}
+        onFiles={start}
       >
         <p>
           Drop a dataset <b>.zip</b> here, or <a href="#" onClick={(e) => e.preventDefault()}>choose one</a>
@@ -147,7 +133,7 @@ export function UploadCard({ onChange }: { onChange: () => void }) {
             if (files.length) start(files);
           }}
         />
-      </div>
+      </DropZone>
       {uploads.length > 0 && (
         <ul class="ds-uploads">
           {uploads.map((u) => (

@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { post, sendWithProgress } from "../api";
 import { go } from "../router";
-import { Card, ErrorBox, Progress, fmtBytes } from "../ui";
+import { Card, DropZone, ErrorBox, Progress, fmtBytes } from "../ui";
 import { LB } from "./api";
 
 const ALLOWED = [".py", ".yaml", ".yml", ".zip", ".tar.gz"];
@@ -28,11 +28,10 @@ export function SubmitCard({ board }: { board: string }) {
   const [target, setTarget] = useState(board);
   const [extra, setExtra] = useState("");
   const [resource, setResource] = useState("small");
-  const [over, setOver] = useState(false);
   const [frac, setFrac] = useState<number | null>(null);
   const [error, setError] = useState<unknown>(null);
 
-  const add = (list: FileList | null | undefined) => {
+  const add = (list: FileList | File[] | null | undefined) => {
     if (!list?.length) return;
     const picked = [...files.filter((f) => ![...list].some((n) => n.name === f.name)), ...list];
     const bad = picked.filter((f) => !allowed(f.name));
@@ -89,18 +88,8 @@ export function SubmitCard({ board }: { board: string }) {
   return (
     <Card title="Submit for evaluation">
       <form onSubmit={submit} data-testid="submit-form">
-        <div
-          class={`dropzone${over ? " over" : ""}`}
-          onDragOver={(e) => {
-            e.preventDefault();
-            setOver(true);
-          }}
-          onDragLeave={() => setOver(false)}
-          onDrop={(e) => {
-            e.preventDefault();
-            setOver(false);
-            add(e.dataTransfer?.files);
-          }}
+        <DropZone
+          onFiles={add}
         >
           Drop your code here ({ALLOWED.join(", ")}), or{" "}
           <label class="lb-pick">
@@ -116,7 +105,7 @@ export function SubmitCard({ board }: { board: string }) {
               }}
             />
           </label>
-        </div>
+        </DropZone>
         {files.length > 0 && (
           <ul class="lb-files" data-testid="submit-files">
             {files.map((f) => (

@@ -2,7 +2,7 @@
 // route it took, and then its analysis status as it moves (news from the page's socket).
 import { useRef, useState } from "preact/hooks";
 import { ApiError } from "../api";
-import { ErrorBox, Progress, Status, fmtBytes } from "../ui";
+import { DropZone, ErrorBox, Progress, Status, fmtBytes } from "../ui";
 import type { FileNews } from "./live";
 import { DIRECT_THRESHOLD, type UploadRoute, routeFor, uploadRecording } from "./upload";
 
@@ -30,7 +30,6 @@ let nextKey = 1;
 
 export function Uploader({ news, onUploaded }: { news: Record<number, FileNews>; onUploaded: () => void }) {
   const [items, setItems] = useState<Item[]>([]);
-  const [over, setOver] = useState(false);
   const input = useRef<HTMLInputElement>(null);
   const running = useRef(0);
   const queue = useRef<Item[]>([]);
@@ -76,28 +75,13 @@ export function Uploader({ news, onUploaded }: { news: Record<number, FileNews>;
 
   return (
     <div class="rec-upload">
-      <div
-        class={`dropzone${over ? " over" : ""}`}
+      <DropZone
         data-testid="dropzone"
         role="button"
         tabIndex={0}
         onClick={() => input.current?.click()}
         onKeyDown={(e) => (e.key === "Enter" || e.key === " ") && input.current?.click()}
-        onDragEnter={(e) => {
-          e.preventDefault();
-          setOver(true);
-        }}
-        onDragOver={(e) => {
-          e.preventDefault();
-          if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
-          setOver(true);
-        }}
-        onDragLeave={() => setOver(false)}
-        onDrop={(e) => {
-          e.preventDefault();
-          setOver(false);
-          add(e.dataTransfer?.files ?? null);
-        }}
+        onFiles={add}
       >
         <strong>Drop cry recordings here</strong> or <span class="rec-link">choose files</span>
         <div class="muted">
@@ -116,7 +100,7 @@ export function Uploader({ news, onUploaded }: { news: Record<number, FileNews>;
             e.currentTarget.value = ""; // the same file may be chosen again
           }}
         />
-      </div>
+      </DropZone>
       {items.length > 0 && (
         <ul class="rec-uploads" data-testid="uploads">
           {items.map((it) => {

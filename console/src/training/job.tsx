@@ -10,7 +10,7 @@ import { Fragment, type ComponentChildren } from "preact";
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
 import { API, get, post, request } from "../api";
 import type { Route } from "../router";
-import { Card, ErrorBox, Progress, Status, fmtBytes, fmtNum, fmtTime, usePoll } from "../ui";
+import { Card, DropZone, ErrorBox, Progress, Status, fmtBytes, fmtNum, fmtTime, usePoll } from "../ui";
 import { follow, type LiveEvent } from "../ws";
 import { ConfusionMatrix, LineChart, PALETTE, type Curve } from "./charts";
 import { ACTIVE, JobLive, TERMINAL, isNum, type CheckpointSeen, type LogLine, type MetricRow } from "./live";
@@ -630,7 +630,6 @@ interface Prediction {
 }
 
 function TestInference({ job }: { job: Job }) {
-  const [over, setOver] = useState(false);
   const [image, setImage] = useState<string | null>(null);
   const [answer, setAnswer] = useState<{ predictions: Prediction[]; inference_time_ms?: number; model_name?: string } | null>(null);
   const [busy, setBusy] = useState(false);
@@ -660,20 +659,9 @@ function TestInference({ job }: { job: Job }) {
   return (
     <Card title="Try the model">
       <div class="tjob-infer">
-        <div
-          class={`dropzone${over ? " over" : ""}`}
+        <DropZone
           data-testid="inference-drop"
-          onDragOver={(e) => {
-            e.preventDefault();
-            setOver(true);
-          }}
-          onDragLeave={() => setOver(false)}
-          onDrop={(e) => {
-            e.preventDefault();
-            setOver(false);
-            const f = e.dataTransfer?.files?.[0];
-            if (f) predict(f);
-          }}
+          onFiles={(files) => predict(files[0])}
         >
           <p>Drop an image here to predict with the job's best (else last) checkpoint</p>
           <button type="button" onClick={() => input.current?.click()} disabled={busy}>
@@ -702,7 +690,7 @@ function TestInference({ job }: { job: Job }) {
               onInput={(e) => setThreshold(Math.min(1, Math.max(0, Number(e.currentTarget.value) || 0)))}
             />
           </label>
-        </div>
+        </DropZone>
         {image && <Preview src={image} predictions={answer?.predictions ?? []} />}
         <div data-testid="inference-result">
           {busy && <p class="muted">Predicting…</p>}
