@@ -10,7 +10,7 @@ MINISTACK_VERSION := 1.5.33
 EXTRAS ?= api,analysis,local,infra,trainer,cli,dev
 ENV ?= dev
 
-.PHONY: install system-packages browser console dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
+.PHONY: install system-packages browser browser-tests console dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -77,7 +77,7 @@ browser:
 dev: install console  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher, MLflow UI on :5010
 	$(BIN)/python -m functions.local
 
-test: install lint console browser  ## every test: unit, integration (emulator), end-to-end (local stack)
+test: install lint console browser  ## every test: unit, integration (emulator), end-to-end (local stack), browser (the console in headless Chromium)
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
@@ -97,6 +97,9 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+browser-tests: install console browser  ## the console in headless Chromium (screenshots in build/screenshots/)
+	$(BIN)/pytest tests/browser
 
 # CDK (Python app, offline synth; the CLI comes from npm, pinned to what this library accepts)
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 npx --yes aws-cdk@2.1148.1
