@@ -103,16 +103,27 @@ def login(
     ] = False,
     token: Annotated[
         str | None,
-        typer.Option(help="A static API token (seed 004's API_TOKENS) instead of a password."),
+        typer.Option(
+            envvar="CRUCIBLE_TOKEN",
+            help="A static API token (seed 004's API_TOKENS) instead of a password "
+            "(on the command line it shows in `ps`: prefer CRUCIBLE_TOKEN or --token-stdin).",
+        ),
     ] = None,
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="Read a static API token from stdin.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Sign in (e-mail and password, or a static API token) and keep the session."""
     o = out(ctx, as_json)
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+        if not token:
+            fail(Exit.USAGE, "no token on stdin")
     with closing(Api()) as api:
         if token:
             if email or password_stdin:
-                fail(Exit.USAGE, "--token is used alone, without --email or --password-stdin")
+                fail(Exit.USAGE, "a token is used alone, without --email or --password-stdin")
             r = api.request("GET", f"{API}/auth/me", auth=False, headers=_bearer(token))
             user = r.json()
             session = {"access_token": token, "kind": "api_token"}

@@ -123,6 +123,11 @@ def test_login_keeps_the_session_for_the_user_only(stack, user, home, tmp_path):
     )
     assert "Signed out" in ok(run(stack, other, "logout")).stdout
     refused(run(stack, other, "whoami"), 3, "not signed in")
+    # the token kept out of the process list: from stdin, or from the environment
+    piped = run(stack, other, "login", "--token-stdin", input="ci-token-0123456789\n")
+    assert "ci-bot" in ok(piped).stdout
+    ok(run(stack, other, "logout"))
+    assert "ci-bot" in ok(run(stack, other, "login", CRUCIBLE_TOKEN="ci-token-0123456789")).stdout
 
 
 def test_recordings_by_each_route_are_analysed_and_summarised(stack, user, home, tmp_path):
