@@ -85,7 +85,14 @@ def asr_model(kind: str, vocab_size: int, dim: int = 144, layers: int = 4, heads
             self.max_symbols = max_symbols
 
         def predict(self, tokens: Any, state: Any = None) -> tuple[Any, Any]:
-            out, state = self.lstm(self.embed(tokens), state)
+            x = self.embed(tokens)
+            if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+                # oneDNN has no bfloat16 LSTM on CPUs without AVX512-BF16 (it fails to
+                # build the primitive): the small prediction network runs in float32
+                with torch.autocast("cpu", enabled=False):
+                    out, state = self.lstm(x.float(), state)
+            else:
+                out, state = self.lstm(x, state)
             return self.pred_proj(out), state
 
         def join(self, enc: Any, pred: Any) -> Any:
