@@ -136,3 +136,30 @@ export function DropZone({
     </div>
   );
 }
+
+/** Previous / Next over pages numbered from 1; ``children`` says where we are. */
+export function Pager({
+  page,
+  hasNext,
+  onPage,
+  children,
+  testid,
+}: {
+  page: number;
+  hasNext: boolean;
+  onPage: (page: number) => void;
+  children: ComponentChildren;
+  testid?: string;
+}) {
+  return (
+    <div class="pager" data-testid={testid}>
+      {children}
+      <button disabled={page <= 1} onClick={() => onPage(page - 1)}>
+        Previous
+      </button>
+      <button disabled={!hasNext} onClick={() => onPage(page + 1)}>
+        Next
+      </button>
+    </div>
+  );
+}

@@ -3,7 +3,7 @@
 import { useEffect } from "preact/hooks";
 import { API, get } from "../api";
 import { go, type Route } from "../router";
-import { Card, ErrorBox, Status, fmtBytes, fmtTime, usePoll } from "../ui";
+import { Card, ErrorBox, Pager, Status, fmtBytes, fmtTime, usePoll } from "../ui";
 import { useUserEvents } from "./live";
 import { FORMATS, inFlight, type DatasetList } from "./types";
 import { UploadCard } from "./upload";
@@ -96,17 +96,11 @@ export function DatasetList({ route }: { route: Route }) {
                 ))}
               </tbody>
             </table>
-            <div class="pager">
+            <Pager page={page} hasNext={page < pages} onPage={(n) => set({ page: String(n) })}>
               <span class="muted">
                 {data.total} dataset{data.total === 1 ? "" : "s"} · page {page} of {pages}
               </span>
-              <button disabled={page <= 1} onClick={() => set({ page: String(page - 1) })}>
-                Previous
-              </button>
-              <button disabled={page >= pages} onClick={() => set({ page: String(page + 1) })}>
-                Next
-              </button>
-            </div>
+            </Pager>
           </>
         )}
       </Card>

@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { API, get } from "../api";
 import { go, type Route } from "../router";
-import { Card, ErrorBox, Progress, Status, fmtBytes, fmtTime } from "../ui";
+import { Card, ErrorBox, Pager, Progress, Status, fmtBytes, fmtTime } from "../ui";
 import { newsOf, type FileNews, useFollow } from "./live";
 import type { AudioFile, FileList, Tag } from "./types";
 import { Uploader } from "./uploader";
@@ -192,17 +192,11 @@ export function RecordingsList({ route, userId }: { route: Route; userId: number
           </table>
         )}
         {data && data.total > PAGE && (
-          <div class="pager" data-testid="pager">
-            <button disabled={page <= 1} onClick={() => setQuery({ page: String(page - 1) })}>
-              Previous
-            </button>
+          <Pager testid="pager" page={page} hasNext={page < pages} onPage={(n) => setQuery({ page: String(n) })}>
             <span>
               Page {page} of {pages}
             </span>
-            <button disabled={page >= pages} onClick={() => setQuery({ page: String(page + 1) })}>
-              Next
-            </button>
-          </div>
+          </Pager>
         )}
       </Card>
     </div>

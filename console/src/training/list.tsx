@@ -14,7 +14,7 @@ import { API, get } from "../api";
 import { useUserEvents } from "../datasets/live";
 import type { Dataset, DatasetList } from "../datasets/types";
 import { go, type Route } from "../router";
-import { Card, ErrorBox, Status, fmtNum, fmtTime } from "../ui";
+import { Card, ErrorBox, Pager, Status, fmtNum, fmtTime } from "../ui";
 import type { LiveEvent } from "../ws";
 
 // --- the API's training job shapes (functions/api/routers/training_schemas.py, and seed
@@ -349,17 +349,11 @@ export function TrainingList({ route }: { route: Route }) {
               </tbody>
             </table>
             {shown.length === 0 && <p class="muted">No {framework} jobs on this page.</p>}
-            <div class="pager">
+            <Pager page={page} hasNext={!!listed?.has_next} onPage={(n) => set({ page: String(n) })}>
               <span class="muted">
                 {listed?.total ?? 0} job{listed?.total === 1 ? "" : "s"} · page {page} of {pages}
               </span>
-              <button disabled={page <= 1} onClick={() => set({ page: String(page - 1) })}>
-                Previous
-              </button>
-              <button disabled={!listed?.has_next} onClick={() => set({ page: String(page + 1) })}>
-                Next
-              </button>
-            </div>
+            </Pager>
           </>
         )}
       </Card>
