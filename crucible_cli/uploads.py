@@ -26,9 +26,9 @@ from crucible_cli.client import API, Api, CliError, Exit, clean, unreachable
 from crucible_cli.live import Follow
 
 CHUNK = 256 * 1024
-# Through the API up to this size (API Gateway takes at most 10 MB a request); larger
-# files go straight to S3.
-DIRECT_MAX = 6 * 1024 * 1024
+# Through the API up to this size (the API takes at most 4.4 MiB a request: what a Lambda
+# event carries base64-encoded); larger files go straight to S3.
+DIRECT_MAX = 4_000_000
 # Recordings larger than this go as a multipart upload (parts of the API's part size).
 MULTIPART_OVER = 32 * 1024 * 1024
 DONE = ("completed", "failed")

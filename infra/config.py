@@ -10,6 +10,7 @@ from typing import Literal
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, EmailStr, Field, ValidationError, field_validator, model_validator
 
+from shared.routing import ROUTES
 from shared.settings import (
     DEFAULT_RESOURCE_CLASSES,
     EVALUATION_WORKER_MIB,
@@ -55,6 +56,18 @@ USABLE_MEMORY = 0.95
 # What the API adds to each job's class for the worker around the submission
 # (BatchJobRunner.submit: MEMORY = the class's MiB + this).
 WORKER_MIB = EVALUATION_WORKER_MIB  # shared/settings.py: the worker's share of the container
+# Lambda keeps this much of an account's concurrency unreserved (Lambda developer guide,
+# "Configuring reserved concurrency").
+UNRESERVED_MINIMUM = 100
+QUEUED = {  # handler module -> the setting that caps its queue's reader
+    "functions.events.analysis": "analysis_max_concurrency",
+    "functions.events.datasets": "ingest_max_concurrency",
+}
+# The other routes' handlers, invoked asynchronously by EventBridge (shared/routing.py),
+# each capped by ``event_reserved_concurrency``.
+ASYNC_EVENT_HANDLERS = tuple(
+    module for module in dict.fromkeys(r.handler for r in ROUTES) if module not in QUEUED
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,16 @@ class EnvironmentConfig(BaseModel):
     )
     spot: bool = False  # both queues
     job_timeout_hours: int = Field(12, ge=1, le=336)
+    # Fair share on both queues (each user's jobs under a share of their own,
+    # BatchJobRunner.submit): how long past use still counts against a user, and what
+    # is held back for users with nothing running yet (Batch's computeReservation: with
+    # n users active, (r/100)**n of the queue's maximum vCPUs stay free for a newcomer).
+    fair_share_decay_hours: int = Field(4, ge=0, le=168)
+    fair_share_reserve: int = Field(0, ge=0, le=99)
+    # A trainer's checkpoint cadence (seconds; the job definition's environment) and how
+    # long a checkpoint's overwritten versions are kept in the versioned artifacts bucket.
+    checkpoint_interval_s: int = Field(600, ge=60)
+    checkpoint_versions_days: int = Field(3, ge=1)
     # Seed 004's leaderboard jobs (the evaluator, on the CPU queue): the classes as
     # CRUCIBLE_RESOURCE_CLASSES writes them (name=seconds:MiB:vCPU, comma-separated), given
     # to the API, the evaluator and the sweeper alike. Each must fit one of
@@ -132,6 +155,22 @@ class EnvironmentConfig(BaseModel):
     # API
     throttle_rate: float = 50
     throttle_burst: int = 100
+    # Method throttles on the routes that start work (EXPENSIVE_ROUTES in
+    # infra/constructs/api.py: uploads, training jobs, inference), for all clients
+    # together; each user's own windows are the app's (seed 003's plans).
+    expensive_throttle_rate: float = Field(10, gt=0)
+    expensive_throttle_burst: int = Field(20, ge=1)
+    # Lambda concurrency. The API's reservation keeps its share of the account's pool
+    # whatever the background does (unset: none, as a new account's pool of 10 allows
+    # no reservation at all); each function invoked asynchronously from EventBridge is
+    # capped at ``event_reserved_concurrency`` (its events wait, retried, rather than
+    # take the pool); analysis and dataset ingest read their queues with at most this
+    # many concurrent invocations (an event source mapping's MaximumConcurrency, 2-1000).
+    account_concurrency: int = Field(1000, ge=10)  # the account's regional quota
+    api_reserved_concurrency: int | None = Field(None, ge=1)
+    event_reserved_concurrency: int | None = Field(None, ge=1)
+    analysis_max_concurrency: int = Field(10, ge=2, le=1000)
+    ingest_max_concurrency: int = Field(4, ge=2, le=1000)
     # AWS WAF on the REST API: requests per client IP per 5 minutes, everywhere and on
     # the routes that take no token (sign-in, register, refresh, the training callback).
     waf_rate_limit: int = Field(1500, ge=10)
@@ -184,6 +223,25 @@ class EnvironmentConfig(BaseModel):
                     f"environment has cpu_max_vcpus={self.cpu_max_vcpus}: its jobs would never start"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _reservations_fit_the_account(self) -> EnvironmentConfig:
+        reserved = self.reserved_concurrency
+        # Lambda keeps at least this much of the account's pool unreserved.
+        if reserved and reserved > self.account_concurrency - UNRESERVED_MINIMUM:
+            raise ValueError(
+                f"reserved concurrency adds up to {reserved} (api_reserved_concurrency + "
+                f"{len(ASYNC_EVENT_HANDLERS)} x event_reserved_concurrency) but Lambda keeps "
+                f"{UNRESERVED_MINIMUM} of the account's {self.account_concurrency} unreserved: "
+                "lower them, or raise the account's quota and account_concurrency"
+            )
+        return self
+
+    @property
+    def reserved_concurrency(self) -> int:
+        """What this environment reserves of the account's Lambda pool."""
+        events = (self.event_reserved_concurrency or 0) * len(ASYNC_EVENT_HANDLERS)
+        return (self.api_reserved_concurrency or 0) + events
 
     @property
     def classes(self) -> dict[str, ResourceClass]:

@@ -49,8 +49,14 @@ class AppStack(cdk.Stack):
         self.api = RestApi(self, "Rest", env=config, functions=self.functions)
         self.websocket = WebSocketApi(self, "WebSocket", env=config, functions=self.functions)
         self.console = Console(self, "Console", env=config, api=self.api, websocket=self.websocket)
+        # The secret CloudFront sends with each API request: where it matches, the API
+        # may take the viewer's address from CloudFront's header (infra/constructs/console.py).
+        self.console.origin_secret.grant_read(self.functions.api)
+        self.functions.api.add_environment(
+            "CRUCIBLE_ORIGIN_SECRET_ARN", self.console.origin_secret.secret_arn
+        )
         self.events = Events(
-            self, "Events", stage=config.name, names=names, functions=self.functions, data=refs
+            self, "Events", env=config, names=names, functions=self.functions, data=refs
         )
         self.tracking = Tracking(self, "Tracking", env=config, data=refs)
         self.batch = Batch(

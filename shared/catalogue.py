@@ -174,8 +174,9 @@ CONFIG_FIELDS["torchaudio"] = [
         "name": "checkpoint_interval_s",
         "type": "number",
         "label": "Checkpoint interval",
-        "description": "Seconds between last-checkpoint saves",
-        "default": 60,
+        "description": "Seconds between last-checkpoint saves (one is also saved at the end "
+        "and when the job is stopped); without it, the operator's CRUCIBLE_CHECKPOINT_INTERVAL_S",
+        "default": 600,
         "min": 5,
         "max": 3600,
         "step": 5,

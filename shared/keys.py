@@ -18,6 +18,7 @@ Artifacts bucket (only the platform writes)::
     analysis/<file id>/<task id>/result.json, <view>.json          one analysis of a file
     jobs/<job id>/checkpoints/last.pt, best.pt                     a job's checkpoints
     jobs/<job id>/validation/epoch-<epoch, 6 digits>.json          per-sample validation
+    jobs/<job id>/validation/details-<epoch, 6 digits>.json        per-class + confusion matrix
 """
 
 from __future__ import annotations
@@ -178,6 +179,12 @@ def parse_checkpoint(key: str) -> tuple[int, CheckpointName] | None:
 def validation_samples(job_id: int, epoch: int) -> str:
     """One epoch's per-sample validation predictions."""
     return f"jobs/{job_id}/validation/epoch-{epoch:06d}.json"
+
+
+def validation_details(job_id: int, epoch: int) -> str:
+    """One epoch's per-class metrics and confusion matrix (their size grows with the
+    square of the class count, so they live here and the metric row points at them)."""
+    return f"jobs/{job_id}/validation/details-{epoch:06d}.json"
 
 
 # --- leaderboard submissions (uploads bucket) and evaluations (artifacts bucket) ---------

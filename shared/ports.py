@@ -12,7 +12,7 @@ choice is made in shared/wiring.py and nowhere else; a local composition root
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 from shared.events import ProgressEvent
 from shared.models import (
@@ -33,6 +33,16 @@ from shared.settings import ResourceClass
 
 if TYPE_CHECKING:  # annotations only: the chat's domain loads where the chat runs
     from shared.intent import ChatMessage, ChatSession, ParseContext, Parsed
+
+Item = TypeVar("Item")
+
+
+class CursorPage(Page[Item], Generic[Item]):
+    """A page of a listing: the listing's ``total``, the page's ``items``, and
+    ``next_cursor``, which reads on from this page (None on the last one). Listings take
+    an offset (``skip``, walked key by key up to a bounded depth) or a cursor."""
+
+    next_cursor: str | None = None
 
 
 class UserRepository(Protocol):
@@ -57,14 +67,16 @@ class UserRepository(Protocol):
         """``current`` without a read: ``(False, None)`` when none was made recently."""
 
     def get_by_email(self, email: str) -> User | None: ...
-    def list(self, *, skip: int, limit: int) -> Page[User]: ...
+    def list(self, *, skip: int, limit: int, cursor: str | None = None) -> CursorPage[User]: ...
     def set_role(self, user_id: int, role: str) -> User: ...
 
 
 class ProjectRepository(Protocol):
     def create(self, *, owner_id: int, name: str, description: str | None) -> Project: ...
     def get(self, project_id: int) -> Project | None: ...
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Project]:
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[Project]:
         """Projects of one owner, or of everyone when ``owner_id`` is None."""
 
 
@@ -73,7 +85,9 @@ class TagRepository(Protocol):
         """Create a tag; raises Conflict when the owner already has one of that name."""
 
     def get(self, tag_id: int) -> Tag | None: ...
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Tag]: ...
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[Tag]: ...
     def delete(self, tag: Tag) -> None: ...
 
 
@@ -83,7 +97,12 @@ class ConnectionRegistry(Protocol):
     def add(self, connection: Connection) -> None: ...
     def get(self, connection_id: str) -> Connection | None: ...
     def subscribe(self, subscription: Subscription) -> None: ...
-    def subscribers(self, topic: str) -> list[Subscription]: ...
+    def subscribers(self, topic: str) -> Iterator[Subscription]:
+        """A topic's live subscriptions, read a page at a time as they are consumed."""
+
+    def topics(self, connection_id: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` of the topics a connection follows."""
+
     def remove(self, connection_id: str) -> None:
         """Forget a connection and all its subscriptions (idempotent)."""
 
@@ -99,14 +118,24 @@ class EventLog(Protocol):
 
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]: ...
 
-    def claim(self, event_id: str, connection_id: str) -> bool:
-        """Mark an event as sent to a connection; False when it already was (a stream
-        record handed over again)."""
+    def claim(self, event_id: str, part: int) -> set[str] | None:
+        """Take one part of an event's followers for sending, atomically: None when
+        another run has it; else the connections of the part already served by an
+        earlier run that gave it back (``release``)."""
+
+    def release(self, event_id: str, part: int, sent: set[str]) -> None:
+        """Give a claimed part back unfinished, ``sent`` being all it has served."""
+
+
+class DeliveryDeferred(Exception):
+    """A notifier could not deliver now (throttled, or the channel failing after its
+    own retries): the message may be sent again later."""
 
 
 class Notifier(Protocol):
     def post(self, connection_id: str, message: dict[str, Any]) -> bool:
-        """Send one message; False when the connection is gone."""
+        """Send one message; False when the connection is gone; DeliveryDeferred when
+        it cannot be sent now."""
 
     def close(self, connection_id: str) -> None:
         """Close a connection (its user may no longer follow what it follows)."""
@@ -165,7 +194,9 @@ class AudioFileRepository(Protocol):
     def next_result_id(self) -> int: ...
     def create(self, f: AudioFile) -> bool: ...
     def get(self, file_id: int) -> AudioFile | None: ...
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[AudioFile]: ...
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[AudioFile]: ...
     def update(self, file_id: int, fields: dict[str, Any]) -> AudioFile | None: ...
     def delete(self, file_id: int) -> None: ...
     def request(
@@ -206,10 +237,12 @@ class JobRunner(Protocol):
         queue: str,
         limits: ResourceClass | None = None,
         attempt: int | None = None,
+        owner: int | None = None,
     ) -> str:
         """Start the job; returns the runner's own job id. ``limits``: the time, memory
         and CPU the job gets (Batch enforces them; locally the job enforces its own).
-        ``attempt`` rides on the runner job's parameters, so its state changes name it."""
+        ``attempt`` rides on the runner job's parameters, so its state changes name it.
+        ``owner``: the user whose fair share of the queue the job runs under."""
 
     def terminate(self, runner_job_id: str, reason: str) -> None:
         """Ask the job to stop (SIGTERM, then SIGKILL after a grace period)."""
@@ -275,7 +308,9 @@ class JobRepository(Protocol):
         """Store a new job under the next id; None when a counter is at its cap."""
 
     def get(self, job_id: int) -> TrainingJob | None: ...
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[TrainingJob]: ...
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[TrainingJob]: ...
     def update(self, job_id: int, fields: dict[str, Any]) -> TrainingJob | None: ...
     def transition(
         self,
@@ -319,8 +354,21 @@ class DatasetRepository(Protocol):
         """Store a new dataset; one in flight is due to settle by ``deadline`` (epoch s)."""
 
     def get(self, dataset_id: str) -> Dataset | None: ...
-    def list(self, *, owner_id: int | None) -> list[Dataset]:
-        """Newest first: one owner's, or everyone's when ``owner_id`` is None."""
+    def list(self, *, owner_id: int) -> list[Dataset]:
+        """One owner's, newest first (all of them: what a plan's quota keeps few)."""
+
+    def page(
+        self,
+        *,
+        owner_id: int | None,
+        skip: int,
+        limit: int,
+        cursor: str | None = None,
+        project_id: int | None = None,
+        fmt: str | None = None,
+    ) -> CursorPage[Dataset]:
+        """A page of one owner's, or everyone's when ``owner_id`` is None, newest first;
+        only those of ``project_id`` or of format ``fmt`` when given."""
 
     def start(self, dataset_id: str, deadline: float) -> Dataset | None:
         """uploading -> processing, due by ``deadline``; None if it was not uploading."""

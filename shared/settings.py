@@ -110,6 +110,17 @@ class ResourceClass:
 
 
 DEFAULT_RESOURCE_CLASSES = "small=1800:2048:1,medium=3600:4096:2"
+
+# What a request body through the API can really be in AWS. API Gateway hands the API
+# Lambda one JSON event of at most Lambda's synchronous payload, 6 MiB; a multipart or
+# other binary body travels in it base64-encoded (4 bytes for 3), beside the headers
+# (twice: headers and multiValueHeaders) and the request context. 128 KiB is kept for
+# those (API Gateway caps headers at 10 KiB), so 4,620,288 bytes (4.4 MiB) of body:
+# a file of about 4.4 MiB less its form fields. Larger files take the presigned routes.
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+API_EVENT_ENVELOPE_BYTES = 128 * 1024
+MAX_API_BODY_BYTES = (LAMBDA_PAYLOAD_BYTES - API_EVENT_ENVELOPE_BYTES) // 4 * 3
+
 # What an evaluation's container gets on top of its class's memory: the worker's share
 # (the submission's own bound is the class's MiB, in its cgroup where there is one).
 EVALUATION_WORKER_MIB = 512
@@ -192,9 +203,10 @@ class Settings(BaseSettings):
     ws_connection_ttl_s: int = Field(2 * 3600, ge=60)
     event_ttl_s: int = Field(86_400, ge=60)
 
-    # The largest request body accepted (seed 001's 100 MB); API Gateway caps requests
-    # at 10 MB in AWS, so larger files go straight to S3 with presigned URLs.
-    max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    # The largest request body the API takes: at most what the API Lambda's event can
+    # carry (MAX_API_BODY_BYTES, 4.4 MiB); larger files (seed 001's recordings up to
+    # max_audio_bytes, datasets) go straight to S3 with presigned URLs.
+    max_request_bytes: int = Field(MAX_API_BODY_BYTES, ge=1024, le=MAX_API_BODY_BYTES)
     # Seed 001's audio limit, enforced on every upload path (API, presigned, multipart).
     max_audio_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     # Dataset archives sent straight to S3 with a presigned POST: at most what the ingest
@@ -231,6 +243,12 @@ class Settings(BaseSettings):
     # An operator-configured folder of weights files (timm, ultralytics) that a job may
     # start from, named by file name only; unset means models start from their config.
     weights_dir: str | None = None
+    # How often a trainer saves its "last" checkpoint, unless a job's config sets its own
+    # (checkpoint_interval_s): it bounds only the work lost to a host that dies without
+    # warning, since the last checkpoint is also saved at the end and on SIGTERM (a stop,
+    # a spot reclaim's two-minute notice). Each save is a new object version kept until
+    # the bucket's expiry, so a short interval on a large model costs more than the GPU.
+    checkpoint_interval_s: float = Field(600.0, ge=5, le=86_400)
     local_trainer_path: str = (
         "containers/gpu-trainer"  # where the local runner finds crucible_trainer
     )

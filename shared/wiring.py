@@ -68,6 +68,8 @@ class Container:
 
     # --- AWS clients (boto3 honours AWS_ENDPOINT_URL: AWS, LocalStack or the emulator)
     def client(self, service: str, **kwargs: Any) -> Any:
+        """One boto3 client per service and options; ``config`` (a botocore ``Config``)
+        is merged over the defaults below."""
         key = (service, tuple(sorted(kwargs.items())))
         if key not in self._clients:
             import boto3
@@ -81,6 +83,8 @@ class Container:
                 # stack's 40 request threads and its dispatcher), not a new one past 10
                 max_pool_connections=64,
             )
+            if "config" in kwargs:
+                config = config.merge(kwargs.pop("config"))
             self._clients[key] = boto3.session.Session().client(
                 service, region_name=self.settings.aws_region, config=config, **kwargs
             )
@@ -107,12 +111,14 @@ class Container:
 
     @cached_property
     def notifier(self) -> Notifier:
-        from shared.adapters.push import ApiGatewayNotifier, LocalHubNotifier
+        from shared.adapters.push import CLIENT_CONFIG, ApiGatewayNotifier, LocalHubNotifier
 
         if self.settings.ws_management_endpoint:
             return ApiGatewayNotifier(
                 self.client(
-                    "apigatewaymanagementapi", endpoint_url=self.settings.ws_management_endpoint
+                    "apigatewaymanagementapi",
+                    endpoint_url=self.settings.ws_management_endpoint,
+                    config=CLIENT_CONFIG,
                 )
             )
         if self.hub is None:
@@ -186,7 +192,10 @@ class Container:
                 "trainer": [sys.executable, "-m", "crucible_trainer"],
                 "evaluator": [sys.executable, "-m", "crucible_evaluator"],
             },
-            env={"PYTHONPATH": os.pathsep.join(paths)},
+            env={
+                "PYTHONPATH": os.pathsep.join(paths),
+                "CRUCIBLE_CHECKPOINT_INTERVAL_S": str(s.checkpoint_interval_s),
+            },
             log_dir=Path(s.data_dir) / "jobs",
             grace_s=s.job_stop_grace_s,
             queues=s.names.job_queues,

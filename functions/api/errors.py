@@ -74,6 +74,9 @@ async def _domain(request: Request, exc: e.CrucibleError) -> JSONResponse:
             }
         )
         extra = {"limit": exc.limit, "reset_at": exc.reset_at}
+    retry_after = getattr(exc, "retry_after", None)  # e.g. a model still warming up (503)
+    if retry_after and "Retry-After" not in headers:
+        headers["Retry-After"] = str(retry_after)
     extra.update(getattr(exc, "details", None) or {})  # e.g. an unknown model's suggestions
     body = error_body(
         exc.detail, exc.code, exc.field, request_id=request_id(request.scope), **extra
@@ -226,6 +229,18 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, "Request body too large")
 
 
+# The presigned routes that take what the API cannot (bodies past the Lambda event's
+# limit), by the path a too-large body was sent to.
+LARGER_FILES = (
+    (
+        "/audio-files/",
+        "POST /api/v1/audio-files/presign (a presigned POST), or "
+        "POST /api/v1/audio-files/multipart (a multipart upload)",
+    ),
+    ("/datasets", "POST /api/v1/datasets/presign (a presigned POST of the zip)"),
+)
+
+
 class BodySizeLimit:
     """Refuse a body larger than ``max_bytes`` with 413: at once when ``Content-Length``
     says so, else as soon as the bytes received pass it (a chunked body has no length).
@@ -237,12 +252,15 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
-        mb = self.max_bytes / 1024 / 1024
-        body = error_body(
-            f"Request body is larger than {mb:g} MB",
-            "PAYLOAD_TOO_LARGE",
-            request_id=request_id(scope),
+        detail = (
+            f"Request body is larger than {self.max_bytes:,} bytes "
+            f"({self.max_bytes / 2**20:.1f} MiB), the most the API takes"
         )
+        path = scope.get("path", "")
+        instead = next((route for part, route in LARGER_FILES if part in path), None)
+        if instead:
+            detail += f"; send larger files straight to storage: {instead}"
+        body = error_body(detail, "PAYLOAD_TOO_LARGE", request_id=request_id(scope))
         await JSONResponse(body, status_code=413)(scope, receive, send)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -30,7 +30,8 @@ _VALIDATION = {"$ref": "#/components/schemas/ValidationErrorOut"}
 _STANDARD_ERRORS = {
     "400": "Bad request: a value was refused, or the body could not be parsed",
     "401": "Not authenticated: no, a wrong or an expired credential",
-    "413": "The request body is larger than the API takes",
+    "413": "The request body is larger than the API takes (at most 4.4 MiB, what the API "
+    "Lambda's event carries; the detail names the presigned route for larger files)",
     "422": "The request does not match its schema; `errors` lists every problem",
     "429": "Rate limit exceeded: wait `Retry-After` seconds",
     "500": "Unexpected error: the body quotes the request id (nothing else)",

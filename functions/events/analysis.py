@@ -1,5 +1,7 @@
 """The analysis Lambda (a container image with parselmouth and numpy in AWS; the same
 handler through the local dispatcher): registers arriving audio and runs analyses.
+In AWS both events reach it through its queue, a bounded number at once
+(``analysis_max_concurrency``; runtime.each_event), each message one of:
 
 * S3 "Object Created" under ``audio/``: register the file (presigned uploads have
   only an intent until now: sized, probed, the probed bytes kept where no client can
@@ -19,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes import (
     S3EventBridgeNotificationEvent,
 )
 
-from functions.events.runtime import container
+from functions.events.runtime import each_event
 from functions.observability import logger
 from shared.services.audio import ANALYSIS_REQUESTED
 from shared.wiring import Container
@@ -42,5 +44,5 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, container())
+def handler(event: dict[str, Any], context: Any) -> Any:
+    return each_event(handle, event, context)

@@ -1,7 +1,9 @@
 """S3 "Object Created" under ``datasets/``: inspect a presigned dataset upload (safe
 extraction checks, format, statistics, all bounded) and record it ready or failed, once,
 keeping the inspected bytes where no client can write; a later arrival for the same
-dataset is deleted unread."""
+dataset is deleted unread.
+In AWS the events come through a queue, a bounded number at once
+(``ingest_max_concurrency``; runtime.each_event)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 
-from functions.events.runtime import container
+from functions.events.runtime import each_event
 from functions.observability import logger
 from shared.wiring import Container
 
@@ -23,5 +25,5 @@ def handle(event: dict[str, Any], c: Container) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, container())
+def handler(event: dict[str, Any], context: Any) -> Any:
+    return each_event(handle, event, context)

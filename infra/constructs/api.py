@@ -8,6 +8,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from aws_cdk.aws_wafv2 import CfnWebACL as waf
@@ -29,6 +30,30 @@ SIGN_IN_TRANSFORMATIONS = [
     waf.TextTransformationProperty(priority=1, type="NORMALIZE_PATH"),
     waf.TextTransformationProperty(priority=2, type="LOWERCASE"),
 ]
+
+# The routes that start work (a GPU job, an inference, an analysis, an upload through
+# the function, a Bedrock call): each gets a method of its own in API Gateway, throttled
+# on its own (``expensive_throttle_rate``/``_burst``, for all clients together), so that
+# a flood of them is refused at the door before it takes the API's concurrency from the
+# cheap reads. Each user's own limits are the app's (seed 003's plans, per user, in
+# DynamoDB); WAF limits each client address.
+EXPENSIVE_ROUTES = (
+    ("POST", "/api/v1/audio-files/upload"),
+    ("POST", "/api/v1/audio-files/upload/batch"),
+    ("POST", "/api/v1/datasets/upload"),
+    ("POST", "/api/v1/analysis/{file_id}/start"),
+    ("POST", "/api/v1/training/jobs"),
+    ("POST", "/api/v1/training/jobs/{job_id}/start"),
+    ("POST", "/api/v1/workflows"),
+    ("POST", "/api/v1/test-inference"),
+    ("POST", "/api/v1/inference/{workflow_id}/predict"),
+    ("POST", "/api/v1/inference/{workflow_id}/batch"),
+    ("POST", "/api/v1/chat/message"),
+    ("POST", "/api/v1/leaderboard/jobs"),
+    ("POST", "/train/start"),
+    ("POST", "/inference"),
+    ("POST", "/jobs"),
+)
 
 BINARY_TYPES = [
     "multipart/form-data",
@@ -71,12 +96,20 @@ class RestApi(Construct):
                 stage_name=env.name,
                 throttling_rate_limit=env.throttle_rate,
                 throttling_burst_limit=env.throttle_burst,
+                method_options={
+                    f"{path}/{method}": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=env.expensive_throttle_rate,
+                        throttling_burst_limit=env.expensive_throttle_burst,
+                    )
+                    for method, path in EXPENSIVE_ROUTES
+                },
                 access_log_destination=apigw.LogGroupLogDestination(access),
                 access_log_format=_access_log_format(),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 tracing_enabled=True,
             ),
         )
+        _expensive_methods(self.api, functions.api)
         if env.domain_name and env.certificate_arn:
             self.api.add_domain_name(
                 "Domain",
@@ -102,6 +135,29 @@ class RestApi(Construct):
             "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
             "API Gateway's account-level logging role, as AWS provides it.",
         )
+
+
+def _expensive_methods(api: apigw.LambdaRestApi, fn: lambda_.IFunction) -> None:
+    """Resources for ``EXPENSIVE_ROUTES``, so that each has a method to throttle. API
+    Gateway matches a request to the most specific resource first, so every resource
+    made here also takes ANY method, and ANY below it (``{proxy+}``, or the resource's
+    path-parameter child where it has one): no path the app serves depends on a
+    fallback to the root's ``{proxy+}``, and FastAPI routes every request as before.
+    One permission lets the API invoke the function on any method (not one per method:
+    the function's resource policy has a size limit)."""
+    integration = apigw.LambdaIntegration(fn, scope_permission_to_method=False)
+    made: dict[str, apigw.IResource] = {}  # by path
+    for method, path in EXPENSIVE_ROUTES:
+        resource = api.root
+        for part in path.strip("/").split("/"):
+            resource = resource.get_resource(part) or resource.add_resource(part)
+            made.setdefault(resource.path, resource)
+        resource.add_method(method, integration)
+    for resource in made.values():
+        resource.add_method("ANY", integration)
+        children = [c for c in resource.node.children if isinstance(c, apigw.Resource)]
+        if not any(c.path.rsplit("/", 1)[1].startswith("{") for c in children):
+            resource.add_resource("{proxy+}").add_method("ANY", integration)
 
 
 def _rate_rule(

@@ -245,6 +245,19 @@ class Batch(Construct):
             ),
         )
         self._endpoints(names, data, [self.gpu_env, self.cpu_env])
+        # Fair share, not first come first served: each user's jobs run under a share of
+        # their own (BatchJobRunner.submit), and Batch starts next the job of the share
+        # that used least (vCPU time, decayed over ``fair_share_decay_hours``), so one
+        # user's hundred queued jobs do not hold the next user's back. Each user's jobs
+        # pending or running are capped by the API (max_active_jobs, the plans' concurrent
+        # workflows) before anything is submitted.
+        self.fair_share = batch.FairshareSchedulingPolicy(
+            self,
+            "FairShare",
+            scheduling_policy_name=f"crucible-{env.name}-per-user",
+            share_decay=cdk.Duration.hours(env.fair_share_decay_hours),
+            compute_reservation=env.fair_share_reserve,
+        )
         self.queues = {
             "gpu": batch.JobQueue(
                 self,
@@ -253,6 +266,7 @@ class Batch(Construct):
                 compute_environments=[
                     batch.OrderedComputeEnvironment(compute_environment=self.gpu_env, order=1)
                 ],
+                scheduling_policy=self.fair_share,
             ),
             "cpu": batch.JobQueue(
                 self,
@@ -261,6 +275,7 @@ class Batch(Construct):
                 compute_environments=[
                     batch.OrderedComputeEnvironment(compute_environment=self.cpu_env, order=1)
                 ],
+                scheduling_policy=self.fair_share,
             ),
         }
 
@@ -287,6 +302,10 @@ class Batch(Construct):
             if (ROOT / job.folder / "Dockerfile").exists():
                 self.job_roles[job.name] = self._job_role(job, data, tracking_uri)
                 job_environment = {**environment, **dict(job.environment)}
+                if job.name == "trainer":  # how often "last" is saved (H2's trainer side)
+                    job_environment["CRUCIBLE_CHECKPOINT_INTERVAL_S"] = str(
+                        env.checkpoint_interval_s
+                    )
                 if job.per_class:  # the same classes as the API's and the sweeper's
                     job_environment["CRUCIBLE_RESOURCE_CLASSES"] = env.resource_classes
                 self.definitions[job.name] = self._definition(env, names, job, job_environment)

@@ -5,7 +5,10 @@ WebSocket paths, so that a client never needs to know where it runs.
 - ``/`` (the default behaviour): the console build (``console/dist``) in a private
   bucket that only this distribution reads (origin access control).
 - ``/api/*`` and the seeds' root paths (``API_PATHS``): the REST API, never cached,
-  every viewer header but ``Host`` passed on.
+  every viewer header but ``Host`` passed on, the viewer's address in
+  ``VIEWER_ADDRESS_HEADER`` (``infra/cloudfront/viewer_address.js``) and a secret of
+  the distribution's in ``ORIGIN_VERIFY_HEADER``, by which the API knows the address
+  was written by CloudFront (a request sent to the API's own address has no secret).
 - ``/ws``, ``/ws/workflows/*``, ``/api/v1/ws`` (``WEBSOCKET_PATHS``): the WebSocket
   API's stage. API Gateway gives a WebSocket API one URL per stage, so a CloudFront
   Function (``infra/cloudfront/ws_rewrite.js``) rewrites each path to the stage's, with
@@ -22,6 +25,7 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
@@ -33,6 +37,14 @@ from shared.settings import ResourceNames
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_DIST = ROOT / "console" / "dist"
 WS_REWRITE = ROOT / "infra" / "cloudfront" / "ws_rewrite.js"
+VIEWER_ADDRESS = ROOT / "infra" / "cloudfront" / "viewer_address.js"
+# What CloudFront adds to each request to the REST API: the viewer's address (a viewer
+# request function, over anything the client sent) and the distribution's secret (an
+# origin custom header, which CloudFront sets over any header of that name the viewer
+# sent). The API trusts the first only when the second matches the secret whose ARN it
+# gets as CRUCIBLE_ORIGIN_SECRET_ARN.
+VIEWER_ADDRESS_HEADER = "x-crucible-viewer-address"
+ORIGIN_VERIFY_HEADER = "x-crucible-origin-verify"
 STAGE_PATH_MARKER = '"/__STAGE__"'
 
 # The WebSocket paths, most specific first: ``/api/v1/ws`` must be matched before
@@ -171,8 +183,42 @@ class Console(Construct):
             runtime=cloudfront.FunctionRuntime.JS_2_0,
         )
 
+        self.origin_secret = sm.Secret(
+            self,
+            "OriginSecret",
+            description=f"crucible {env.name}: what CloudFront sends the REST API in "
+            f"{ORIGIN_VERIFY_HEADER}",
+            generate_secret_string=sm.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+        )
+        nag(
+            self.origin_secret,
+            "SMG4",
+            "CloudFront's origin header holds it: a new value is set by a deploy (runbook), "
+            "which updates the distribution and the API's cached copy expires on its own.",
+        )
+        self.viewer_address = cloudfront.Function(
+            self,
+            "ViewerAddress",
+            comment="The viewer's address, for the API's per-client limits",
+            code=cloudfront.FunctionCode.from_file(file_path=str(VIEWER_ADDRESS)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+        )
         api_behaviour = cloudfront.BehaviorOptions(
-            origin=origins.RestApiOrigin(api.api),
+            origin=origins.RestApiOrigin(
+                api.api,
+                custom_headers={
+                    # a dynamic reference, resolved by CloudFormation: not in the template
+                    ORIGIN_VERIFY_HEADER: self.origin_secret.secret_value.unsafe_unwrap()
+                },
+            ),
+            function_associations=[
+                cloudfront.FunctionAssociation(
+                    function=self.viewer_address,
+                    event_type=cloudfront.FunctionEventType.VIEWER_REQUEST,
+                )
+            ],
             viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
             allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
             cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,

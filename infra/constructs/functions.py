@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import packaging
-from infra.config import EnvironmentConfig
+from infra.config import ASYNC_EVENT_HANDLERS, EnvironmentConfig
 from infra.constructs import nag
 from infra.constructs.refs import CONNECTIONS, IDENTITY, TOPIC_OWNERS, DataRefs, event_keys
 from shared import keys
@@ -57,8 +57,9 @@ EVENT_HANDLERS = {
 # Bedrock's cross-region inference profiles: a model id "<prefix>.<foundation model id>".
 INFERENCE_PROFILE_PREFIXES = ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global")
 
-# DynamoDB actions by kind (the adapters call no others: no Scan, no batch calls).
-READ = ("GetItem", "Query")
+# DynamoDB actions by kind (the adapters call no others: no Scan; the one batch call is
+# a listing page's BatchGetItem of the items its keys-only index rows name).
+READ = ("GetItem", "Query", "BatchGetItem")
 WRITE = ("PutItem", "UpdateItem", "DeleteItem")
 # (bucket, object key pattern) pairs granted to one handler each.
 OBJECT_PREFIXES = (
@@ -106,12 +107,25 @@ class Functions(Construct):
             description="API dependencies",
         )
 
+        # Its reservation is the API's own share of the account's pool: whatever the
+        # background does, this much stays for requests, and no more is taken by them.
         self.api = self.add(
-            "Api", "functions.api.handler.handler", layers=[api], memory=1024, timeout=29
+            "Api",
+            "functions.api.handler.handler",
+            layers=[api],
+            memory=1024,
+            timeout=29,
+            reserved=env.api_reserved_concurrency,
         )
         self.websocket = self.add("WebSocket", "functions.events.websocket.handler", layers=[core])
+        # The push fan-out: 64 posts at once (shared/services/push.py) are CPU-bound on
+        # botocore, so one full vCPU (1,769 MB); a batch stops sending 3 s before the timeout.
         self.stream_push = self.add(
-            "StreamPush", "functions.events.stream_push.handler", layers=[core]
+            "StreamPush",
+            "functions.events.stream_push.handler",
+            layers=[core],
+            memory=1769,
+            timeout=60,
         )
         # Every minute (EventBridge Scheduler, infra/constructs/events.py): the reconciler,
         # which settles whatever overstayed its bound (shared/services/reconciler.py).
@@ -248,7 +262,8 @@ class Functions(Construct):
         data.grant_table(ws, ("GetItem",), keys=(*IDENTITY, "CONN#*", *TOPIC_OWNERS))
         data.grant_table(ws, ("PutItem", "DeleteItem"), keys=CONNECTIONS)
         data.grant_table(ws, ("PutItem",), keys=("USER#*", "TOKEN#*"))
-        data.grant_table(ws, ("UpdateItem",), keys=("COUNTER",))
+        # a new user's id block and its listing's counts
+        data.grant_table(ws, ("UpdateItem",), keys=("COUNTER#user#*", "COUNT#*#USER#*"))
         data.grant_table(ws, ("Query",), keys=("CONN#*",), index="GSI1")
         # Stream -> push: a topic's followers, re-checked against their user as stored
         # now and the topic's owner; drops the connections gone or no longer allowed.
@@ -256,6 +271,8 @@ class Functions(Construct):
         data.grant_table(push, ("Query",), keys=("TOPIC#*",))
         data.grant_table(push, ("Query",), keys=("CONN#*",), index="GSI1")
         data.grant_table(push, ("DeleteItem",), keys=CONNECTIONS)
+        # its claims on parts of an event's followers (taken, released with who was served)
+        data.grant_table(push, ("UpdateItem",), keys=("SENT#*",))
         # Object created: publishes an event on the uploader's topic, nothing else.
         data.grant_table(objects, ("PutItem",), keys=event_keys("user"))
         # Batch job state: reads and moves the job (a training job, or a leaderboard
@@ -306,7 +323,11 @@ class Functions(Construct):
         # the next result id, events on the file's topic. No query, no index.
         data.grant_table(analysis, ("GetItem",), keys=("FILE#*", "UPLOAD#*"))
         data.grant_table(analysis, ("PutItem",), keys=("FILE#*", "DUE#*", *event_keys("file")))
-        data.grant_table(analysis, ("UpdateItem",), keys=("FILE#*", "COUNTER"))
+        data.grant_table(
+            analysis,
+            ("UpdateItem",),
+            keys=("FILE#*", "COUNTER#file#*", "COUNTER#result#*", "COUNT#*#FILE*"),
+        )
         data.grant_table(analysis, ("DeleteItem",), keys=("UPLOAD#*",))
         uploads.grant_read(analysis, "audio/*")
         uploads.grant_put(analysis, "audio/*")  # the stored copy of what was inspected
@@ -374,9 +395,17 @@ class Functions(Construct):
         """The function of a routes' handler module, sized by ``EVENT_HANDLERS``."""
         spec = EVENT_HANDLERS.get(module, EventHandler())
         id = spec.id or module.rsplit(".", 1)[1].title().replace("_", "")
+        # Invoked asynchronously: capped by a reservation (events wait, retried). The
+        # queued ones are capped by their queue's reader instead (infra/constructs/events.py).
+        reserved = self.env.event_reserved_concurrency if module in ASYNC_EVENT_HANDLERS else None
         if spec.dockerfile:
             return self.add(
-                id, None, memory=spec.memory, timeout=spec.timeout, image=_image(spec.dockerfile)
+                id,
+                None,
+                memory=spec.memory,
+                timeout=spec.timeout,
+                image=_image(spec.dockerfile),
+                reserved=reserved,
             )
         return self.add(
             id,
@@ -385,6 +414,7 @@ class Functions(Construct):
             memory=spec.memory,
             timeout=spec.timeout,
             ephemeral_mib=spec.ephemeral_mib,
+            reserved=reserved,
         )
 
     def add(
@@ -397,8 +427,10 @@ class Functions(Construct):
         timeout: int = 30,
         image: lambda_.DockerImageCode | None = None,
         ephemeral_mib: int | None = None,
+        reserved: int | None = None,
     ) -> lambda_.Function:
-        """A function with its own role and log group: ``handler`` in the zip, or ``image``."""
+        """A function with its own role and log group: ``handler`` in the zip, or ``image``;
+        ``reserved``: its reserved concurrency (its share of the pool, and its cap)."""
         env, names = self.env, self.names
         log_group = logs.LogGroup(
             self,
@@ -430,6 +462,7 @@ class Functions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
             architecture=lambda_.Architecture.X86_64,
+            reserved_concurrent_executions=reserved,
         )
         if ephemeral_mib:
             common["ephemeral_storage_size"] = cdk.Size.mebibytes(ephemeral_mib)

@@ -1,5 +1,6 @@
 """Alarms to an SNS topic (e-mailed where the environment names an address): every
-function's errors, dead-lettered events, and the API's 5xx responses."""
+function's errors, dead-lettered events, work queues that fall behind, and the API's 5xx
+responses."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from infra.config import EnvironmentConfig
 from infra.constructs.api import RestApi
 from infra.constructs.events import Events
 from infra.constructs.functions import Functions
+
+# How long the oldest event in the analysis or ingest queue may wait (seconds).
+QUEUE_BACKLOG_S = 3600
 
 
 class Monitoring(Construct):
@@ -56,3 +60,11 @@ class Monitoring(Construct):
             1,
         )
         alarm("Api5xx", api.api.metric_server_error(period=Duration.minutes(5)), 5)
+        # A queue whose oldest event waits past this has too low a cap for what arrives
+        # (analysis_max_concurrency, ingest_max_concurrency in cdk.json).
+        for queue in events.queues.values():
+            alarm(
+                f"{queue.node.id}Backlog",
+                queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(5)),
+                QUEUE_BACKLOG_S,
+            )

@@ -78,6 +78,14 @@ class Storage(Construct):
                 s3.LifecycleRule(abort_incomplete_multipart_upload_after=cdk.Duration.days(1)),
                 s3.LifecycleRule(prefix="tmp/", expiration=cdk.Duration.days(7)),
                 s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(30)),
+                # A trainer overwrites its "last" checkpoint (jobs/<id>/checkpoints/) every
+                # checkpoint interval: each overwritten copy is a noncurrent version, kept
+                # this long, not 30 days (where two rules overlap, S3 applies the earlier
+                # expiry). Nothing else under jobs/ is overwritten.
+                s3.LifecycleRule(
+                    prefix="jobs/",
+                    noncurrent_version_expiration=cdk.Duration.days(env.checkpoint_versions_days),
+                ),
             ],
         )
         generator = sm.SecretStringGenerator(exclude_punctuation=True, password_length=64)

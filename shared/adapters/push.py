@@ -7,11 +7,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+from shared.ports import DeliveryDeferred
+
+# How the ``@connections`` client should be built (shared/wiring.py): botocore's standard
+# retries (jittered exponential backoff; throttling, ``LimitExceededException``/429, and
+# 5xx) bounded to a few attempts and short timeouts, so one post, retries included, ends
+# well inside the push function's per-event budget (shared/services/push.py); and one
+# pooled connection per delivery thread (PushService's ``workers``).
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=5,
+    max_pool_connections=64,
+)
+_GONE = ("GoneException", "410")
 
 
 class ApiGatewayNotifier:
-    """Posts to WebSocket clients through ``apigatewaymanagementapi.post_to_connection``."""
+    """Posts to WebSocket clients through ``apigatewaymanagementapi.post_to_connection``
+    (thread-safe: the client is). Throttled posts are retried by botocore; one still
+    throttled (or failing with a 5xx) when its attempts run out is ``DeliveryDeferred``."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -22,9 +40,14 @@ class ApiGatewayNotifier:
                 ConnectionId=connection_id, Data=json.dumps(message).encode()
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("GoneException", "410"):
+            if exc.response["Error"]["Code"] in _GONE:
                 return False
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status == 429 or status >= 500 or "LimitExceeded" in exc.response["Error"]["Code"]:
+                raise DeliveryDeferred(f"{connection_id}: {exc}") from exc
             raise
+        except (ConnectionError, HTTPClientError) as exc:
+            raise DeliveryDeferred(f"{connection_id}: {exc}") from exc
         return True
 
     def close(self, connection_id: str) -> None:
@@ -32,7 +55,7 @@ class ApiGatewayNotifier:
         try:
             self.client.delete_connection(ConnectionId=connection_id)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("GoneException", "410"):
+            if exc.response["Error"]["Code"] not in _GONE:
                 raise
 
 

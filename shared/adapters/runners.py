@@ -10,6 +10,7 @@ AWS endpoint in its environment; SIGTERM means stop (save a checkpoint, exit).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.errors import CrucibleError
 from shared.ports import RunnerState
 from shared.routing import LOCAL_BATCH_SOURCE
 from shared.settings import EVALUATION_WORKER_MIB, ResourceClass
@@ -28,6 +30,22 @@ from shared.settings import EVALUATION_WORKER_MIB, ResourceClass
 BATCH_EVENT = "Batch Job State Change"
 # The ARN the local runner gives its queues: the stage's rule matches it as it does Batch's.
 LOCAL_QUEUE_ARN = "arn:aws:batch:local:000000000000:job-queue/{}"
+
+
+# Both job queues schedule by fair share (infra/constructs/batch.py): each user's jobs
+# under a share of their own. Batch tracks at most 500 active share identifiers per
+# queue, so users are spread over this many, by a hash of their id (users who share one
+# share its fair part); jobs with no owner run under SYSTEM_SHARE.
+FAIR_SHARES = 400
+SYSTEM_SHARE = "system"
+
+
+def share_identifier(owner: int | str | None) -> str:
+    """The fair-share identifier of ``owner``'s jobs: letters and digits, as Batch takes them."""
+    if owner is None:
+        return SYSTEM_SHARE
+    digest = hashlib.sha256(str(owner).encode()).digest()
+    return f"user{int.from_bytes(digest[:8], 'big') % FAIR_SHARES:03d}"
 
 
 class BatchJobRunner:
@@ -44,7 +62,9 @@ class BatchJobRunner:
         queue: str,
         limits: ResourceClass | None = None,
         attempt: int | None = None,
+        owner: int | str | None = None,
     ) -> str:
+        """``owner``: the user whose fair share the job runs under."""
         overrides: dict[str, Any] = {"environment": [{"name": "CRUCIBLE_JOB_ID", "value": job_id}]}
         extra: dict[str, Any] = {}
         if limits is not None:  # Batch enforces the class: its memory, vCPUs and wall time
@@ -60,6 +80,7 @@ class BatchJobRunner:
             jobDefinition=self.definitions[job_type],
             parameters=_parameters(job_id, job_type, attempt),
             containerOverrides=overrides,
+            shareIdentifier=share_identifier(owner),
             **extra,
         )
         return out["jobId"]
@@ -212,8 +233,10 @@ class LocalJobRunner:
         queue: str,
         limits: ResourceClass | None = None,
         attempt: int | None = None,
+        owner: int | None = None,
     ) -> str:
-        """``limits`` are the job's to enforce (the evaluator's sandbox does)."""
+        """``limits`` are the job's to enforce (the evaluator's sandbox does); one
+        machine has no queue to share, so ``owner`` changes nothing here."""
         if job_type not in self.commands:
             raise ValueError(f"no local command for '{job_type}' jobs")
         runner_id = f"local-{uuid.uuid4().hex[:12]}"
@@ -369,16 +392,72 @@ class LocalJobRunner:
         threading.Thread(target=escalate, daemon=True).start()
 
 
-class LambdaPredictor:
-    """The inference function, invoked synchronously (its answer is JSON)."""
+# API Gateway gives a request 29 s in all; the API's own work (auth, the checkpoint's
+# HEAD, a cold start of its own function) takes a few, so the inference function gets at
+# most this long to answer before the caller is told to retry.
+INVOKE_TIMEOUT_S = 22
+# What a caller is told to wait: the function it timed out on goes on loading the model
+# (its own timeout is minutes), so by then the retry finds it warm.
+WARMING_RETRY_AFTER_S = 10
 
-    def __init__(self, client: Any, function_name: str) -> None:
-        self.client, self.function_name = client, function_name
+
+class InferenceUnavailable(CrucibleError):
+    """The inference function did not answer in time (a cold start: it goes on loading
+    the model, so a retry soon finds it warm), or it is at its concurrency limit."""
+
+    code = "MODEL_WARMING_UP"
+    http_status = 503
+    retry_after = WARMING_RETRY_AFTER_S
+
+
+class LambdaPredictor:
+    """The inference function, invoked synchronously (its answer is JSON), exactly once per
+    call: botocore's retries (on a read timeout, a throttle, a 5xx) would invoke it again,
+    a second prediction the caller never sees, on a function that may still be busy with
+    the first. A call that cannot be answered within the API's time answers
+    :class:`InferenceUnavailable` (503, ``Retry-After``) instead."""
+
+    def __init__(
+        self, client: Any, function_name: str, *, timeout_s: float = INVOKE_TIMEOUT_S
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        meta = client.meta  # the same endpoint and settings, one attempt, a bounded wait
+        self.client = boto3.session.Session().client(
+            "lambda",
+            region_name=meta.region_name,
+            endpoint_url=meta.endpoint_url,
+            config=meta.config.merge(
+                Config(
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                    connect_timeout=min(5, timeout_s),
+                    read_timeout=timeout_s,
+                )
+            ),
+        )
+        self.function_name = function_name
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
-        resp = self.client.invoke(
-            FunctionName=self.function_name, Payload=json.dumps(request).encode()
-        )
+        from botocore.exceptions import ClientError, ReadTimeoutError
+
+        try:
+            resp = self.client.invoke(
+                FunctionName=self.function_name, Payload=json.dumps(request).encode()
+            )
+        except ReadTimeoutError as exc:
+            raise InferenceUnavailable(
+                "The model is warming up (loading on a fresh inference function) and did "
+                f"not answer within {self.client.meta.config.read_timeout:g} s; retry in "
+                f"{WARMING_RETRY_AFTER_S} s, when it will be warm"
+            ) from exc
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TooManyRequestsException":
+                raise
+            raise InferenceUnavailable(
+                "Inference is at its concurrency limit; retry in a few seconds",
+                code="INFERENCE_BUSY",
+            ) from exc
         answer = json.loads(resp["Payload"].read() or b"{}")
         if resp.get("FunctionError"):
             raise RuntimeError(f"inference failed: {answer.get('errorMessage', answer)}")

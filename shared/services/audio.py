@@ -25,9 +25,10 @@ from typing import Any
 from shared import keys
 from shared.errors import Conflict, Forbidden, InvalidState, NotFound
 from shared.events import ProgressEvent, event_id_for
-from shared.models import AudioFile, Page, Principal, Tag, utcnow
+from shared.models import AudioFile, Principal, Tag, utcnow
 from shared.ports import (
     AudioFileRepository,
+    CursorPage,
     Deadline,
     DeadlineRepository,
     EventBus,
@@ -85,9 +86,11 @@ class AudioService:
             raise Forbidden("Only the owner can change this file")
         return f
 
-    def list(self, actor: Principal, *, skip: int, limit: int) -> Page[AudioFile]:
+    def list(
+        self, actor: Principal, *, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[AudioFile]:
         owner = None if actor.at_least("researcher") else actor.user_id
-        return self.files.list(owner_id=owner, skip=skip, limit=limit)
+        return self.files.list(owner_id=owner, skip=skip, limit=limit, cursor=cursor)
 
     def tags_of(self, f: AudioFile) -> list[Tag]:
         return [t for t in (self.tags.get(i) for i in f.tags) if t is not None]

@@ -21,8 +21,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from shared.models import Page, Principal, User
-from shared.ports import UserRepository
+from shared.models import Principal, User
+from shared.ports import CursorPage, UserRepository
 from shared.settings import Settings
 
 _hasher = PasswordHasher()
@@ -106,10 +106,12 @@ class AuthService:
             raise NotFound("User not found", code="USER_NOT_FOUND")
         return user
 
-    def list_users(self, actor: Principal, *, skip: int, limit: int) -> Page[User]:
+    def list_users(
+        self, actor: Principal, *, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[User]:
         if not actor.at_least("researcher"):
             raise Forbidden("Listing users needs the 'researcher' role or higher")
-        return self.users.list(skip=skip, limit=limit)
+        return self.users.list(skip=skip, limit=limit, cursor=cursor)
 
     # --- tokens ---------------------------------------------------------
     def issue(self, user: User) -> TokenPair:

@@ -43,7 +43,7 @@ from shared.datasets import DatasetStats, InvalidDataset, inspect, validate
 from shared.errors import InvalidInput, NotFound, TooLarge
 from shared.events import ProgressEvent, event_id_for
 from shared.models import Dataset, Principal
-from shared.ports import DatasetRepository, ObjectStore
+from shared.ports import CursorPage, DatasetRepository, ObjectStore
 
 if TYPE_CHECKING:
     from shared.services.projects import ProjectService
@@ -396,16 +396,32 @@ class DatasetService:
         stats = self.statistics(d)
         return d.model_copy(update={"class_distribution": stats.class_distribution})
 
-    def list(
-        self, actor: Principal, *, project_id: int | None = None, fmt: str | None = None
-    ) -> list[Dataset]:
-        items = self.datasets.list(owner_id=None if actor.at_least("admin") else actor.user_id)
+    def list(self, actor: Principal, *, fmt: str | None = None) -> list[Dataset]:
+        """The caller's own datasets (of format ``fmt``), newest first: what the chat and
+        seed 000 offer to train on."""
         return [
-            d
-            for d in items
-            if (project_id is None or d.project_id == project_id)
-            and (fmt is None or d.format == fmt)
+            d for d in self.datasets.list(owner_id=actor.user_id) if fmt is None or d.format == fmt
         ]
+
+    def page(
+        self,
+        actor: Principal,
+        *,
+        skip: int,
+        limit: int,
+        cursor: str | None = None,
+        project_id: int | None = None,
+        fmt: str | None = None,
+    ) -> CursorPage[Dataset]:
+        """A page of the caller's datasets (an admin's: everyone's), newest first."""
+        return self.datasets.page(
+            owner_id=None if actor.at_least("admin") else actor.user_id,
+            skip=skip,
+            limit=limit,
+            cursor=cursor,
+            project_id=project_id,
+            fmt=fmt,
+        )
 
     def validate(
         self,

@@ -236,7 +236,9 @@ class EvaluationService:
             )
         self._status(job, "pending", "Job queued")
         try:
-            runner_id = self.runner.submit(job.id, job_type="evaluator", queue="cpu", limits=cls)
+            runner_id = self.runner.submit(
+                job.id, job_type="evaluator", queue="cpu", limits=cls, owner=job.owner_id
+            )
         except Exception:
             self.fail(job.id, "The job could not be submitted to the runner")
             raise

@@ -25,6 +25,7 @@ import binascii
 import json
 import logging
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -410,7 +411,16 @@ class InferenceService:
             else:
                 data = self.fetcher.fetch(image["image_url"], max_bytes=self.max_image_bytes)
             data = self._checked(data, "")
-            answer = self._run(record["checkpoint"], data, record["options"], field="")
+            try:
+                answer = self._run(record["checkpoint"], data, record["options"], field="")
+            except CrucibleError as exc:
+                wait = getattr(exc, "retry_after", None)
+                if not wait:
+                    raise
+                # A model still warming up (or a function at its limit): the API's caller
+                # is told to retry; a batch, which has minutes, retries once itself.
+                time.sleep(wait)
+                answer = self._run(record["checkpoint"], data, record["options"], field="")
         except CrucibleError as exc:
             return {**out, "error": {"code": exc.code, "message": exc.detail}}
         except Exception:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shared.errors import InvalidInput, NotFound
-from shared.models import Page, Principal, Project, Tag
-from shared.ports import ProjectRepository, TagRepository
+from shared.models import Principal, Project, Tag
+from shared.ports import CursorPage, ProjectRepository, TagRepository
 
 
 def _name(value: str, field: str, max_len: int) -> str:
@@ -34,10 +34,16 @@ class ProjectService:
         return project
 
     def list(
-        self, actor: Principal, *, skip: int, limit: int, everyone: bool = False
-    ) -> Page[Project]:
+        self,
+        actor: Principal,
+        *,
+        skip: int,
+        limit: int,
+        everyone: bool = False,
+        cursor: str | None = None,
+    ) -> CursorPage[Project]:
         owner = None if everyone and actor.at_least("admin") else actor.user_id
-        return self.projects.list(owner_id=owner, skip=skip, limit=limit)
+        return self.projects.list(owner_id=owner, skip=skip, limit=limit, cursor=cursor)
 
 
 class TagService:
@@ -53,8 +59,10 @@ class TagService:
             raise NotFound("Tag not found", code="TAG_NOT_FOUND")
         return tag
 
-    def list(self, actor: Principal, *, skip: int, limit: int) -> Page[Tag]:
-        return self.tags.list(owner_id=actor.user_id, skip=skip, limit=limit)
+    def list(
+        self, actor: Principal, *, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[Tag]:
+        return self.tags.list(owner_id=actor.user_id, skip=skip, limit=limit, cursor=cursor)
 
     def delete(self, actor: Principal, tag_id: int) -> None:
         self.tags.delete(self.get(actor, tag_id))

@@ -2,6 +2,12 @@
 table (events on ``job:<id>`` and the owner's topic, metric rows, log lines) and MLflow.
 Used by the trainer's callbacks and by the internal callback route alike.
 
+Per-class metrics and the confusion matrix grow with the class count (the matrix with its
+square: 1,000 classes make megabytes), so they always go to an S3 object
+(:func:`shared.keys.validation_details`) and the metric row and the pushed event carry
+a reference to it (``details``: key, size, sha256) and a summary bounded whatever the
+class count (``classes``, the ``top_confusions``); :func:`read_details` resolves it.
+
 Progress events carry seed 003's ``training_progress`` fields: ``eta_minutes`` (from the
 pace of this run so far), ``metrics`` (the step's loss and the latest validation's
 numbers) and, only where the trainer measures them (``device``: a GPU this process
@@ -9,17 +15,26 @@ trains on), ``gpu_utilization`` and ``memory_usage_gb``; never made up."""
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import itertools
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared import keys
+from shared.errors import InvalidInput
 from shared.events import ProgressEvent, event_id_for
 from shared.models import TrainingJob
 from shared.ports import ExperimentTracker, JobRecordRepository, JobRepository, ObjectStore
 from shared.services.push import PushService
+
+DETAILS = ("per_class", "confusion_matrix")  # what a validation stores as an object
+TOP_CONFUSIONS = 10  # the most frequent mistakes a metric row and an event quote
+NAME_CHARS = 128  # a class name as the summary quotes it
+MAX_METRICS = 100  # numeric validation metrics a row and an event keep (names <= 100 chars)
 
 
 class Reporter:
@@ -126,8 +141,12 @@ class Reporter:
             return {}
 
     def on_epoch_end(self, epoch: int, train_loss: float, val: dict[str, Any], lr: float) -> None:
-        """``val`` holds numbers (metrics), optionally ``per_class``, ``confusion_matrix`` and
-        ``samples`` (per-sample predictions, stored beside the checkpoints, not in the table)."""
+        """``val`` holds numbers (metrics), optionally ``per_class`` and ``confusion_matrix``
+        (stored as one object, :func:`keys.validation_details`) and ``samples``
+        (per-sample predictions, :func:`keys.validation_samples`); the row and the event
+        carry references and a bounded summary, never the objects themselves."""
+        details = {k: val[k] for k in DETAILS if k in val}
+        summary = validation_summary(details)  # checks them before anything is stored
         samples = val.pop("samples", None)
         if samples is not None and self.artifacts is not None:
             self.artifacts.put(
@@ -135,8 +154,17 @@ class Reporter:
                 json.dumps(samples).encode(),
                 content_type="application/json",
             )
-        metrics = {k: v for k, v in val.items() if isinstance(v, int | float) and math.isfinite(v)}
-        details = {k: val[k] for k in ("per_class", "confusion_matrix") if k in val}
+        numbers = (
+            (k, v)
+            for k, v in val.items()
+            if isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and len(k) <= 100
+        )
+        metrics = dict(itertools.islice(numbers, MAX_METRICS))
+        if details and self.artifacts is not None:
+            summary["details"] = store_details(self.artifacts, self.job.id, epoch, details)
         row = {
             "loss": train_loss,
             "learning_rate": lr,
@@ -147,7 +175,7 @@ class Reporter:
             "extra_metrics": {
                 k: v for k, v in metrics.items() if k not in ("val_loss", "accuracy")
             },
-            **details,
+            **summary,
             **({"samples": len(samples)} if samples is not None else {}),
         }
         self.records.put_metrics(self.job.id, epoch, row)
@@ -155,8 +183,8 @@ class Reporter:
             self.job.id, {"current_epoch": epoch, "metrics": {"loss": train_loss, **metrics}}
         )
         self._val_metrics = {k: round(v, 6) for k, v in metrics.items()}
-        self.last_validation = {"epoch": epoch, **metrics, **details}
-        self._publish("validation", self.last_validation, epoch)
+        self.last_validation = {"epoch": epoch, **metrics, **details}  # in full, for MLflow
+        self._publish("validation", {"epoch": epoch, **metrics, **summary}, epoch)
         if self.mlflow:
             self.mlflow.log_metrics({"train_loss": train_loss, "lr": lr, **metrics}, step=epoch)
 
@@ -169,3 +197,64 @@ class Reporter:
     def on_error(self, message: str) -> None:
         self.log(message, "ERROR")
         self._publish("error", {"message": message}, "error")
+
+
+def validation_summary(details: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row and an event say of a validation's details, bounded whatever the class
+    count: ``classes`` (how many) and ``top_confusions`` (at most :data:`TOP_CONFUSIONS`
+    off-diagonal cells of the matrix, most frequent first: true class, predicted class,
+    count). :class:`InvalidInput` when the matrix is not square counts over those classes."""
+    per_class, cm = details.get("per_class"), details.get("confusion_matrix")
+    if per_class is not None and not isinstance(per_class, Mapping):
+        raise InvalidInput("per_class must map each class name to its metrics", field="per_class")
+    if cm is None:
+        return {"classes": len(per_class)} if per_class is not None else {}
+    n = len(cm) if isinstance(cm, list) else -1
+    if n < 0 or any(
+        not isinstance(row, list)
+        or len(row) != n
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row)
+        for row in cm
+    ):
+        raise InvalidInput(
+            "confusion_matrix must be a square list of lists of counts, cm[true][predicted]",
+            field="confusion_matrix",
+        )
+    names = list(per_class) if per_class is not None and len(per_class) == n else None
+    name = (lambda i: str(names[i])[:NAME_CHARS]) if names else str
+    top = heapq.nlargest(
+        TOP_CONFUSIONS,
+        ((c, t, p) for t, row in enumerate(cm) for p, c in enumerate(row) if c and t != p),
+    )
+    return {
+        "classes": n,
+        "top_confusions": [{"true": name(t), "predicted": name(p), "count": c} for c, t, p in top],
+    }
+
+
+def store_details(
+    artifacts: ObjectStore, job_id: int, epoch: int, details: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Put one epoch's details in their object; the reference a row and an event carry."""
+    key = keys.validation_details(job_id, epoch)
+    body = json.dumps(details, separators=(",", ":")).encode()
+    artifacts.put(key, body, content_type="application/json")
+    return {"key": key, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def stored_details_size(row: Mapping[str, Any]) -> int:
+    """The bytes of a metric row's details: its object's, or (a row written before details
+    moved to objects) those it holds itself; 0 when it has none."""
+    if isinstance(row.get("details"), Mapping):
+        return int(row["details"]["size"])
+    inline = {k: row[k] for k in DETAILS if k in row}
+    return len(json.dumps(inline, default=str, separators=(",", ":"))) if inline else 0
+
+
+def read_details(artifacts: ObjectStore, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A metric row's ``per_class`` and ``confusion_matrix``: read from the object it
+    references, or (an older row) its own; empty when it has none."""
+    ref = row.get("details")
+    if isinstance(ref, Mapping):
+        return json.loads(artifacts.get(str(ref["key"])))
+    return {k: row[k] for k in DETAILS if k in row}

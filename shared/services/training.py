@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from shared import keys
@@ -56,6 +57,7 @@ from shared.services.jobs import (
 )
 from shared.services.projects import ProjectService
 from shared.services.push import PushService
+from shared.services.reporting import Reporter, read_details, stored_details_size
 
 # What a job can resume from: a checkpoint its trainer saved, named by its artifacts key
 # (shared/keys.py).
@@ -68,6 +70,9 @@ INTERNAL_OPTIONS = {
     "resume_from": "to continue from a checkpoint, start the job with checkpoint_path or resume",
 }
 MAX_ADVANCED_CONFIG_BYTES = 16 * 1024
+# Per-class metrics and confusion matrices one /validation/results answer inlines: Lambda
+# returns at most 6 MB, and 1,000 classes' matrix alone takes about 2-4 MB of JSON.
+RESULTS_DETAILS_BYTES = 4 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,10 @@ class SubmitFailed(CrucibleError):
 
     code = "SUBMIT_FAILED"
     http_status = 503
+
+
+# How many completed jobs' checkpoints a process keeps (checkpoint_of): a few hundred bytes each.
+FINAL_CHECKPOINTS_KEPT = 1024
 
 
 class Checkpoint(NamedTuple):
@@ -115,6 +124,8 @@ class TrainingService:
         self.runner = runner
         self.push = push
         self.predictor = predictor
+        # completed jobs' checkpoints as last found (checkpoint_of), the oldest dropped first
+        self._final_checkpoints: dict[tuple[int, datetime], Checkpoint] = {}
         self.projects = projects
         self.limits = limits
         self.max_inference_bytes = max_inference_bytes
@@ -314,7 +325,11 @@ class TrainingService:
         self._watch(job, self.bounds.queued_deadline_s, resubmits=resubmits)
         try:
             runner_id = self.runner.submit(
-                str(job.id), job_type="trainer", queue="gpu", attempt=job.attempt
+                str(job.id),
+                job_type="trainer",
+                queue="gpu",
+                attempt=job.attempt,
+                owner=job.owner_id,
             )
         except Exception as exc:
             log.exception("job %s: submission %s failed", job.id, job.attempt)
@@ -474,11 +489,23 @@ class TrainingService:
     # --- predictions from checkpoints (seed 002's /test-inference, seed 000's /inference) --
     def checkpoint_of(self, job: TrainingJob) -> Checkpoint | None:
         """The job's best checkpoint, else its last one, with the version found (one HEAD
-        each, and the predictor needs no other to know whether its cached model is it)."""
+        each, and the predictor needs no other to know whether its cached model is it).
+
+        A completed job writes no more checkpoints (its trainer saved them before it
+        reported completion; running it again changes the job first), so what was found
+        for it is kept, keyed by its completion: a warm prediction makes no HEAD."""
+        final = (job.id, job.completed_at) if job.status == "completed" else None
+        if final and final[1] is not None and final in self._final_checkpoints:
+            return self._final_checkpoints[final]
         for key in (keys.best_checkpoint(job.id), keys.last_checkpoint(job.id)):
             found = self.artifacts.head(key)
             if found is not None:
-                return Checkpoint(key, found["etag"])
+                checkpoint = Checkpoint(key, found["etag"])
+                if final and final[1] is not None:
+                    if len(self._final_checkpoints) >= FINAL_CHECKPOINTS_KEPT:
+                        del self._final_checkpoints[next(iter(self._final_checkpoints))]
+                    self._final_checkpoints[final] = checkpoint
+                return checkpoint
         return None
 
     def _predict(
@@ -539,12 +566,12 @@ class TrainingService:
     # --- seed 002's internal callback from an external training service -----------------
     def callback(self, job_id: int, event: str, data: dict[str, Any]) -> TrainingJob:
         """Report for a job as its own trainer would; status changes stay forward-only."""
-        from shared.services.reporting import Reporter
-
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound("Training job not found", code="JOB_NOT_FOUND", field="job_id")
-        rep = Reporter(self.push, self.jobs, job, self.records, throttle_s=0)
+        rep = Reporter(
+            self.push, self.jobs, job, self.records, artifacts=self.artifacts, throttle_s=0
+        )
         num = lambda k, d=0.0: float(data.get(k, d) or d)  # noqa: E731
         if event == "progress":
             rep.on_step(
@@ -610,10 +637,30 @@ class TrainingService:
             "limit": limit,
         }
 
-    def validation_results(self, actor: Principal, job_id: int) -> list[dict[str, Any]]:
-        """Seed 002's validation results of a job, one per epoch (its metric rows)."""
+    def validation_results(
+        self, actor: Principal, job_id: int, epoch: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Seed 002's validation results of a job, one per epoch (its metric rows), or of
+        one ``epoch``. Per-class metrics and confusion matrices are read from their objects
+        newest first while they fit in :data:`RESULTS_DETAILS_BYTES`; an older one that
+        does not fit comes without them (``details_omitted``, and ``details_url`` to fetch
+        its object directly): asking for its ``epoch`` alone returns it in full if it fits."""
         job = self.get(actor, job_id)
-        return _validation_results(self.records.metrics(job_id, 10_000), job)
+        rows = self.records.metrics(job_id, 10_000)
+        if epoch is not None:
+            rows = [r for r in rows if r["epoch"] == epoch]
+        budget, details = RESULTS_DETAILS_BYTES, {}
+        for r in reversed(rows):
+            size = stored_details_size(r)
+            if size <= budget:
+                details[r["epoch"]] = read_details(self.artifacts, r)
+                budget -= size
+        out = _validation_results(rows, job, details)
+        for result, r in zip(out, rows, strict=True):
+            ref = r.get("details")
+            if result["details_omitted"] and isinstance(ref, dict):
+                result["details_url"] = self.artifacts.presign_get(str(ref["key"]))
+        return out
 
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:
         self.get(actor, job_id)
@@ -632,10 +679,15 @@ def validation_result_id(job_id: int, epoch: int) -> int:
     return job_id * 10_000 + epoch
 
 
-def _validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[dict[str, Any]]:
-    """Seed 002's validation results, one per epoch, from the trainer's metric rows."""
+def _validation_results(
+    rows: list[dict[str, Any]], job: TrainingJob, details: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Seed 002's validation results, one per epoch, from the trainer's metric rows and
+    the ``details`` (per-class metrics, confusion matrix) read for each epoch; an epoch
+    whose details were not read (too large to answer with) is ``details_omitted``."""
     out = []
     for r in rows:
+        shown = details.get(r["epoch"], {})
         metric = job.primary_metric or "accuracy"
         metrics = {
             **({"accuracy": r["accuracy"]} if r.get("accuracy") is not None else {}),
@@ -650,8 +702,10 @@ def _validation_results(rows: list[dict[str, Any]], job: TrainingJob) -> list[di
                 "primary_metric_value": metrics.get(metric),
                 "overall_loss": r.get("val_loss"),
                 "metrics": metrics,
-                "per_class_metrics": r.get("per_class", {}),
-                "confusion_matrix": r.get("confusion_matrix", []),
+                "per_class_metrics": shown.get("per_class", {}),
+                "confusion_matrix": shown.get("confusion_matrix", []),
+                "details_omitted": r["epoch"] not in details and stored_details_size(r) > 0,
+                "top_confusions": r.get("top_confusions", []),
                 "checkpoint_path": keys.last_checkpoint(job.id),
                 "created_at": r.get("created_at"),
             }

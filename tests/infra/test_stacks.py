@@ -13,7 +13,7 @@ cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build  # noqa: E402
-from infra.config import ConfigError, load  # noqa: E402
+from infra.config import QUEUED, ConfigError, load  # noqa: E402
 from infra.constructs.batch import EVALUATOR_USER, JOBS, JobType, tmpfs_mib  # noqa: E402
 from shared.adapters.dynamodb.evaluations import ACTIVE as EVALUATIONS_ACTIVE  # noqa: E402
 from shared.adapters.dynamodb.jobs import active_key  # noqa: E402
@@ -274,7 +274,10 @@ def test_event_routes_and_stream(synth, env):
         fn = target["Arn"]["Fn::GetAtt"][0]
         module = route.handler.rsplit(".", 1)[1]
         function_id = {"s3_object": "objectcreated"}.get(module, module.replace("_", ""))
-        assert fn.lower().startswith("functions" + function_id)
+        # analysis and ingest take their events through a queue (tests/infra/test_admission.py)
+        queued = route.handler in QUEUED
+        expected = f"events{function_id}queue" if queued else f"functions{function_id}"
+        assert fn.lower().startswith(expected)
     t.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
@@ -460,6 +463,7 @@ def test_api_role(synth):
     assert set(grants) == {
         "dynamodb:GetItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
@@ -488,7 +492,8 @@ def test_websocket_role(synth):
         "dynamodb:GetItem": sorted(["CONN#*", "EMAIL#*", "TOKEN#*", "USER#*", *TOPIC_OWNERS]),
         # its connection and subscriptions; an API token's service user, created on first use
         "dynamodb:PutItem": ["CONN#*", "TOKEN#*", "TOPIC#*", "USER#*"],
-        "dynamodb:UpdateItem": ["COUNTER"],  # that user's id
+        # that user's id block and the count of its listing
+        "dynamodb:UpdateItem": ["COUNT#*#USER#*", "COUNTER#user#*"],
         "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
         "dynamodb:Query": ["GSI1/CONN#*"],  # a connection's subscriptions
     }
@@ -502,6 +507,7 @@ def test_stream_push_role(synth):
         "dynamodb:GetItem": sorted(["USER#*", *TOPIC_OWNERS]),
         "dynamodb:Query": ["GSI1/CONN#*", "TOPIC#*"],
         "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
+        "dynamodb:UpdateItem": ["SENT#*"],  # its claims on parts of an event's followers
     }
     assert "execute-api:ManageConnections" in _actions(st)
     assert _actions(st, "s3:") == set() and _secrets(st) == set()
@@ -534,7 +540,8 @@ def test_analysis_role(synth):
     assert _table_grants(st) == {
         "dynamodb:GetItem": ["FILE#*", "UPLOAD#*"],
         "dynamodb:PutItem": ["DUE#*", "EVENT#*", "EVENTS#file:*", "FILE#*"],  # DUE: deadlines
-        "dynamodb:UpdateItem": ["COUNTER", "FILE#*"],  # the file's state, result ids
+        # the file's state, its listing's counts, file and result id blocks
+        "dynamodb:UpdateItem": ["COUNT#*#FILE*", "COUNTER#file#*", "COUNTER#result#*", "FILE#*"],
         "dynamodb:DeleteItem": ["UPLOAD#*"],
     }
     writes = {"uploads/audio/*", "artifacts/analysis/*"}

@@ -34,7 +34,7 @@ def test_user_email_is_unique_even_under_a_race(container):
         users.create(email=email, password_hash="h", role="user", full_name=None)
 
 
-def test_ids_are_sequential_and_pages_are_consistent(container):
+def test_ids_are_unique_and_pages_are_consistent(container):
     users = DynamoUsers(container.table)
     ids = [
         users.create(
@@ -45,7 +45,7 @@ def test_ids_are_sequential_and_pages_are_consistent(container):
         ).id
         for i in range(5)
     ]
-    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert len(set(ids)) == 5 and min(ids) > 0  # unique; ordered only within a block
     everyone = users.list(skip=0, limit=1000)
     page = users.list(skip=2, limit=2)
     assert page.total == everyone.total
@@ -115,4 +115,4 @@ def test_connections_expire_and_are_removed_with_their_subscriptions(container):
     cid2 = f"c{time.time_ns()}"
     expired.add(Connection(connection_id=cid2, user_id=1, role="user"))
     expired.subscribe(Subscription(connection_id=cid2, topic="job:ttl2", user_id=1))
-    assert live.get(cid2) is None and live.subscribers("job:ttl2") == []
+    assert live.get(cid2) is None and list(live.subscribers("job:ttl2")) == []

@@ -29,7 +29,7 @@ class Runner:
         self.submitted: list[str] = []
         self.terminated: list[str] = []
 
-    def submit(self, job_id, *, job_type, queue, limits=None):
+    def submit(self, job_id, *, job_type, queue, limits=None, owner=None):
         assert job_type == "evaluator" and limits is not None
         self.submitted.append(job_id)
         return f"run-{job_id}"

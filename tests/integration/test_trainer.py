@@ -6,6 +6,7 @@ job is ``stopping``) exits 0; any other (a spot reclaim, a timeout) exits non-ze
 Batch records the job FAILED, with its checkpoint saved, and Batch's retry resumes."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -132,7 +133,12 @@ def test_trains_reports_and_checkpoints(container, dispatcher, dataset, runner, 
         for e in container.push.events.recent(f"job:{job.id}", limit=200)
         if e.kind == "validation"
     ][-1]
-    assert len(validation.data["confusion_matrix"]) == 2 and set(validation.data["per_class"]) == {
+    # The event and the row carry a reference to the per-class metrics and the matrix.
+    ref = validation.data["details"]
+    assert validation.data["classes"] == 2 and rows[-1]["details"] == ref
+    assert "confusion_matrix" not in validation.data and "per_class" not in rows[-1]
+    details = json.loads(container.artifacts.get(ref["key"]))
+    assert len(details["confusion_matrix"]) == 2 and set(details["per_class"]) == {
         "circle",
         "square",
     }

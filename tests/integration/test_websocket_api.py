@@ -89,7 +89,7 @@ def test_connect_push_and_gone(container, ws_api):
         assert refused.value.response.status_code == 403
 
         async with websockets.connect(f"{ws_api['url']}?token={token}&format=seed000") as ws:
-            subs = container.push.registry.subscribers(topic)
+            subs = list(container.push.registry.subscribers(topic))
             assert len(subs) == 1 and subs[0].format == "seed000"
             cid = subs[0].connection_id
             event = ProgressEvent(topic=topic, kind="progress", event_id="p1", data={"epoch": 1})
@@ -114,7 +114,7 @@ def test_connect_push_and_gone(container, ws_api):
     container.push.registry.subscribe(Subscription(connection_id=cid, topic=topic, user_id=user.id))
     stale = ProgressEvent(topic=topic, kind="log", event_id="p2", data={})
     assert aws.push.deliver(stale) == 0
-    assert container.push.registry.subscribers(topic) == []
+    assert list(container.push.registry.subscribers(topic)) == []
 
 
 def test_token_as_subprotocol(container, ws_api):
@@ -129,7 +129,7 @@ def test_token_as_subprotocol(container, ws_api):
         async with websockets.connect(ws_api["url"], subprotocols=["bearer", token]) as ws:
             await ws.send(json.dumps({"action": "ping"}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
-            assert len(container.push.registry.subscribers(f"user:{user.id}")) == 1
+            assert len(list(container.push.registry.subscribers(f"user:{user.id}"))) == 1
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with websockets.connect(ws_api["url"], subprotocols=["bearer", "forged"]):
                 pass
@@ -181,4 +181,4 @@ def test_a_follower_who_lost_the_right_is_closed_not_served(container, ws_api):
                 await asyncio.wait_for(ws.recv(), 10)
 
     asyncio.run(scenario())
-    assert push.registry.subscribers(topic) == []
+    assert list(push.registry.subscribers(topic)) == []

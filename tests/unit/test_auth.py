@@ -62,7 +62,7 @@ class MemoryUsers:
     def get_by_email(self, email):
         return self.rows.get(self.emails.get(email.lower()))
 
-    def list(self, *, skip, limit):
+    def list(self, *, skip, limit, cursor=None):
         users = sorted(self.rows.values(), key=lambda u: u.id)
         return Page[User](total=len(users), items=users[skip : skip + limit])
 

@@ -29,7 +29,10 @@ def job(**cfg) -> TrainingJob:
 def test_spec_types_the_shared_options_and_keeps_the_rest():
     spec = JobSpec.from_job(job(seed="7", image_size=32, resume_from="", weight_decay=0.1))
     assert (spec.job_id, spec.epochs, spec.seed, spec.image_size) == (3, 4, 7, 32)
-    assert spec.resume_from is None and spec.checkpoint_interval_s == 60.0
+    assert spec.resume_from is None and spec.checkpoint_interval_s == 600.0  # the setting's
+    assert JobSpec.from_job(job(), checkpoint_interval_s=120).checkpoint_interval_s == 120
+    own = JobSpec.from_job(job(checkpoint_interval_s=30), checkpoint_interval_s=120)
+    assert own.checkpoint_interval_s == 30  # the job's own wins over the operator's
     assert dict(spec.extras) == {}  # weight_decay is a knob's older name
     assert spec.knobs["optimizer.weight_decay"] == 0.1 and spec.knobs["optimizer.type"] == "adamw"
     assert JobSpec.from_job(job()).image_size is None  # the framework's default

@@ -315,7 +315,7 @@ class Runner:
     def __init__(self):
         self.submitted, self.terminated = [], []
 
-    def submit(self, job_id, *, job_type, queue, limits=None, attempt=None):
+    def submit(self, job_id, *, job_type, queue, limits=None, attempt=None, owner=None):
         self.submitted.append(job_id)
         return f"run-{job_id}"
 

@@ -54,6 +54,10 @@ export interface ValidationResult {
   metrics: Record<string, number>;
   per_class_metrics: Record<string, Record<string, number>>;
   confusion_matrix: number[][];
+  // Past the API's bound on one answer (newest epochs first), an older epoch comes
+  // without its per-class numbers and matrix: ask for that epoch alone, or fetch the URL.
+  details_omitted?: boolean;
+  details_url?: string;
   created_at: string | null;
 }
 
@@ -452,7 +456,20 @@ function highlight(text: string, re: RegExp): ComponentChildren {
 
 function Validation({ job, results }: { job: Job; results: ValidationResult[] }) {
   const [epoch, setEpoch] = useState<number | null>(null);
-  const r = results.find((x) => x.epoch === epoch) ?? results[results.length - 1];
+  const [full, setFull] = useState<ValidationResult | null>(null);
+  const picked = results.find((x) => x.epoch === epoch) ?? results[results.length - 1];
+  useEffect(() => {
+    if (!picked?.details_omitted) return;
+    let current = true;
+    get<{ results: ValidationResult[] }>(`${API}/validation/results/${job.id}?epoch=${picked.epoch}`).then(
+      (x) => current && x.results[0] && setFull(x.results[0]),
+      () => undefined, // the summary stays, with its link
+    );
+    return () => {
+      current = false;
+    };
+  }, [job.id, picked?.epoch, picked?.details_omitted]);
+  const r = picked && full && full.epoch === picked.epoch ? full : picked;
   if (!r) {
     return (
       <Card title="Validation">
@@ -462,7 +479,7 @@ function Validation({ job, results }: { job: Job; results: ValidationResult[] })
   }
   const classes = Object.keys(r.per_class_metrics ?? {});
   const columns = [...new Set(classes.flatMap((c) => Object.keys(r.per_class_metrics[c])))];
-  const latest = r === results[results.length - 1];
+  const latest = picked === results[results.length - 1];
   return (
     <Card
       title={`Validation, epoch ${r.epoch}`}
@@ -485,6 +502,14 @@ function Validation({ job, results }: { job: Job; results: ValidationResult[] })
         {r.overall_loss != null && <span class="muted"> · val loss {fmtNum(r.overall_loss)}</span>}
         {!latest && <span class="muted"> · an earlier epoch</span>}
       </p>
+      {r.details_omitted && r.details_url && (
+        <p class="muted" data-testid="details-omitted">
+          Per-class numbers and confusion matrix too large to show here:{" "}
+          <a href={r.details_url} download>
+            download them (JSON)
+          </a>
+        </p>
+      )}
       <div class="tjob-val">
         {r.confusion_matrix?.length ? (
           <div>

@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # The catalogue's check, again: the job item may predate the API's, or not have
             # come through the API; starting weights resolve only in the operator's folder.
-            spec = JobSpec.from_job(job, weights_dir=settings.weights_dir)
+            spec = JobSpec.from_job(
+                job,
+                weights_dir=settings.weights_dir,
+                checkpoint_interval_s=settings.checkpoint_interval_s,
+            )
         except (CrucibleError, Refused) as exc:
             return fail(f"The job cannot run: {exc}", 1)
         mlflow.log_params(spec.knobs.params())  # seed 002's knobs, as this run uses them

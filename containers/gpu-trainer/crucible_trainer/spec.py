@@ -14,9 +14,12 @@ from typing import Any
 
 from shared.catalogue import check_model
 from shared.models import TrainingJob
+from shared.settings import Settings
 from shared.training_options import OWN, Options, options
 
 SHARED_OPTIONS = ("seed", "resume_from", "checkpoint_interval_s", "image_size", "weights")
+# The operator's default (CRUCIBLE_CHECKPOINT_INTERVAL_S), where no setting is passed in.
+DEFAULT_CHECKPOINT_INTERVAL_S: float = Settings.model_fields["checkpoint_interval_s"].default
 
 
 class Refused(ValueError):
@@ -34,16 +37,23 @@ class JobSpec:
     learning_rate: float
     seed: int = 0
     resume_from: str | None = None  # an artifacts key: a checkpoint to continue from
-    checkpoint_interval_s: float = 60.0  # "last" is saved at most this often (and at the end)
+    # "last" is saved at most this often (and at the end, and when stopped)
+    checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S
     image_size: int | None = None  # None: the framework's default
     weights: Path | None = None  # starting weights: a file in the operator's weights directory
     extras: Mapping[str, Any] = field(default_factory=dict)  # framework-specific options
     options: Options | None = None  # seed 002's knobs, as this run uses them
 
     @classmethod
-    def from_job(cls, job: TrainingJob, weights_dir: str | None = None) -> JobSpec:
+    def from_job(
+        cls,
+        job: TrainingJob,
+        weights_dir: str | None = None,
+        checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+    ) -> JobSpec:
         """The job's spec; :class:`shared.errors.InvalidInput` if the catalogue does not
-        offer its model, :class:`Refused` if its weights are not in ``weights_dir``."""
+        offer its model, :class:`Refused` if its weights are not in ``weights_dir``. The
+        job's own ``checkpoint_interval_s`` wins over the operator's (the argument)."""
         cfg = job.advanced_config or {}
         check_model(job.framework, job.task_type, job.model_name, cfg)
         knobs = options(
@@ -59,7 +69,7 @@ class JobSpec:
             learning_rate=knobs.learning_rate,
             seed=int(cfg.get("seed", 0)),
             resume_from=cfg.get("resume_from") or None,
-            checkpoint_interval_s=float(cfg.get("checkpoint_interval_s", 60)),
+            checkpoint_interval_s=float(cfg.get("checkpoint_interval_s", checkpoint_interval_s)),
             image_size=int(cfg["image_size"]) if "image_size" in cfg else None,
             weights=operator_weights(cfg.get("weights") or None, weights_dir),
             extras={

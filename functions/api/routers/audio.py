@@ -24,7 +24,7 @@ from functions.api.routers.audio_schemas import (
     UploadError,
     UploadOut,
 )
-from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.common import Cursor, ErrorOut, Limit, Skip
 from functions.api.routers.tags_schemas import TagOut
 from shared import keys
 from shared.audio import content_disposition
@@ -116,13 +116,14 @@ def multipart_complete(
     )
 
 
-@files.get("/", response_model=AudioFileListOut)
+@files.get("/", response_model=AudioFileListOut, responses={400: {"model": ErrorOut}})
 def list_files(
-    principal: CurrentUser, c: Services, skip: Skip = 0, limit: Limit = 100
+    principal: CurrentUser, c: Services, skip: Skip = 0, limit: Limit = 100, cursor: Cursor = None
 ) -> AudioFileListOut:
     """Your files; researchers see everyone's."""
-    page = c.audio.list(principal, skip=skip, limit=limit)
-    return AudioFileListOut(total=page.total, files=[out(c, f) for f in page.items])
+    page = c.audio.list(principal, skip=skip, limit=limit, cursor=cursor)
+    files = [out(c, f) for f in page.items]
+    return AudioFileListOut(total=page.total, files=files, next_cursor=page.next_cursor)
 
 
 @files.get("/{file_id}", response_model=AudioFileOut, responses=_errors)

@@ -62,6 +62,9 @@ class BatchUploadOut(BaseModel):
 class AudioFileListOut(BaseModel):
     total: int
     files: list[AudioFileOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )
 
 
 class AudioFilePatch(BaseModel):

@@ -45,5 +45,22 @@ class ValidationErrorOut(ErrorOut):
     errors: list[FieldError]
 
 
+# A prediction's 503: the inference function is invoked once, never retried into a second
+# invocation (shared/adapters/runners.py); a cold one that cannot answer in time says so.
+WARMING_UP = {
+    "model": ErrorOut,
+    "description": "The model is warming up (`MODEL_WARMING_UP`: a cold inference function "
+    "did not answer within the API's time, and goes on loading) or inference is at its "
+    "concurrency limit (`INFERENCE_BUSY`): retry after `Retry-After` seconds",
+}
+
 Skip = Annotated[int, Query(ge=0, description="How many to skip")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many to return at most")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=1024,
+        description="The previous page's `next_cursor`: reads on from there (skip is then "
+        "ignored); an offset (`skip`) reaches at most 10,000 deep",
+    ),
+]

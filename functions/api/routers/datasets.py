@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.common import ErrorOut
+from functions.api.routers.common import Cursor, ErrorOut
 from functions.api.routers.datasets_schemas import (
     DatasetListOut,
     DatasetOut,
@@ -70,7 +70,7 @@ def presign(body: DatasetPresignIn, principal: CurrentUser, c: Services) -> Data
     )
 
 
-@router.get("", response_model=DatasetListOut)
+@router.get("", response_model=DatasetListOut, responses={400: {"model": ErrorOut}})
 def list_datasets(
     principal: CurrentUser,
     c: Services,
@@ -81,12 +81,21 @@ def list_datasets(
     page: Annotated[
         int | None, Query(ge=1, le=1_000_000, description="seed 003's 1-based page; overrides skip")
     ] = None,
+    cursor: Cursor = None,
 ) -> DatasetListOut:
+    """Your datasets (an admin's: everyone's), newest first."""
     if page is not None:
         skip = (page - 1) * limit
-    items = c.datasets.list(principal, project_id=project_id, fmt=format)
-    page = [DatasetOut.of(d) for d in items[skip : skip + limit]]
-    return DatasetListOut(datasets=page, total=len(items), skip=skip, limit=limit)
+    found = c.datasets.page(
+        principal, skip=skip, limit=limit, cursor=cursor, project_id=project_id, fmt=format
+    )
+    return DatasetListOut(
+        datasets=[DatasetOut.of(d) for d in found.items],
+        total=found.total,
+        skip=skip,
+        limit=limit,
+        next_cursor=found.next_cursor,
+    )
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=_errors)

@@ -70,6 +70,9 @@ class DatasetListOut(BaseModel):
     total: int
     skip: int
     limit: int
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )
 
 
 class DatasetPresignIn(BaseModel):

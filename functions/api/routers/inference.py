@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.common import ErrorOut
+from functions.api.routers.common import WARMING_UP, ErrorOut
 from functions.api.routers.inference_schemas import (
     BatchAccepted,
     BatchIn,
@@ -30,7 +30,7 @@ _errors = {
     "/{workflow_id}/predict",
     response_model=PredictOut,
     response_model_exclude_none=True,
-    responses=_errors,
+    responses={**_errors, 503: WARMING_UP},
 )
 def predict(workflow_id: WorkflowId, body: PredictIn, principal: CurrentUser, c: Services) -> dict:
     """Predict on one image with the workflow's model (its best, else last, checkpoint):

@@ -35,3 +35,6 @@ class ProjectOut(BaseModel):
 class ProjectListOut(BaseModel):
     projects: list[ProjectOut]
     total: int
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.common import ErrorOut
+from functions.api.routers.common import WARMING_UP, ErrorOut
 from functions.api.routers.seed000_schemas import TrainStart
 from shared.errors import InvalidInput
 
@@ -31,7 +31,10 @@ def train_stop(principal: CurrentUser, c: Services) -> dict:
     return {"status": "Stop signal sent to training process."}
 
 
-@router.post("/inference", responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+@router.post(
+    "/inference",
+    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 503: WARMING_UP},
+)
 def inference(
     principal: CurrentUser, c: Services, file: Annotated[UploadFile | None, File()] = None
 ) -> dict:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from functions.api.deps import CurrentUser, Services
-from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.common import Cursor, ErrorOut, Limit, Skip
 from functions.api.routers.tags_schemas import TagIn, TagListOut, TagOut
 
 router = APIRouter(prefix="/tags", tags=["tags"])
 
 
-@router.get("/", response_model=TagListOut)
+@router.get("/", response_model=TagListOut, responses={400: {"model": ErrorOut}})
 def list_tags(
-    principal: CurrentUser, c: Services, skip: Skip = 0, limit: Limit = 100
+    principal: CurrentUser, c: Services, skip: Skip = 0, limit: Limit = 100, cursor: Cursor = None
 ) -> TagListOut:
-    page = c.tags.list(principal, skip=skip, limit=limit)
-    return TagListOut(total=page.total, tags=[TagOut.of(t) for t in page.items])
+    page = c.tags.list(principal, skip=skip, limit=limit, cursor=cursor)
+    tags = [TagOut.of(t) for t in page.items]
+    return TagListOut(total=page.total, tags=tags, next_cursor=page.next_cursor)
 
 
 @router.post("/", status_code=201, response_model=TagOut, responses={409: {"model": ErrorOut}})

@@ -26,3 +26,6 @@ class TagOut(BaseModel):
 class TagListOut(BaseModel):
     total: int
     tags: list[TagOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )

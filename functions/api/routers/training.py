@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from functions.api.deps import CurrentUser, InternalCaller, Services
-from functions.api.routers.common import ErrorOut
+from functions.api.routers.common import WARMING_UP, ErrorOut
 from functions.api.routers.training_schemas import (
     CallbackIn,
     CheckpointOut,
@@ -130,9 +130,20 @@ def list_models(framework: str | None = None, task_type: str | None = None) -> d
 
 
 @models.get("/validation/results/{job_id}", responses=_errors)
-def validation_results(job_id: int, principal: CurrentUser, c: Services) -> dict:
-    """Per-epoch validation: metrics, per-class precision/recall/F1/support, confusion matrix."""
-    return {"job_id": job_id, "results": c.training.validation_results(principal, job_id)}
+def validation_results(
+    job_id: int,
+    principal: CurrentUser,
+    c: Services,
+    epoch: Annotated[int | None, Query(ge=1, description="only this epoch's result")] = None,
+) -> dict:
+    """Per-epoch validation: metrics, per-class precision/recall/F1/support, confusion
+    matrix. The per-class metrics and matrices in one answer are bounded (4 MiB, newest
+    epochs first): an older result past that has ``details_omitted`` true, empty ones, and
+    a ``details_url`` to fetch them (or ask for its ``epoch`` alone)."""
+    return {
+        "job_id": job_id,
+        "results": c.training.validation_results(principal, job_id, epoch),
+    }
 
 
 @models.get("/validation/images/{validation_result_id}", responses=_errors)
@@ -149,7 +160,7 @@ def validation_images(
     return c.training.validation_images(principal, validation_result_id, skip, limit, is_correct)
 
 
-@models.post("/test-inference", responses={**_errors, 413: {"model": ErrorOut}})
+@models.post("/test-inference", responses={**_errors, 413: {"model": ErrorOut}, 503: WARMING_UP})
 def predict_image(
     principal: CurrentUser,
     c: Services,

@@ -6,19 +6,27 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.deps import Admin, CurrentUser, Researcher, Services
-from functions.api.routers.common import ErrorOut, Limit, Skip
+from functions.api.routers.common import Cursor, ErrorOut, Limit, Skip
 from functions.api.routers.profile_schemas import PlanIn, ProfileOut
 from functions.api.routers.users_schemas import RoleIn, UserListOut, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("/", response_model=UserListOut, responses={403: {"model": ErrorOut}})
+@router.get(
+    "/", response_model=UserListOut, responses={400: {"model": ErrorOut}, 403: {"model": ErrorOut}}
+)
 def list_users(
-    principal: Researcher, c: Services, skip: Skip = 0, limit: Limit = 100
+    principal: Researcher,
+    c: Services,
+    skip: Skip = 0,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> UserListOut:
-    page = c.auth.list_users(principal, skip=skip, limit=limit)
-    return UserListOut(total=page.total, users=[UserOut.of(u) for u in page.items])
+    page = c.auth.list_users(principal, skip=skip, limit=limit, cursor=cursor)
+    return UserListOut(
+        total=page.total, users=[UserOut.of(u) for u in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})

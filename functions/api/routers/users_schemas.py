@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.models import User
 
@@ -27,6 +27,9 @@ class UserOut(BaseModel):
 class UserListOut(BaseModel):
     total: int
     users: list[UserOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; absent on the last page"
+    )
 
 
 class RoleIn(BaseModel):

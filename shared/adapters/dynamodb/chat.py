@@ -1,6 +1,7 @@
-"""Seed 003's chat sessions: ``CHAT#<session id>`` / ``SESSION``, listed under its owner
-(GSI1, ``OWNER#<uid>#CHAT`` / ``<created iso>#<id>``), and its messages beside it,
-``CHAT#<session id>`` / ``MSG#<n:06d>`` (numbered from 1, so they read back in order).
+"""Seed 003's chat sessions: ``CHAT#<session id>`` / ``SESSION``, and its messages beside
+it, ``CHAT#<session id>`` / ``MSG#<n:06d>`` (numbered from 1, so they read back in order;
+at most ``shared.services.chat.MAX_MESSAGES`` a session). No index copies a session: every
+turn rewrites it, and no one lists sessions.
 
 Every write of a session is conditional on the version it read (``version``, bumped by
 each write) and stores the turn's new messages in the same transaction: two requests on
@@ -70,8 +71,6 @@ class DynamoChatSessions:
             "SK": SESSION,
             "type": "chat_session",
             **stored.model_dump(mode="json"),
-            "GSI1PK": f"OWNER#{stored.owner_id}#CHAT",
-            "GSI1SK": f"{stored.created_at.isoformat()}#{stored.id}",
         }
         put = {
             "Put": {

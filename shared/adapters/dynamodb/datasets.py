@@ -1,11 +1,13 @@
 """Datasets: string (uuid) ids, listed newest first per owner (GSI1) and for everyone
-(GSI2).
+(GSI2, over the shards of ``ALL#DATASET``) through an index row written once with the
+dataset (:func:`~shared.adapters.dynamodb.table.index_row`), which carries the dataset's
+project and format for the listing's filters.
 
 A dataset in flight (``uploading`` or ``processing``) sits in GSI2's sparse
 ``ACTIVE#DATASET`` partition, sorted by the deadline of its current state; the write that
-settles it (``finish``) moves it to ``ALL#DATASET`` in the same update. So the
-reconciler's sweep reads only datasets in flight, oldest deadline first, and stops at the
-first one not yet due: never the table, never the settled datasets.
+settles it (``finish``) takes it out in the same update. So the reconciler's sweep reads
+only datasets in flight, oldest deadline first, and stops at the first one not yet due:
+never the table, never the settled datasets.
 """
 
 from __future__ import annotations
@@ -14,12 +16,27 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.dynamodb.table import Table, _is_conditional_failure, _to_ddb, from_ddb
+from shared.adapters.dynamodb.table import (
+    Listing,
+    Table,
+    _is_conditional_failure,
+    _to_ddb,
+    from_ddb,
+    index_row,
+)
 from shared.models import Dataset, utcnow
+from shared.ports import CursorPage
 
-ACTIVE = "ACTIVE#DATASET"  # GSI2: in flight, by deadline
-ALL = "ALL#DATASET"  # GSI2: settled, by creation
+# Built once: pydantic rebuilds a generic model's class when no one keeps it.
+_DatasetPage = CursorPage[Dataset]
+
+ACTIVE = "ACTIVE#DATASET"  # GSI2, on the dataset item: in flight, by deadline
+ALL = Listing("GSI2", "ALL#DATASET", sharded=True, newest_first=True)  # everyone's
 IN_FLIGHT = ("uploading", "processing")
+
+
+def _mine(owner_id: int) -> Listing:
+    return Listing("GSI1", f"OWNER#{owner_id}#DATASET", newest_first=True)
 
 
 def _due(deadline: float, dataset_id: str) -> str:
@@ -39,33 +56,52 @@ class DynamoDatasets:
         return f"DATASET#{dataset_id}", "DATASET"
 
     def create(self, d: Dataset, *, deadline: float | None = None) -> None:
-        order = f"{d.created_at.isoformat()}#{d.id}"
-        in_flight = d.status in IN_FLIGHT and deadline is not None
         pk, sk = self._key(d.id)
-        self.t.put_new(
-            {
-                "PK": pk,
-                "SK": sk,
-                "type": "dataset",
-                **d.model_dump(mode="json"),
-                "GSI1PK": f"OWNER#{d.owner_id}#DATASET",
-                "GSI1SK": order,
-                "GSI2PK": ACTIVE if in_flight else ALL,
-                "GSI2SK": _due(deadline, d.id) if in_flight else order,
-            }
-        )
+        item = {"PK": pk, "SK": sk, "type": "dataset", **d.model_dump(mode="json")}
+        if d.status in IN_FLIGHT and deadline is not None:
+            item |= {"GSI2PK": ACTIVE, "GSI2SK": _due(deadline, d.id)}
+        mine = _mine(d.owner_id)
+        order = f"{d.created_at.isoformat()}#{d.id}"
+        row = index_row(pk, "dataset", order, mine=mine, everyone=ALL, key=d.id)
+        row |= {"project_id": d.project_id, "format": d.format}  # what listings filter by
+        self.t.transact(self.t.listed_ops(item, row, [mine, ALL]))
 
     def get(self, dataset_id: str) -> Dataset | None:
         item = self.t.get(*self._key(dataset_id))
         return Dataset.model_validate(item) if item else None
 
-    def list(self, *, owner_id: int | None) -> list[Dataset]:
-        if owner_id is not None:
-            rows = list(self.t.query(f"OWNER#{owner_id}#DATASET", index="GSI1", forward=False))
-        else:  # everyone's: the settled, and those in flight (few), newest first
-            rows = [*self.t.query(ALL, index="GSI2"), *self.t.query(ACTIVE, index="GSI2")]
-            rows.sort(key=lambda r: r["GSI1SK"], reverse=True)
-        return [Dataset.model_validate(r) for r in rows]
+    def list(self, *, owner_id: int) -> list[Dataset]:
+        found: list[Dataset] = []
+        cursor = None
+        while True:
+            page = self.page(owner_id=owner_id, skip=0, limit=1000, cursor=cursor)
+            found += page.items
+            if (cursor := page.next_cursor) is None:
+                return found
+
+    def page(
+        self,
+        *,
+        owner_id: int | None,
+        skip: int,
+        limit: int,
+        cursor: str | None = None,
+        project_id: int | None = None,
+        fmt: str | None = None,
+    ) -> CursorPage[Dataset]:
+        listing = ALL if owner_id is None else _mine(owner_id)
+        where = {"project_id": project_id, "format": fmt}
+        where = {k: v for k, v in where.items() if v is not None}
+        if where:
+            rows, nxt = self.t.page(listing, limit=limit, skip=skip, cursor=cursor, where=where)
+            rows = self.t.fetch([(r["PK"], "DATASET") for r in rows])
+            total = self.t.count(listing, where)
+        else:
+            total, rows, nxt = self.t.listed(
+                listing, "DATASET", limit=limit, skip=skip, cursor=cursor
+            )
+        items = [Dataset.model_validate(r) for r in rows]
+        return _DatasetPage(total=total, items=items, next_cursor=nxt)
 
     def start(self, dataset_id: str, deadline: float) -> Dataset | None:
         """``uploading`` -> ``processing`` (an ingest began), due by ``deadline``; None
@@ -84,8 +120,8 @@ class DynamoDatasets:
     ) -> Dataset | None:
         """Settle a dataset in flight (only from a status of ``only_from``), leaving the
         active partition in the same write; None if it was not in such a status."""
-        names = {"#st": "status", "#g": "GSI2PK", "#gs": "GSI2SK", "#order": "GSI1SK"}
-        values: dict[str, Any] = {":all": ALL}
+        names = {"#st": "status", "#g": "GSI2PK", "#gs": "GSI2SK"}
+        values: dict[str, Any] = {}
         sets = []
         for i, (k, v) in enumerate({**fields, "updated_at": utcnow()}.items()):
             names[f"#s{i}"], values[f":s{i}"] = k, v
@@ -96,7 +132,7 @@ class DynamoDatasets:
             out = self.t.client.update_item(
                 TableName=self.t.name,
                 Key=_to_ddb(dict(zip(("PK", "SK"), self._key(dataset_id), strict=True))),
-                UpdateExpression="SET " + ", ".join([*sets, "#g = :all", "#gs = #order"]),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE #g, #gs",
                 ConditionExpression=f"#st IN ({', '.join(allowed)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_to_ddb(values),

@@ -21,7 +21,10 @@ from typing import Any
 from shared.adapters.dynamodb.table import Table, _to_ddb, from_ddb
 from shared.ports import Deadline
 
-SHARDS = 4
+# 32 partitions: each takes ~2 writes per analysis or job, so at one upload a user a
+# minute the hottest stays under a partition's 1,000 writes/s to ~2M users
+# (bench/scale.py); the reconciler's run costs one query per shard.
+SHARDS = 32
 
 
 def _sort_key(at: float, kind: str, ref: str) -> str:

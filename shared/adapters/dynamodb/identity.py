@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.adapters.dynamodb.table import Table, pad_id
+from shared.adapters.dynamodb.table import Listing, Table, index_row, pad_id
 from shared.errors import Conflict, NotFound
-from shared.models import Page, User
+from shared.models import User
 from shared.plans import DEFAULT_PLAN
+from shared.ports import CursorPage
+
+# Built once: pydantic rebuilds a generic model's class when no one keeps it.
+_UserPage = CursorPage[User]
 
 # How late a changed role or a deleted account may reach a process's checks (seconds).
 RECENT_S = 5.0
@@ -17,10 +21,13 @@ RECENT_S = 5.0
 # every DynamoUsers of the process, so a role changed here is seen at once by all of them.
 _recent: dict[tuple[str, int], tuple[float, User | None]] = {}
 _RECENT_MAX = 10_000
+# Everyone's users, in id order, over the shards of GSI2 (no single partition).
+USERS = Listing("GSI2", "ALL#USER", sharded=True)
 
 
 class DynamoUsers:
-    """``USER#<id>`` items listed on GSI1 (``USERS``), beside the lock that names the user,
+    """``USER#<id>`` items, listed through their index rows on GSI2's ``ALL#USER#<shard>``
+    partitions (:data:`USERS`), beside the lock that names the user,
     written in the same transaction: ``EMAIL#<lower e-mail>`` for people (registration,
     login), ``TOKEN#<name>`` for an API token's service user. No e-mail lock ever points at
     a token's user, so no registration can claim a token's identity."""
@@ -89,16 +96,17 @@ class DynamoUsers:
         user = User(
             id=uid, email=email, role=role, full_name=full_name, password_hash=password_hash
         )
+        pk = f"USER#{uid}"
         item = {
-            "PK": f"USER#{uid}",
+            "PK": pk,
             "SK": "USER",
             "type": "user",
             **user.model_dump(mode="json"),
             "password_hash": password_hash,
-            "GSI1PK": "USERS",
-            "GSI1SK": pad_id(uid),
         }
-        if not self.t.transact_new(item, {**lock, "user_id": uid}):
+        row = index_row(pk, "user", pad_id(uid), mine=None, everyone=USERS, key=uid)
+        ops = self.t.listed_ops(item, row, [USERS])
+        if not self.t.transact([*ops, self.t.put_op({**lock, "user_id": uid})]):
             return None
         return user
 
@@ -132,9 +140,9 @@ class DynamoUsers:
         lock = self.t.get(f"EMAIL#{email.lower()}", "EMAIL")
         return self.get(lock["user_id"]) if lock else None
 
-    def list(self, *, skip: int, limit: int) -> Page[User]:
-        total, rows = self.t.page("USERS", index="GSI1", skip=skip, limit=limit)
-        return Page[User](total=total, items=[self._model(r) for r in rows])
+    def list(self, *, skip: int, limit: int, cursor: str | None = None) -> CursorPage[User]:
+        total, rows, nxt = self.t.listed(USERS, "USER", limit=limit, skip=skip, cursor=cursor)
+        return _UserPage(total=total, items=[self._model(r) for r in rows], next_cursor=nxt)
 
     def set_role(self, user_id: int, role: str) -> User:
         item = self.t.update(f"USER#{user_id}", "USER", {"role": role})

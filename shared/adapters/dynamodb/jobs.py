@@ -23,7 +23,11 @@ from shared.adapters.dynamodb.table import (
     _to_ddb,
     from_ddb,
 )
-from shared.models import Page, TrainingJob, utcnow
+from shared.models import TrainingJob, utcnow
+from shared.ports import CursorPage
+
+# Built once: pydantic rebuilds a generic model's class when no one keeps it.
+_TrainingJobPage = CursorPage[TrainingJob]
 
 
 class DynamoJobs(OwnedRepository):
@@ -46,19 +50,14 @@ class DynamoJobs(OwnedRepository):
         a counter without a cap) it is stored holding those slots, or not at all (None)
         when a counter is at its cap."""
         job = job.model_copy(update={"id": self.t.next_id("job")})
-        item = self._item(job.id, job.owner_id, job.model_dump(mode="json"))
+        body = job.model_dump(mode="json")
         if not acquire:
-            self.t.put_new(item)
+            self._create(job.id, job.owner_id, body)
             return job
-        put = {
-            "Put": {
-                "TableName": self.t.name,
-                "Item": _to_ddb({**item, SLOTS: sorted(acquire)}),
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }
-        }
+        ops = self._create_ops(job.id, job.owner_id, {**body, SLOTS: sorted(acquire)})
         for _ in range(ATTEMPTS):
-            outcome = transact(self.t, [put, take(self.t, job.owner_id, acquire)])
+            counters = take(self.t, job.owner_id, acquire)
+            outcome = transact(self.t, [*ops, counters], counters_from=len(ops))
             if outcome != "retry":
                 return job if outcome == "ok" else None
         return None
@@ -67,9 +66,12 @@ class DynamoJobs(OwnedRepository):
         item = self._get(job_id)
         return TrainingJob.model_validate(item) if item else None
 
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[TrainingJob]:
-        total, rows = self._page(owner_id, skip, limit)
-        return Page[TrainingJob](total=total, items=[TrainingJob.model_validate(r) for r in rows])
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[TrainingJob]:
+        total, rows, nxt = self._page(owner_id, skip, limit, cursor)
+        items = [TrainingJob.model_validate(r) for r in rows]
+        return _TrainingJobPage(total=total, items=items, next_cursor=nxt)
 
     def transition(
         self,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from shared.adapters.dynamodb.table import OwnedRepository
 from shared.errors import Conflict
-from shared.models import Page, Project, Tag
+from shared.models import Project, Tag
+from shared.ports import CursorPage
+
+# Built once: pydantic rebuilds a generic model's class when no one keeps it.
+_ProjectPage = CursorPage[Project]
+_TagPage = CursorPage[Tag]
 
 
 class DynamoProjects(OwnedRepository):
@@ -14,16 +19,19 @@ class DynamoProjects(OwnedRepository):
         project = Project(
             id=self.t.next_id("project"), owner_id=owner_id, name=name, description=description
         )
-        self.t.put_new(self._item(project.id, owner_id, project.model_dump(mode="json")))
+        self._create(project.id, owner_id, project.model_dump(mode="json"))
         return project
 
     def get(self, project_id: int) -> Project | None:
         item = self._get(project_id)
         return Project.model_validate(item) if item else None
 
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Project]:
-        total, rows = self._page(owner_id, skip, limit)
-        return Page[Project](total=total, items=[Project.model_validate(r) for r in rows])
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[Project]:
+        total, rows, nxt = self._page(owner_id, skip, limit, cursor)
+        items = [Project.model_validate(r) for r in rows]
+        return _ProjectPage(total=total, items=items, next_cursor=nxt)
 
 
 class DynamoTags(OwnedRepository):
@@ -41,7 +49,8 @@ class DynamoTags(OwnedRepository):
             raise Conflict(f"Tag '{name}' already exists", field="name", code="TAG_EXISTS")
         tag = Tag(id=self.t.next_id("tag"), owner_id=owner_id, name=name)
         lock = {"PK": lock_pk, "SK": lock_sk, "type": "tagname", "tag_id": tag.id}
-        if not self.t.transact_new(self._item(tag.id, owner_id, tag.model_dump(mode="json")), lock):
+        ops = self._create_ops(tag.id, owner_id, tag.model_dump(mode="json"))
+        if not self.t.transact([*ops, self.t.put_op(lock)]):
             raise Conflict(f"Tag '{name}' already exists", field="name", code="TAG_EXISTS")
         return tag
 
@@ -49,9 +58,12 @@ class DynamoTags(OwnedRepository):
         item = self._get(tag_id)
         return Tag.model_validate(item) if item else None
 
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[Tag]:
-        total, rows = self._page(owner_id, skip, limit)
-        return Page[Tag](total=total, items=[Tag.model_validate(r) for r in rows])
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[Tag]:
+        total, rows, nxt = self._page(owner_id, skip, limit, cursor)
+        items = [Tag.model_validate(r) for r in rows]
+        return _TagPage(total=total, items=items, next_cursor=nxt)
 
     def delete(self, tag: Tag) -> None:
-        self.t.transact_delete(self._key(tag.id), self._name_lock(tag.owner_id, tag.name))
+        self._delete(tag.id, self._name_lock(tag.owner_id, tag.name))

@@ -4,6 +4,7 @@ the event log the stream fans out, and who owns the resource a topic names."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from shared.adapters.dynamodb.table import Check, Table, from_ddb
@@ -53,15 +54,22 @@ class DynamoConnections:
             }
         )
 
-    def subscribers(self, topic: str) -> list[Subscription]:
+    def subscribers(self, topic: str) -> Iterator[Subscription]:
+        """A topic's live subscriptions, read a page (at most 1 MB, some 4,000) at a time
+        as the caller consumes them: a topic followed by many is never held at once."""
         now = time.time()
-        return [
-            Subscription.model_validate(r)
-            for r in self.t.query(f"TOPIC#{topic}", sk_prefix="CONN#")
-            if r.get("expires_at", 0) >= now
-        ]
+        for r in self.t.query(f"TOPIC#{topic}", sk_prefix="CONN#"):
+            if r.get("expires_at", 0) >= now:
+                yield Subscription.model_validate(r)
+
+    def topics(self, connection_id: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` of the topics a connection follows (one bounded read)."""
+        rows = self.t.query(f"CONN#{connection_id}", index="GSI1", limit=limit)
+        return [r["topic"] for r in rows]
 
     def remove(self, connection_id: str) -> None:
+        """Its subscriptions (at most MAX_TOPICS_PER_CONNECTION, shared/services/push.py),
+        then the connection."""
         for sub in self.t.query(f"CONN#{connection_id}", index="GSI1"):
             self.t.delete(sub["PK"], sub["SK"])
         self.t.delete(f"CONN#{connection_id}", "CONN")
@@ -101,16 +109,32 @@ class DynamoEventLog:
             )
         return self.t.transact_new(lock, item, check=check)
 
-    def claim(self, event_id: str, connection_id: str) -> bool:
-        """``SENT#<event id>`` / ``CONN#<id>``, written once: a record the stream hands over
-        again (a retried batch, a duplicate run at the same time) finds it there."""
-        return self.t.put_new(
-            {
-                "PK": f"SENT#{event_id}",
-                "SK": f"CONN#{connection_id}",
-                "type": "delivery",
-                "expires_at": int(time.time()) + self.ttl_s,
-            }
+    def claim(self, event_id: str, part: int) -> set[str] | None:
+        """Take part ``part`` of an event's followers (``SENT#<event id>`` / ``PART#<n>``)
+        with one conditional write: None when another run has it (sent, or sending);
+        else the connections of the part an earlier run already served (empty the first
+        time). A part is taken once, or again after ``release``."""
+        item = self.t.update(
+            f"SENT#{event_id}",
+            f"PART#{part:03d}",
+            {"type": "delivery", "open": False, "expires_at": int(time.time()) + self.ttl_s},
+            condition="attribute_not_exists(PK) OR #open = :yes",
+            names={"#open": "open"},
+            values={":yes": True},
+        )
+        return None if item is None else set(item.get("sent") or ())
+
+    def release(self, event_id: str, part: int, sent: set[str]) -> None:
+        """Give a part back, unfinished: the next run that claims it serves all but
+        ``sent`` (every connection of the part served so far; some 10,000 ids fit in an
+        item's 400 KB, so 32 parts hold an event's 300,000 followers)."""
+        self.t.update(
+            f"SENT#{event_id}",
+            f"PART#{part:03d}",
+            {"open": True, "sent": sorted(sent)},
+            condition="#open = :no",
+            names={"#open": "open"},
+            values={":no": False},
         )
 
     def recent(self, topic: str, *, limit: int) -> list[ProgressEvent]:

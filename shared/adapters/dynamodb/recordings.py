@@ -6,7 +6,11 @@ import time
 from typing import Any
 
 from shared.adapters.dynamodb.table import OwnedRepository
-from shared.models import AudioFile, Page, UploadIntent
+from shared.models import AudioFile, UploadIntent
+from shared.ports import CursorPage
+
+# Built once: pydantic rebuilds a generic model's class when no one keeps it.
+_AudioFilePage = CursorPage[AudioFile]
 
 
 class DynamoAudioFiles(OwnedRepository):
@@ -26,22 +30,25 @@ class DynamoAudioFiles(OwnedRepository):
         return self.t.next_id("result")
 
     def create(self, f: AudioFile) -> bool:
-        return self.t.put_new(self._item(f.id, f.owner_id, f.model_dump(mode="json")))
+        return self._create(f.id, f.owner_id, f.model_dump(mode="json"))
 
     def get(self, file_id: int) -> AudioFile | None:
         item = self._get(file_id)
         return AudioFile.model_validate(item) if item else None
 
-    def list(self, *, owner_id: int | None, skip: int, limit: int) -> Page[AudioFile]:
-        total, rows = self._page(owner_id, skip, limit)
-        return Page[AudioFile](total=total, items=[AudioFile.model_validate(r) for r in rows])
+    def list(
+        self, *, owner_id: int | None, skip: int, limit: int, cursor: str | None = None
+    ) -> CursorPage[AudioFile]:
+        total, rows, nxt = self._page(owner_id, skip, limit, cursor)
+        items = [AudioFile.model_validate(r) for r in rows]
+        return _AudioFilePage(total=total, items=items, next_cursor=nxt)
 
     def update(self, file_id: int, fields: dict[str, Any]) -> AudioFile | None:
         item = self.t.update(*self._key(file_id), fields)
         return AudioFile.model_validate(item) if item else None
 
     def delete(self, file_id: int) -> None:
-        self.t.delete(*self._key(file_id))
+        self._delete(file_id)
 
     # --- analysis state ---------------------------------------------------------
     def request(

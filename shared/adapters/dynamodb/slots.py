@@ -62,17 +62,17 @@ def give_back(t: Table, owner_id: int, held: list[str]) -> dict[str, Any]:
     }
 
 
-def transact(t: Table, ops: list[dict[str, Any]]) -> str:
-    """Write ``ops`` (the item's first, then counters) in one transaction: "ok"; "cap"
-    when a counter's condition failed; "retry" when the item's did, or another
-    transaction on the same items got in the way."""
+def transact(t: Table, ops: list[dict[str, Any]], *, counters_from: int = 1) -> str:
+    """Write ``ops`` (the item's writes first, then from ``counters_from`` on its counters)
+    in one transaction: "ok"; "cap" when a counter's condition failed; "retry" when the
+    item's did, or another transaction on the same items got in the way."""
     try:
         t.client.transact_write_items(TransactItems=ops)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "TransactionCanceledException":
             raise
         reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-        if any(code == "ConditionalCheckFailed" for code in reasons[1:]):
+        if any(code == "ConditionalCheckFailed" for code in reasons[counters_from:]):
             return "cap"
         return "retry"
     return "ok"

@@ -1,0 +1,286 @@
+"""Fan-out at scale: one event to 1,000 followers, through the real ApiGatewayNotifier
+(boto3's ``apigatewaymanagementapi`` client with the adapter's CLIENT_CONFIG) against a
+local HTTP server that answers like API Gateway's ``@connections`` (200; 410
+GoneException; 429 LimitExceededException when told to throttle), the registry and
+the delivery parts in the emulator's DynamoDB, and stream batches through
+functions/events/stream_push.py as Lambda's stream mapping hands them over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from functions.events import stream_push
+from shared.adapters.push import CLIENT_CONFIG, ApiGatewayNotifier
+from shared.errors import Conflict
+from shared.events import ProgressEvent
+from shared.models import Principal, Subscription
+from shared.services.push import MAX_TOPICS_PER_CONNECTION, PushService
+
+pytestmark = pytest.mark.integration
+
+FOLLOWERS = 1_000
+LATENCY_S = 0.05  # what one post takes, a slow one: one at a time, 1,000 take 50 s
+
+
+class Connections:
+    """What ``@connections`` received and how it answers: ``gone`` ids get 410, ``throttle``
+    ids get 429 for as many posts as their count says (``None``: every one)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: dict[str, list[dict]] = {}
+        self.gone: set[str] = set()
+        self.throttle: dict[str, int | None] = {}
+        self.throttled = 0
+        self.in_flight = self.most_in_flight = 0
+        self.latency_s = LATENCY_S
+
+    def answer(self, cid: str, body: bytes) -> tuple[int, str | None]:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency_s)  # the service's own time: the server is slow, not the test
+            with self.lock:
+                if cid in self.gone:
+                    return 410, "GoneException"
+                if cid in self.throttle:
+                    left = self.throttle[cid]
+                    if left is None or left > 0:
+                        self.throttle[cid] = None if left is None else left - 1
+                        self.throttled += 1
+                        return 429, "LimitExceededException"
+                self.received.setdefault(cid, []).append(json.loads(body))
+                return 200, None
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def per_event(self) -> Counter[tuple[str, str]]:
+        with self.lock:
+            return Counter(
+                (cid, m["event_id"]) for cid, msgs in self.received.items() for m in msgs
+            )
+
+
+@pytest.fixture(scope="module")
+def connections():
+    state = Connections()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            cid = self.path.rsplit("/", 1)[-1]
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, error = state.answer(cid, body)
+            payload = json.dumps({"message": error} if error else {}).encode()
+            self.send_response(status)
+            if error:
+                self.send_header("x-amzn-ErrorType", error)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
+def push(container, connections):
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=connections.url,
+        region_name=container.settings.aws_region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=CLIENT_CONFIG,
+    )
+    p = container.push
+    return PushService(
+        p.registry, p.events, ApiGatewayNotifier(client), p.owners, container.user_repository
+    )
+
+
+def followed(container, n: int) -> tuple[str, list[str]]:
+    """A new user's topic with ``n`` connections of that user following it."""
+    user = container.auth.register(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
+    )
+    topic, tag = f"user:{user.id}", uuid.uuid4().hex[:8]
+    cids = [f"{tag}-{i:04d}" for i in range(n)]
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda cid: container.push.registry.subscribe(
+                    Subscription(connection_id=cid, topic=topic, user_id=user.id)
+                ),
+                cids,
+            )
+        )
+    return topic, cids
+
+
+def an_event(topic: str, kind: str = "log", **data: Any) -> ProgressEvent:
+    return ProgressEvent(topic=topic, kind=kind, event_id=uuid.uuid4().hex, data=data)
+
+
+def records(*events: ProgressEvent) -> dict:
+    """The stream batch that storing ``events`` makes (as DynamoEventLog stores them)."""
+    ser = TypeSerializer()
+    out = []
+    for n, e in enumerate(events):
+        item = {
+            "PK": f"EVENTS#{e.topic}",
+            "SK": e.event_id,
+            "type": "event",
+            **e.model_dump(mode="json"),
+        }
+        out.append(
+            {
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "SequenceNumber": f"{time.time_ns()}{n:04d}",
+                    "NewImage": {k: ser.serialize(v) for k, v in item.items()},
+                },
+            }
+        )
+    return {"Records": out}
+
+
+def test_a_thousand_followers_are_served_at_once_each_once(push, container, connections):
+    topic, cids = followed(container, FOLLOWERS)
+    event = an_event(topic, n=1)
+    started = time.monotonic()
+    assert push.deliver(event) == FOLLOWERS
+    took = time.monotonic() - started
+    got = connections.per_event()
+    assert all(got[(cid, event.event_id)] == 1 for cid in cids)
+    # one at a time, 1,000 posts of 50 ms take 50 s at the least; in parallel (64 at
+    # once), 0.8 s of waiting plus the client's and the server's CPU on a shared machine
+    assert connections.most_in_flight >= 16, connections.most_in_flight
+    assert took < FOLLOWERS * LATENCY_S / 2, f"{took:.2f} s for {FOLLOWERS} followers"
+    print(f"\n{FOLLOWERS} followers: {took * 1000:.0f} ms per event")
+    # the same record handed over again (a retried batch) reaches no one twice
+    assert push.deliver(event) == 0
+    assert connections.per_event() == got
+
+
+def test_throttled_posts_are_retried_and_gone_ones_dropped(push, container, connections):
+    topic, cids = followed(container, 200)
+    throttled, gone = cids[::10], set(cids[5::50])
+    connections.throttle.update(dict.fromkeys(throttled, 2))  # twice 429, then through
+    connections.gone |= gone
+    before = connections.throttled
+    event = an_event(topic)
+    assert push.deliver(event) == len(cids) - len(gone)
+    assert connections.throttled - before == 2 * len(throttled)
+    got = connections.per_event()
+    assert all(got[(cid, event.event_id)] == 1 for cid in cids if cid not in gone)
+    assert {s.connection_id for s in push.registry.subscribers(topic)} == set(cids) - gone
+
+
+def test_a_retried_batch_serves_only_those_not_served(push, container, connections, monkeypatch):
+    monkeypatch.setattr(container, "push", push)  # stream_push's container, this notifier
+    topic, cids = followed(container, 120)
+    still_throttled = cids[7::30]
+    connections.throttle.update(dict.fromkeys(still_throttled))  # 429 whatever botocore retries
+    first, second = an_event(topic, n=1), an_event(topic, n=2)
+    batch = records(first, second)
+    out = stream_push.handle(batch, container, remaining_s=60)
+    # the first event did not reach everyone: it and everything after it go back
+    sequences = [r["dynamodb"]["SequenceNumber"] for r in batch["Records"]]
+    assert [f["itemIdentifier"] for f in out["batchItemFailures"]] == sequences
+    got = connections.per_event()
+    assert not any(got[(cid, first.event_id)] for cid in still_throttled)
+    assert not any(got[(cid, second.event_id)] for cid in cids)  # nothing overtakes it
+
+    for cid in still_throttled:
+        connections.throttle.pop(cid)
+    assert stream_push.handle(batch, container, remaining_s=60) == {"batchItemFailures": []}
+    got = connections.per_event()
+    assert all(got[(cid, e.event_id)] == 1 for cid in cids for e in (first, second)), [
+        (k, v) for k, v in got.items() if v != 1
+    ]
+
+
+def test_the_time_budget_leaves_the_rest_to_the_retry(push, container, connections, monkeypatch):
+    monkeypatch.setattr(container, "push", push)
+    monkeypatch.setattr(connections, "latency_s", 0.5)  # a very slow day at @connections
+    monkeypatch.setattr(PushService, "POST_S", 1.0)
+    topic, cids = followed(container, 400)
+    event = an_event(topic)
+    batch = records(event)
+    started = time.monotonic()
+    # 400 posts of 500 ms on 64 threads need 3.5 s; 3 s are left after the margin, and
+    # no post starts in the last second
+    remaining_s = stream_push.MARGIN_S + 3.0
+    out = stream_push.handle(batch, container, remaining_s=remaining_s)
+    assert time.monotonic() - started < remaining_s  # answered before the function's timeout
+    assert len(out["batchItemFailures"]) == 1
+    served = {cid for cid, eid in connections.per_event() if eid == event.event_id}
+    print(f"\nserved {len(served)} of {len(cids)} in the budget")
+    assert 0 < len(served) < len(cids)
+
+    assert stream_push.handle(batch, container) == {"batchItemFailures": []}
+    got = connections.per_event()
+    assert all(got[(cid, event.event_id)] == 1 for cid in cids)
+
+
+def test_progress_in_one_batch_is_coalesced_to_the_newest(
+    push, container, connections, monkeypatch
+):
+    monkeypatch.setattr(container, "push", push)
+    topic, (cid,) = followed(container, 1)
+    events = [
+        an_event(topic, "progress", step=1),
+        an_event(topic, "progress", step=2),
+        an_event(topic, "log", message="epoch 1 done"),
+        an_event(topic, "progress", step=3),
+        an_event(topic, "status", status="completed"),
+    ]
+    assert stream_push.handle(records(*events), container) == {"batchItemFailures": []}
+    told = [(m["kind"], m["data"]) for m in connections.received[cid]]
+    assert told == [
+        ("log", {"message": "epoch 1 done"}),
+        ("progress", {"step": 3}),
+        ("status", {"status": "completed"}),  # never coalesced, and last
+    ]
+
+
+def test_a_connection_follows_a_bounded_number_of_topics(container):
+    user = container.auth.register(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
+    )
+    container.auth.users.set_role(user.id, "admin")  # may follow any user's topic
+    cid = f"many-{uuid.uuid4().hex[:8]}"
+    container.push.connect(Principal(user_id=user.id, role="admin"), cid, topic="user:1")
+    for uid in range(2, MAX_TOPICS_PER_CONNECTION + 1):
+        container.push.subscribe(cid, f"user:{uid}")
+    container.push.subscribe(cid, "user:2")  # again: still one subscription, allowed
+    with pytest.raises(Conflict) as refused:
+        container.push.subscribe(cid, f"user:{MAX_TOPICS_PER_CONNECTION + 1}")
+    assert refused.value.code == "TOO_MANY_TOPICS" and refused.value.http_status == 409
+    container.push.disconnect(cid)
+    assert container.push.registry.topics(cid, limit=100) == []
