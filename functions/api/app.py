@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fastapi import FastAPI
 
-from functions.api import errors, openapi
-from functions.api.routers import api_router, leaderboard, seed000
+from functions.api import errors, openapi, routers
 from shared.settings import Settings
 from shared.wiring import Container, build
-
-API_PREFIX = "/api/v1"
 
 DESCRIPTION = """
 Crucible unifies five systems (infant-cry analysis, ASR training, vision training,
@@ -40,7 +39,14 @@ model that cannot answer within the API's time answers 503 `MODEL_WARMING_UP` wi
 """
 
 
-def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    container: Container | None = None,
+    *,
+    modules: Collection[str] | None = None,
+) -> FastAPI:
+    """The API; with ``modules``, only those routers' routes (the Lambda handler builds
+    what a request's path can reach: ``functions/api/routes.py``)."""
     app = FastAPI(
         title="Crucible",
         version="0.1.0",
@@ -57,13 +63,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(errors.RequestContext)  # outside BodySizeLimit: its 413 gets the headers
-    app.include_router(api_router, prefix=API_PREFIX)
-    app.include_router(seed000.router)  # seed 000 kept its own root paths
-    # seed 004 too (/submissions, /jobs, /leaderboard), and under /api/v1/leaderboard
-    app.include_router(leaderboard.router)
-    app.include_router(leaderboard.ranking)
-    app.include_router(leaderboard.router, prefix=f"{API_PREFIX}/leaderboard")
-    app.include_router(leaderboard.ranking, prefix=API_PREFIX)
+    routers.include(app, modules)
     openapi.install(app)  # the error bodies, headers and links the routes cannot declare
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

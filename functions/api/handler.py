@@ -1,24 +1,35 @@
 """Lambda entry point: the FastAPI app behind API Gateway, through Mangum.
 
-Import cost is the cold start: the app is built here, but boto3, argon2 and jwt
-are imported only when a request first needs them (see shared/wiring.py).
+Import cost is the cold start. boto3, argon2 and jwt are imported only when a request
+first needs them (see shared/wiring.py), and building routes is most of what is left: a
+request gets an app of only the router modules its path can reach
+(``functions/api/routes.py``), built on first use and kept, all over one container.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from mangum import Mangum
 
 from functions.api.app import create_app
+from functions.api.routes import modules_for
 from functions.observability import logger
 from shared.settings import load_settings
+from shared.wiring import build
 
-app = create_app(load_settings())
-_asgi = Mangum(app, lifespan="off")
+settings = load_settings()
+container = build(settings)
+
+
+@cache
+def _asgi(modules: frozenset[str] | None) -> Mangum:
+    return Mangum(create_app(settings, container, modules=modules), lifespan="off")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _asgi(event, context)
+    path = event.get("path") or event.get("rawPath") or "/"
+    return _asgi(modules_for(path))(event, context)
