@@ -40,6 +40,10 @@ $(MS)/.installed:
 	$(MS)/bin/pip install -q "ministack==$(MINISTACK_VERSION)" "boto3==1.43.106"
 	touch $@
 
+# apt-get one at a time: `make -j` (.ci/run) runs the targets that install system packages
+# together, and apt-get fails at once on a lock that another one holds.
+APT_GET := flock /tmp/crucible-apt.lock apt-get
+
 # System packages, as command:package: espeak-ng speaks the ASR and analysis test data;
 # bubblewrap, setpriv and prlimit sandbox leaderboard submissions; Debian's python3 (with
 # venv) runs them.
@@ -50,7 +54,7 @@ system-packages:
 	  if [ "$$c" = /usr/bin/python3 ]; then /usr/bin/python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing $$p"; \
 	  else command -v $$c >/dev/null || missing="$$missing $$p"; fi; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
 	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; fi
 
 install: $(VENV)/.installed $(MS)/.installed $(SANDBOX)/.installed
@@ -60,7 +64,7 @@ install: $(VENV)/.installed $(MS)/.installed $(SANDBOX)/.installed
 NPM := $(shell command -v npm 2>/dev/null)
 console/node_modules/.package-lock.json: console/package-lock.json
 	@if [ -z "$(NPM)" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; \
 	  else echo "please install Node.js >= 20.19 and npm (e.g. sudo apt-get install nodejs npm)"; exit 1; fi; fi
 	cd console && npm ci --no-audit --no-fund --loglevel=error
 console/dist/index.html: console/node_modules/.package-lock.json console/index.html console/vite.config.ts \
@@ -71,14 +75,21 @@ console: console/dist/index.html
 # Headless Chromium from Debian for the browser tests (Playwright never downloads one).
 browser:
 	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; \
 	  else echo "please install chromium (e.g. sudo apt-get install chromium)"; exit 1; fi; }
 
 dev: install console  ## API on http://127.0.0.1:8000 (/docs), WebSockets, AWS emulator, dispatcher, MLflow UI on :5010
 	$(BIN)/python -m functions.local
 
+# The tests spread over TEST_WORKERS pytest-xdist workers, each with an emulator and a local
+# stack of its own: most of a test's time is spent waiting on a server or a trainer, so two
+# workers on two cores take about half the time. tests/conftest.py keeps each worker's
+# browser tests last and the tests that share a costly fixture on one worker.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
 test: install lint console browser  ## every test: unit, integration (emulator), end-to-end (local stack), browser (the console in headless Chromium)
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
 	$(BIN)/ruff check .
@@ -90,13 +101,13 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest $(XDIST) tests/unit
 
 integration: install
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest $(XDIST) tests/integration
 
 e2e: install
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest $(XDIST) tests/e2e
 
 browser-tests: install console browser  ## the console in headless Chromium (screenshots in build/screenshots/)
 	$(BIN)/pytest tests/browser

@@ -34,12 +34,34 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("CRUCIBLE_JWT_SECRET", JWT_SECRET)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The browser tests (tests/browser) run last: Playwright's sync API keeps an event loop
     running in the main thread from its first test to the session's end, and the tests
-    that drive WebSockets with ``asyncio.run`` cannot run inside it."""
+    that drive WebSockets with ``asyncio.run`` cannot run inside it.
+
+    Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``), each worker runs its
+    tests in this order, so there too the browser tests come after every other test of
+    the worker. Tests are spread one by one, except those that share something costly to
+    build: the tests of a module with a module-scoped fixture (a trained job, a stack of
+    its own) run on one worker, as do the template tests (one synthesis of the CDK app).
+    """
     browser = ROOT / "tests" / "browser"
     items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))  # stable
+    infra = ROOT / "tests" / "infra"
+    for item in items:
+        path = Path(str(item.path))
+        if path.is_relative_to(infra):
+            item.add_marker(pytest.mark.xdist_group("infra"))
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(path.relative_to(ROOT).as_posix()))
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)  # pytest's own record of what it requests
+    if fixtures is None:
+        return False
+    return any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values() if defs)
 
 
 @pytest.fixture(scope="session")
