@@ -42,7 +42,7 @@ class Dispatcher:
         *,
         poll_s: float = 0.1,
         schedule_s: float = 10.0,
-        busy_poll_s: float = 0.01,  # while busy, ~35-70 reads/s: under a sixth of a core
+        busy_poll_s: float = 0.01,  # while another process publishes: ~35-70 reads/s
         busy_s: float = 10.0,
     ) -> None:
         self.c = container
@@ -153,7 +153,8 @@ class Dispatcher:
     def _poll_stream(self, stream: str, iterators: dict[str, str | None]) -> None:
         streams = self.c.client("dynamodbstreams")
         region = self.c.settings.aws_region
-        last_shard_check = last_record = time.monotonic()
+        last_shard_check = last_foreign = time.monotonic()
+        woken = False  # this read follows an event published in this process
         while not self._stop.is_set():
             got = 0
             for sid, it in list(iterators.items()):
@@ -177,8 +178,12 @@ class Dispatcher:
                 last_shard_check = time.monotonic()
             now = time.monotonic()
             if got:
-                last_record = now  # more is likely on its way: read again at once
-                continue
-            quiet = now - last_record >= self.busy_s
-            self._wake.wait(self.poll_s if quiet else self.busy_poll_s)
+                # Records nobody announced come from another process (a trainer): more are
+                # likely, so read often for a while; announced ones need no such watch.
+                if not (woken or self._wake.is_set()):
+                    last_foreign = now
+                woken = False
+                continue  # read again at once
+            quiet = now - last_foreign >= self.busy_s
+            woken = self._wake.wait(self.poll_s if quiet else self.busy_poll_s)
             self._wake.clear()
