@@ -10,6 +10,7 @@ from typing import Literal
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, EmailStr, Field, ValidationError, field_validator, model_validator
 
+from shared.plans import Plan, build_plans
 from shared.routing import ROUTES
 from shared.settings import (
     DEFAULT_RESOURCE_CLASSES,
@@ -160,6 +161,10 @@ class EnvironmentConfig(BaseModel):
     # together; each user's own windows are the app's (seed 003's plans).
     expensive_throttle_rate: float = Field(10, gt=0)
     expensive_throttle_burst: int = Field(20, ge=1)
+    # Seed 003's plans' figures (shared/plans.py) as CRUCIBLE_PLAN_LIMITS changes them,
+    # e.g. {"free": {"requests_per_minute": 30}}: every function gets them, and the REST
+    # API's usage plans (one per plan tier, per user) are made from the same figures.
+    plan_limits: dict[str, dict[str, float]] = {}
     # Lambda concurrency. The API's reservation keeps its share of the account's pool
     # whatever the background does (unset: none, as a new account's pool of 10 allows
     # no reservation at all); each function invoked asynchronously from EventBridge is
@@ -180,7 +185,11 @@ class EnvironmentConfig(BaseModel):
     certificate_arn: str | None = None
     # Monitoring
     alarm_email: EmailStr | None = None
-    # MLflow: SageMaker managed tracking server size
+    # MLflow: a SageMaker managed tracking server of ``mlflow_size`` (always on: ~$480 a
+    # month with its VPC endpoint, README "Cost model"), or none (``tracking: false``): the
+    # trainers and the evaluator then log to a store inside the job that goes with it
+    # (their metrics still reach the table), and the leaderboard's results carry no links.
+    tracking: bool = True
     mlflow_size: Literal["Small", "Medium", "Large"] = "Small"
     # Seed 003's chat on Amazon Bedrock: the model (or cross-region inference profile) id
     # the API may invoke, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0" or
@@ -196,6 +205,17 @@ class EnvironmentConfig(BaseModel):
         if v not in RETENTION:
             raise ValueError(f"log_retention_days must be one of {sorted(RETENTION)}")
         return v
+
+    @field_validator("plan_limits")
+    @classmethod
+    def _plan_limits(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        build_plans(v)  # ValueError names the plan or limit to fix
+        return v
+
+    @property
+    def plans(self) -> dict[str, Plan]:
+        """The plan tiers as this environment's app applies them."""
+        return build_plans(self.plan_limits)
 
     @field_validator("cpu_instance_types")
     @classmethod

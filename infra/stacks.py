@@ -36,7 +36,7 @@ class DataStack(cdk.Stack):
 
 
 class AppStack(cdk.Stack):
-    """Functions, APIs, event wiring, Batch, MLflow, alarms, and the one origin
+    """Functions, APIs, event wiring, Batch, MLflow (``tracking``), alarms, and the one origin
     (CloudFront) that serves the console, the API and the WebSockets."""
 
     def __init__(
@@ -58,16 +58,21 @@ class AppStack(cdk.Stack):
         self.events = Events(
             self, "Events", env=config, names=names, functions=self.functions, data=refs
         )
-        self.tracking = Tracking(self, "Tracking", env=config, data=refs)
+        # MLflow's managed server, unless the environment has none (``tracking: false``:
+        # the jobs log to a store of their own, and the results carry no MLflow links).
+        self.tracking = (
+            Tracking(self, "Tracking", env=config, data=refs) if config.tracking else None
+        )
+        tracking_uri = self.tracking.uri if self.tracking else None
         self.batch = Batch(
-            self, "Batch", env=config, names=names, data=refs, tracking_uri=self.tracking.uri
+            self, "Batch", env=config, names=names, data=refs, tracking_uri=tracking_uri
         )
         self.batch.allow_submit(self.functions.api)
         # the reconciler: stops what overstays, asks Batch, resubmits what was never submitted
         self.batch.allow_submit(self.functions.sweeper)
         self.batch.allow_describe(self.functions.sweeper)
-        # The leaderboard's results link to runs on the managed MLflow server.
-        self.functions.api.add_environment("CRUCIBLE_MLFLOW_UI_URL", self.tracking.ui_url)
+        if self.tracking:  # the leaderboard's results link to runs on the managed server
+            self.functions.api.add_environment("CRUCIBLE_MLFLOW_UI_URL", self.tracking.ui_url)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -78,7 +83,8 @@ class AppStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url)
         cdk.CfnOutput(self, "WebSocketUrl", value=self.websocket.stage.url)
-        cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking.uri)
+        if self.tracking:
+            cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking.uri)
         cdk.CfnOutput(
             self,
             "ConsoleUrl",

@@ -221,6 +221,15 @@ class RateLimiter(Protocol):
         """The same, without counting one."""
 
 
+class UsageKeys(Protocol):
+    """Each user's key into their plan's API Gateway usage plan (the REST API's
+    per-client throttle and quota on the routes that start work)."""
+
+    def key_for(self, user_id: int, plan: str) -> str:
+        """The value of ``user_id``'s key, created on first use, and in ``plan``'s usage
+        plan and no other (moved when the plan changed). Safe to call concurrently."""
+
+
 class EventBus(Protocol):
     def put_event(self, detail_type: str, detail: dict[str, Any], *, source: str = ...) -> None: ...
 

@@ -349,6 +349,19 @@ class Settings(BaseSettings):
 
         return json.loads(v) if isinstance(v, str) else v  # bad JSON: a ValueError, named
 
+    # The REST API's usage plans (AWS only; set by the CDK app): JSON, plan -> usage plan
+    # id. The authorizer puts each user's API key in their plan's.
+    usage_plans: Annotated[dict[Literal["free", "pro", "enterprise"], str], NoDecode] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("usage_plans", mode="before")
+    @classmethod
+    def _usage_plans_json(cls, v: object) -> object:
+        import json
+
+        return json.loads(v) if isinstance(v, str) else v
+
     # Local all-in-one mode.
     data_dir: str = ".crucible"
     mlflow_tracking_uri: str | None = None

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ObjectStore,
         Predictor,
         RateLimiter,
+        UsageKeys,
         UserRepository,
     )
     from shared.services.audio import AudioService
@@ -138,6 +139,22 @@ class Container:
         from shared.adapters.dynamodb.ratelimit import DynamoRateLimiter
 
         return DynamoRateLimiter(self.table)
+
+    @cached_property
+    def usage_keys(self) -> UsageKeys:
+        """Users' keys into the REST API's usage plans (the authorizer's; AWS only): the
+        plans' ids from ``CRUCIBLE_USAGE_PLANS`` (set by the CDK app), each key's value
+        derived with the JWT secret (shared/adapters/apikeys.py)."""
+        from shared.adapters.apikeys import ApiGatewayUsageKeys
+
+        if not self.settings.usage_plans:
+            raise RuntimeError("no usage plans: set CRUCIBLE_USAGE_PLANS (JSON, plan -> id)")
+        return ApiGatewayUsageKeys(
+            self.client("apigateway"),
+            stage=self.settings.stage,
+            usage_plans=dict(self.settings.usage_plans),
+            secret=self.jwt_secret,
+        )
 
     @cached_property
     def user_repository(self) -> UserRepository:

@@ -7,7 +7,8 @@ Dockerfile, so adding the next container is one entry here.
 Jobs run code shaped by users (their datasets, configs, checkpoints; the evaluator runs
 their submissions outright), so they have no internet: their subnets are isolated (no
 NAT gateway, no internet gateway), and what they and their hosts need is reached through
-VPC endpoints (``GATEWAY_ENDPOINTS``, ``INTERFACE_ENDPOINTS``), whose policies admit only
+VPC endpoints (``GATEWAY_ENDPOINTS``, ``INTERFACE_ENDPOINTS``, and ``TRACKING_ENDPOINTS``
+where the environment has a tracking server), whose policies admit only
 Crucible's buckets and table and this account's principals, so no endpoint carries data
 to someone else's account. Each job type has its own role (``_job_role``), which reads no
 secret. The evaluator's container is also hardened: a read-only root filesystem, writable
@@ -155,7 +156,8 @@ MLFLOW_LOGGING = (
 
 # What a job and its host reach without internet access: the table and the buckets (also
 # ECR's image layers) through gateway endpoints; image pulls, logs, the ECS agent of the
-# GPU instances, and MLflow (SageMaker's managed tracking server) through interface ones.
+# GPU instances, and MLflow (SageMaker's managed tracking server, where the environment has
+# one: ``TRACKING_ENDPOINTS``) through interface ones.
 GATEWAY_ENDPOINTS = {
     "S3": ec2.GatewayVpcEndpointAwsService.S3,
     "DynamoDB": ec2.GatewayVpcEndpointAwsService.DYNAMODB,
@@ -167,8 +169,8 @@ INTERFACE_ENDPOINTS = {
     "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
     "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
     "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
-    "Mlflow": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS,
 }
+TRACKING_ENDPOINTS = {"Mlflow": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS}
 
 
 class Batch(Construct):
@@ -180,8 +182,11 @@ class Batch(Construct):
         env: EnvironmentConfig,
         names: ResourceNames,
         data: DataRefs,
-        tracking_uri: str,
+        tracking_uri: str | None,
     ) -> None:
+        """``tracking_uri``: the MLflow tracking server's ARN, or None where the environment
+        has none (``tracking: false``): no endpoint, permission or variable for it, and the
+        jobs log to a store of their own that ends with them."""
         super().__init__(scope, id)
         self.names = names
         self.vpc = ec2.Vpc(
@@ -244,7 +249,8 @@ class Batch(Construct):
                 http_put_response_hop_limit=1,
             ),
         )
-        self._endpoints(names, data, [self.gpu_env, self.cpu_env])
+        interface = {**INTERFACE_ENDPOINTS, **(TRACKING_ENDPOINTS if tracking_uri else {})}
+        self._endpoints(names, data, interface, [self.gpu_env, self.cpu_env])
         # Fair share, not first come first served: each user's jobs run under a share of
         # their own (BatchJobRunner.submit), and Batch starts next the job of the share
         # that used least (vCPU time, decayed over ``fair_share_decay_hours``), so one
@@ -294,10 +300,11 @@ class Batch(Construct):
             "CRUCIBLE_TABLE_NAME": names.table,
             "CRUCIBLE_UPLOADS_BUCKET": names.uploads_bucket,
             "CRUCIBLE_ARTIFACTS_BUCKET": names.artifacts_bucket,
-            "CRUCIBLE_MLFLOW_TRACKING_URI": tracking_uri,
             # Settings require one of the JWT settings; jobs get the ARN, never a grant on it.
             "CRUCIBLE_JWT_SECRET_ARN": data.jwt_secret.secret_arn,
         }
+        if tracking_uri:
+            environment["CRUCIBLE_MLFLOW_TRACKING_URI"] = tracking_uri
         for job in JOBS:
             if (ROOT / job.folder / "Dockerfile").exists():
                 self.job_roles[job.name] = self._job_role(job, data, tracking_uri)
@@ -320,11 +327,12 @@ class Batch(Construct):
             "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
             "Batch's service-linked permissions as AWS defines them.",
         )
-        nag(
-            self,
-            "IAM5[Action::sagemaker-mlflow:*]",
-            "Jobs log runs, metrics and artifacts to this one tracking server.",
-        )
+        if tracking_uri:
+            nag(
+                self,
+                "IAM5[Action::sagemaker-mlflow:*]",
+                "Jobs log runs, metrics and artifacts to this one tracking server.",
+            )
         nag(
             self,
             "IAM5[Action::s3:GetObject*]",
@@ -332,13 +340,14 @@ class Batch(Construct):
         )
         nag(self, "IAM5[Action::s3:GetBucket*]", "Bucket-level reads through the CDK grant.")
         nag(self, "IAM5[Action::s3:List*]", "Jobs list dataset and checkpoint prefixes.")
-        nag(self, "IAM5[Action::s3:DeleteObject*]", "MLflow deletes artifacts of its runs.")
+        if tracking_uri:
+            nag(self, "IAM5[Action::s3:DeleteObject*]", "MLflow deletes artifacts of its runs.")
         nag(self, "IAM5[Action::s3:Abort*]", "Multipart checkpoint uploads can be aborted.")
         nag(self, "IAM5[Resource::*]", "Instance-role and flow-log actions that take no resource.")
         for bucket, prefix in (
             (names.uploads_bucket, "datasets/*"),
             (names.artifacts_bucket, "jobs/*"),
-            (names.artifacts_bucket, "mlflow/*"),
+            *([(names.artifacts_bucket, "mlflow/*")] if tracking_uri else []),
         ):
             nag(
                 self,
@@ -360,11 +369,15 @@ class Batch(Construct):
             )
 
     def _endpoints(
-        self, names: ResourceNames, data: DataRefs, clients: list[ec2.IConnectable]
+        self,
+        names: ResourceNames,
+        data: DataRefs,
+        interface: dict[str, ec2.InterfaceVpcEndpointAwsService],
+        clients: list[ec2.IConnectable],
     ) -> None:
-        """The VPC endpoints of ``GATEWAY_ENDPOINTS`` and ``INTERFACE_ENDPOINTS``, each
-        admitting only Crucible's own resources or this account's principals; the
-        interface ones take HTTPS from the compute environments (``clients``) only."""
+        """The VPC endpoints of ``GATEWAY_ENDPOINTS`` and ``interface``, each admitting
+        only Crucible's own resources or this account's principals; the interface ones
+        take HTTPS from the compute environments (``clients``) only."""
         stack = cdk.Stack.of(self)
         buckets = [names.uploads_bucket, names.artifacts_bucket]
         # ECR keeps image layers in this AWS-owned bucket (ECR's VPC endpoint guide).
@@ -389,7 +402,7 @@ class Batch(Construct):
                     resources=own[name],
                 )
             )
-        for name, service in INTERFACE_ENDPOINTS.items():
+        for name, service in interface.items():
             endpoint = self.vpc.add_interface_endpoint(
                 name,
                 service=service,
@@ -408,7 +421,7 @@ class Batch(Construct):
                 )
             )
 
-    def _job_role(self, job: JobType, data: DataRefs, tracking_uri: str) -> iam.Role:
+    def _job_role(self, job: JobType, data: DataRefs, tracking_uri: str | None) -> iam.Role:
         """A job type's own role, granted what its code uses (``_trainer_grants``,
         ``_evaluator_grants``)."""
         role = iam.Role(
@@ -421,8 +434,9 @@ class Batch(Construct):
         return role
 
     @staticmethod
-    def _trainer_grants(role: iam.Role, data: DataRefs, tracking_uri: str) -> None:
-        """A trainer: its spec and dataset, its records and events, checkpoints, MLflow.
+    def _trainer_grants(role: iam.Role, data: DataRefs, tracking_uri: str | None) -> None:
+        """A trainer: its spec and dataset, its records and events, checkpoints, MLflow
+        (where there is a tracking server).
 
         Batch gives a job no identity of its own (no per-job session tags), so "its own"
         is as narrow as key shapes allow: it reads ``JOB#*`` and ``DATASET#*`` items,
@@ -437,14 +451,15 @@ class Batch(Construct):
         data.uploads.grant_read(role, "datasets/*")
         data.artifacts.grant_read(role, "jobs/*")
         data.artifacts.grant_put(role, "jobs/*")
-        data.artifacts.grant_read_write(role, "mlflow/*")  # the tracking server's artifact store
-        data.artifacts.grant_delete(role, "mlflow/*")
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
-        )
+        if tracking_uri:  # the tracking server, and its artifact store
+            data.artifacts.grant_read_write(role, "mlflow/*")
+            data.artifacts.grant_delete(role, "mlflow/*")
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["sagemaker-mlflow:*"], resources=[tracking_uri])
+            )
 
     @staticmethod
-    def _evaluator_grants(role: iam.Role, data: DataRefs, tracking_uri: str) -> None:
+    def _evaluator_grants(role: iam.Role, data: DataRefs, tracking_uri: str | None) -> None:
         """The evaluator (the trusted worker around a sandboxed submission; the submission
         itself gets no credentials): reads its job and the job's submission, moves the job
         (``EVALUATION#*``, and at its end the owner's slot in ``ACTIVE#<uid>``, one
@@ -472,11 +487,13 @@ class Batch(Construct):
                 resources=[data.artifacts.arn_for_objects("evaluations/*")],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[f"sagemaker-mlflow:{a}" for a in MLFLOW_LOGGING], resources=[tracking_uri]
+        if tracking_uri:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=[f"sagemaker-mlflow:{a}" for a in MLFLOW_LOGGING],
+                    resources=[tracking_uri],
+                )
             )
-        )
 
     def allow_submit(self, fn: lambda_.Function) -> None:
         """Let ``fn`` submit jobs to the queues and terminate them (the API's runner)."""

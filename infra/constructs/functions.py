@@ -7,6 +7,7 @@ those that need more than a small zip function."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -71,6 +72,14 @@ OBJECT_PREFIXES = (
 )
 
 
+def _token_users(data: DataRefs, fn: lambda_.IFunction) -> None:
+    """What creating an API token's service user writes (``AuthService``, on a token's
+    first use): the user and its TOKEN# lock, a new user's id block and its listing's
+    counts."""
+    data.grant_table(fn, ("PutItem",), keys=("USER#*", "TOKEN#*"))
+    data.grant_table(fn, ("UpdateItem",), keys=("COUNTER#user#*", "COUNT#*#USER#*"))
+
+
 def _image(dockerfile: str, **options) -> lambda_.DockerImageCode:
     """A Lambda image built from ``dockerfile`` with the repository as its context."""
     return lambda_.DockerImageCode.from_image_asset(
@@ -118,6 +127,21 @@ class Functions(Construct):
             reserved=env.api_reserved_concurrency,
         )
         self.websocket = self.add("WebSocket", "functions.events.websocket.handler", layers=[core])
+        # The REST API's Lambda authorizer on the routes that start work (its usage plans,
+        # infra/constructs/api.py). Named, so that the API's authorizer calls it by ARN: a
+        # reference would close a cycle (function -> its usage plans' ids -> the stage ->
+        # the methods -> their authorizer -> the function).
+        self.authorizer = self.add(
+            "Authorizer", "functions.api.authorizer.handler", layers=[core], timeout=10
+        )
+        authorizer_name = f"crucible-{env.name}-authorizer"
+        self.authorizer.node.default_child.function_name = authorizer_name
+        self.authorizer_arn = cdk.Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=authorizer_name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
         # The push fan-out: 64 posts at once (shared/services/push.py) are CPU-bound on
         # botocore, so one full vCPU (1,769 MB); a batch stops sending 3 s before the timeout.
         self.stream_push = self.add(
@@ -261,10 +285,15 @@ class Functions(Construct):
         data.jwt_secret.grant_read(ws)
         data.grant_table(ws, ("GetItem",), keys=(*IDENTITY, "CONN#*", *TOPIC_OWNERS))
         data.grant_table(ws, ("PutItem", "DeleteItem"), keys=CONNECTIONS)
-        data.grant_table(ws, ("PutItem",), keys=("USER#*", "TOKEN#*"))
-        # a new user's id block and its listing's counts
-        data.grant_table(ws, ("UpdateItem",), keys=("COUNTER#user#*", "COUNT#*#USER#*"))
+        _token_users(data, ws)
         data.grant_table(ws, ("Query",), keys=("CONN#*",), index="GSI1")
+        # The REST API's authorizer: verifies the token (the JWT secret) and reads its user,
+        # for the user's plan; like $connect, it finds an API token's service user by its
+        # TOKEN# lock (an earlier version's by its e-mail lock) and creates it on first use.
+        # Its API keys: RestApi (infra/constructs/api.py), which knows the usage plans.
+        data.jwt_secret.grant_read(self.authorizer)
+        data.grant_table(self.authorizer, ("GetItem",), keys=IDENTITY)
+        _token_users(data, self.authorizer)
         # Stream -> push: a topic's followers, re-checked against their user as stored
         # now and the topic's owner; drops the connections gone or no longer allowed.
         data.grant_table(push, ("GetItem",), keys=("USER#*", *TOPIC_OWNERS))
@@ -450,6 +479,8 @@ class Functions(Construct):
             "CRUCIBLE_CORS_ORIGINS": ",".join(env.cors_origins),
             # The leaderboard's classes, the same for the API, the sweeper and the evaluator.
             "CRUCIBLE_RESOURCE_CLASSES": env.resource_classes,
+            # the plans' figures, the same as the REST API's usage plans (RestApi)
+            **({"CRUCIBLE_PLAN_LIMITS": json.dumps(env.plan_limits)} if env.plan_limits else {}),
             "POWERTOOLS_SERVICE_NAME": f"crucible-{id.lower()}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_METRICS_NAMESPACE": "Crucible",

@@ -6,7 +6,11 @@ results link to.
 CloudFormation returns only the server's ARN, so the URL is read once per deployment
 with DescribeMlflowTrackingServer (a custom resource allowed that one call on this one
 server). A browser opens it with a SageMaker session (Studio, or a presigned URL from
-CreatePresignedMlflowTrackingServerUrl); its REST API answers SigV4-signed requests."""
+CreatePresignedMlflowTrackingServerUrl); its REST API answers SigV4-signed requests.
+
+The server is always on (billed by the hour, idle or not), so an environment may go without
+it (``tracking: false`` in cdk.json, infra/stacks.py): the jobs then log to an MLflow store
+of their own that ends with them, and the leaderboard's results carry no links."""
 
 from __future__ import annotations
 

@@ -218,8 +218,9 @@ def test_iam_is_scoped(synth, env):
         if n.startswith("Functions")
     ]
     roles = [p["Role"]["Fn::GetAtt"][0] for p in ours]
-    # API, WebSocket, stream push, inference, sweeper, and one per routed handler module
-    assert len(ours) == 5 + len({route.handler for route in ROUTES}) == 10
+    # API, its authorizer, WebSocket, stream push, inference, sweeper, and one per routed
+    # handler module
+    assert len(ours) == 6 + len({route.handler for route in ROUTES}) == 11
     assert len(set(roles)) == len(ours)  # one role per function
     api_text = json.dumps(api)
     assert "batch:SubmitJob" in api_text and "batch:TerminateJob" in api_text
@@ -447,14 +448,18 @@ def _secrets(statements: list[dict]) -> set[str]:
     return {n.lower() for n in read}
 
 
-def test_only_the_api_and_connect_read_the_jwt_secret(synth):
+def test_only_the_api_connect_and_the_authorizer_read_the_jwt_secret(synth):
     readers: dict[str, set[str]] = {}
     for policy in app_(synth, "dev").find_resources("AWS::IAM::Policy").values():
         read = _secrets(policy["Properties"]["PolicyDocument"]["Statement"])
         for role in policy["Properties"].get("Roles", []):
             if read:
                 readers.setdefault(role["Ref"][:-8], set()).update(read)  # id less its hash
-    assert readers == {"FunctionsApiRole": {"jwt", "internal"}, "FunctionsWebSocketRole": {"jwt"}}
+    assert readers == {
+        "FunctionsApiRole": {"jwt", "internal"},
+        "FunctionsWebSocketRole": {"jwt"},
+        "FunctionsAuthorizerRole": {"jwt"},
+    }
 
 
 def test_api_role(synth):
@@ -583,7 +588,9 @@ def test_the_ingest_holds_the_largest_dataset_a_presign_allows(synth):
 def test_only_the_api_and_websocket_reach_users(synth):
     """Users and the locks that name them: the API and the WebSocket function (API
     tokens' service users); the push function reads users (followers' current roles)
-    and writes none. Every role but the API's is bound to partition keys."""
+    and writes none; the REST API's authorizer reads a user's plan and, like the
+    WebSocket function, makes an API token's service user on its first use. Every role
+    but the API's is bound to partition keys."""
     t = app_(synth, "dev")
     identity = {"USER#*", "EMAIL#*", "TOKEN#*"}
     reach: dict[str, set[str]] = {}
@@ -595,7 +602,11 @@ def test_only_the_api_and_websocket_reach_users(synth):
     unbound = {role for role, keys in reach.items() if "*" in keys}
     assert unbound == {"FunctionsApiRole"}
     users = {role: keys & identity for role, keys in reach.items() if keys & identity}
-    assert users == {"FunctionsWebSocketRole": identity, "FunctionsStreamPushRole": {"USER#*"}}
+    assert users == {
+        "FunctionsWebSocketRole": identity,
+        "FunctionsStreamPushRole": {"USER#*"},
+        "FunctionsAuthorizerRole": identity,
+    }
     push = _table_grants(_statements(t, "FunctionsStreamPushRole"))
     assert [a for a, keys in push.items() if "USER#*" in (keys or [])] == ["dynamodb:GetItem"]
 
