@@ -57,9 +57,11 @@ EXPENSIVE_ROUTES = (
     ("POST", "/api/v1/inference/{workflow_id}/batch"),
     ("POST", "/api/v1/chat/message"),
     ("POST", "/api/v1/leaderboard/jobs"),
+    ("POST", "/api/v1/leaderboard/jobs/{job_id}/rerun"),
     ("POST", "/train/start"),
     ("POST", "/inference"),
     ("POST", "/jobs"),
+    ("POST", "/jobs/{job_id}/rerun"),
 )
 
 # The authorizer's answer is cached per Authorization header this long (its maximum is

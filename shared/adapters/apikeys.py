@@ -72,6 +72,8 @@ class ApiGatewayUsageKeys:
 
     # --- the key ------------------------------------------------------------------
     def _keys_named(self, name: str) -> Iterator[dict[str, Any]]:
+        # With values: a key keeps the value it was created with, so a rotated JWT secret
+        # (which derives new ones) leaves existing keys working.
         params: dict[str, Any] = {"nameQuery": name, "includeValues": True, "limit": 500}
         while True:
             page = self._client.get_api_keys(**params)

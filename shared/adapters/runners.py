@@ -439,7 +439,12 @@ class LambdaPredictor:
         self.function_name = function_name
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
-        from botocore.exceptions import ClientError, ReadTimeoutError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
 
         try:
             resp = self.client.invoke(
@@ -450,6 +455,11 @@ class LambdaPredictor:
                 "The model is warming up (loading on a fresh inference function) and did "
                 f"not answer within {self.client.meta.config.read_timeout:g} s; retry in "
                 f"{WARMING_RETRY_AFTER_S} s, when it will be warm"
+            ) from exc
+        except (ConnectTimeoutError, EndpointConnectionError) as exc:
+            raise InferenceUnavailable(
+                "The inference function could not be reached; retry in a few seconds",
+                code="INFERENCE_BUSY",
             ) from exc
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TooManyRequestsException":

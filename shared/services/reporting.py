@@ -19,6 +19,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from shared.events import ProgressEvent, event_id_for
 from shared.models import TrainingJob
 from shared.ports import ExperimentTracker, JobRecordRepository, JobRepository, ObjectStore
 from shared.services.push import PushService
+
+log = logging.getLogger(__name__)
 
 DETAILS = ("per_class", "confusion_matrix")  # what a validation stores as an object
 TOP_CONFUSIONS = 10  # the most frequent mistakes a metric row and an event quote
@@ -251,10 +254,23 @@ def stored_details_size(row: Mapping[str, Any]) -> int:
     return len(json.dumps(inline, default=str, separators=(",", ":"))) if inline else 0
 
 
-def read_details(artifacts: ObjectStore, row: Mapping[str, Any]) -> dict[str, Any]:
-    """A metric row's ``per_class`` and ``confusion_matrix``: read from the object it
-    references, or (an older row) its own; empty when it has none."""
+def details_key(job_id: int, row: Mapping[str, Any]) -> str | None:
+    """Where a metric row's details object is: built from the job and the row's epoch,
+    never taken from the row (a row names only that it has one, its size and digest)."""
+    return keys.validation_details(job_id, int(row["epoch"])) if row.get("details") else None
+
+
+def read_details(artifacts: ObjectStore, job_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A metric row's ``per_class`` and ``confusion_matrix``: read from its object (whose
+    digest must be the one the row recorded), or (an older row) its own; empty when it
+    has none, or when the object is not what was recorded."""
     ref = row.get("details")
     if isinstance(ref, Mapping):
-        return json.loads(artifacts.get(str(ref["key"])))
+        body = artifacts.get(details_key(job_id, row) or "")
+        if hashlib.sha256(body).hexdigest() != ref.get("sha256"):
+            log.warning(
+                "job %s epoch %s: details object does not match its row", job_id, row["epoch"]
+            )
+            return {}
+        return json.loads(body)
     return {k: row[k] for k in DETAILS if k in row}

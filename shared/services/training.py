@@ -57,7 +57,12 @@ from shared.services.jobs import (
 )
 from shared.services.projects import ProjectService
 from shared.services.push import PushService
-from shared.services.reporting import Reporter, read_details, stored_details_size
+from shared.services.reporting import (
+    Reporter,
+    details_key,
+    read_details,
+    stored_details_size,
+)
 
 # What a job can resume from: a checkpoint its trainer saved, named by its artifacts key
 # (shared/keys.py).
@@ -653,13 +658,12 @@ class TrainingService:
         for r in reversed(rows):
             size = stored_details_size(r)
             if size <= budget:
-                details[r["epoch"]] = read_details(self.artifacts, r)
+                details[r["epoch"]] = read_details(self.artifacts, job_id, r)
                 budget -= size
         out = _validation_results(rows, job, details)
         for result, r in zip(out, rows, strict=True):
-            ref = r.get("details")
-            if result["details_omitted"] and isinstance(ref, dict):
-                result["details_url"] = self.artifacts.presign_get(str(ref["key"]))
+            if result["details_omitted"] and (key := details_key(job_id, r)):
+                result["details_url"] = self.artifacts.presign_get(key)
         return out
 
     def metrics(self, actor: Principal, job_id: int, limit: int) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ client (``before-parameter-build``, ``after-call``): which partitions (of the ta
 its indexes) each write lands on, and how many items each read returns."""
 
 import asyncio
+import base64
+import json
 import time
 import uuid
 from collections import Counter
@@ -199,8 +201,16 @@ def test_cursor_pages_cover_everything_once_while_items_are_added(container):
     assert [f.id for f in mine.items + rest.items] == sorted(
         f.id for f in files.list(owner_id=owners[1], skip=0, limit=100).items
     )
-    for bad in (mine.next_cursor.replace(mine.next_cursor[3], "!"), "e30", "not a cursor"):
-        with pytest.raises(InvalidInput):
+
+    def forged(after: str) -> str:  # this listing's, going on after ``after``
+        data = json.loads(base64.urlsafe_b64decode(mine.next_cursor + "=" * 4))
+        raw = json.dumps({**data, "a": after}).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    assert files.list(owner_id=owners[1], skip=0, limit=4, cursor=forged("0")).items
+    hostile = (forged(""), forged("\ud800"), forged("x" * 300), "e30", "not a cursor")
+    for bad in (mine.next_cursor.replace(mine.next_cursor[3], "!"), *hostile):
+        with pytest.raises(InvalidInput):  # a 400, never the table's ValidationException
             files.list(owner_id=owners[1], skip=0, limit=4, cursor=bad)
     with pytest.raises(InvalidInput):  # another owner's listing
         files.list(owner_id=owners[2], skip=0, limit=4, cursor=mine.next_cursor)

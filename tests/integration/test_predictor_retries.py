@@ -140,6 +140,17 @@ def test_a_throttled_function_is_not_invoked_again(fake):
     assert len(fake.invocations) == 1
 
 
+def test_an_unreachable_function_says_retry():
+    from functions.local.emulator import free_port
+
+    class Nowhere:  # a port nothing listens on
+        url = f"http://127.0.0.1:{free_port()}"
+
+    with pytest.raises(InferenceUnavailable) as raised:
+        predictor(Nowhere()).predict(REQUEST)
+    assert raised.value.http_status == 503 and raised.value.code == "INFERENCE_BUSY"
+
+
 def test_a_failing_service_is_not_invoked_again(fake):
     fake.mode = "broken"
     with pytest.raises(ClientError):

@@ -65,3 +65,46 @@ def test_a_partial_app_answers_as_the_full_one(full_app, method, path):
     assert (ra.status_code, ra.headers.get("allow")) == (rb.status_code, rb.headers.get("allow"))
     strip = lambda body: {k: v for k, v in body.items() if k not in ("error", "request_id")}  # noqa: E731
     assert strip(ra.json()) == strip(rb.json())
+
+
+def _event(path: str) -> dict:
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": "POST",
+        "headers": {"Host": "api.example.com"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path[1:]},
+        "stageVariables": None,
+        "body": None,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": "POST",
+            "path": "/prod" + path,
+            "stage": "prod",
+            "requestId": "r1",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+    }
+
+
+class _Context:
+    function_name = "api"
+    memory_limit_in_mb = 1024
+    aws_request_id = "req-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:api"
+
+
+def test_the_lambda_handler_refuses_an_encoded_slash_the_gateway_would_route_elsewhere():
+    from functions.api.handler import handler
+
+    # API Gateway sees one segment (its {proxy+}, no authorizer); the app would see two
+    out = handler(_event("/api/v1/training%2Fjobs"), _Context())
+    body = json.loads(out["body"])
+    assert out["statusCode"] == 400 and body["code"] == "ENCODED_SLASH"
+    assert out["headers"]["X-Request-ID"] == "req-1"
+    # an ordinary request goes through (a 401: no token)
+    assert handler(_event("/api/v1/training/jobs"), _Context())["statusCode"] == 401

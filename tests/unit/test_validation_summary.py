@@ -4,10 +4,13 @@ the internal callback) is refused naming the field, before anything is stored.""
 
 import pytest
 
+from shared import keys
 from shared.errors import InvalidInput
 from shared.services.reporting import (
     NAME_CHARS,
     TOP_CONFUSIONS,
+    read_details,
+    store_details,
     stored_details_size,
     validation_summary,
 )
@@ -57,3 +60,25 @@ def test_the_size_of_a_rows_details_is_its_objects_or_its_own():
     assert stored_details_size({"details": {"key": "k", "size": 1234, "sha256": "0" * 64}}) == 1234
     assert stored_details_size({"confusion_matrix": [[1]]}) == len('{"confusion_matrix":[[1]]}')
     assert stored_details_size({"accuracy": 0.5}) == 0
+
+
+class Objects(dict):
+    """An object store's get/put over a dict (all read_details and store_details use)."""
+
+    def put(self, key, body, content_type=None):
+        self[key] = body
+
+    def get(self, key):
+        return self[key]
+
+
+def test_details_are_read_from_the_jobs_own_object_and_only_as_recorded():
+    objects = Objects()
+    details = {"per_class": {"a": {"f1": 1.0}}, "confusion_matrix": [[3]]}
+    ref = store_details(objects, 7, 2, details)
+    objects["jobs/8/secret.json"] = b'{"per_class": "someone else\'s"}'
+    # a row that names another key (a compromised trainer's) is read at its own key
+    row = {"epoch": 2, "details": {**ref, "key": "jobs/8/secret.json"}}
+    assert read_details(objects, 7, row) == details
+    objects[keys.validation_details(7, 2)] = b'{"per_class": {}, "confusion_matrix": []}'
+    assert read_details(objects, 7, row) == {}  # not the object the row recorded

@@ -553,6 +553,10 @@ class Table:
             data is None
             or data.get("l") != _listing_id(listing, where)
             or not isinstance(after, str)
+            # a sort key as the listing writes them (DynamoDB refuses an empty one)
+            or not after
+            or len(after) > 256
+            or not after.isprintable()
         ):
             raise InvalidInput(
                 "cursor is not one this listing gave out; pass next_cursor as returned, "
