@@ -49,7 +49,7 @@ def runner(container, tmp_path):
         env=env,
         log_dir=tmp_path,
         queues=container.settings.names.job_queues,
-        grace_s=20,
+        grace_s=60,  # a step under load can take seconds; the stop waits for its end
     )
 
 
