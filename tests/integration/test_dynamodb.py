@@ -46,7 +46,15 @@ def test_ids_are_unique_and_pages_are_consistent(container):
         for i in range(5)
     ]
     assert len(set(ids)) == 5 and min(ids) > 0  # unique; ordered only within a block
-    everyone = users.list(skip=0, limit=1000)
+    # listings are read from an index, which DynamoDB updates after the write (eventually
+    # consistent): wait until it lists them
+    deadline = time.monotonic() + 30
+    while True:
+        everyone = users.list(skip=0, limit=1000)
+        if set(ids) <= {u.id for u in everyone.items}:
+            break
+        assert time.monotonic() < deadline, "the listing never showed the new users"
+        time.sleep(0.1)
     page = users.list(skip=2, limit=2)
     assert page.total == everyone.total
     assert [u.id for u in page.items] == [u.id for u in everyone.items[2:4]]
