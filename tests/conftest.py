@@ -294,3 +294,24 @@ def alice(stack: Stack) -> Client:
 @pytest.fixture
 def bob(stack: Stack) -> Client:
     return Client(stack)
+
+
+def api_get(container, user, *paths: str) -> list[httpx.Response]:
+    """GET ``paths`` (under /api/v1) from the app in this process, as ``user``, over ASGI:
+    the real routing, auth and serialisation against the container's emulator."""
+    import asyncio
+
+    from functions.api.app import create_app
+
+    app = create_app(container.settings, container)
+    token = container.auth.issue(user).access_token
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
+            return [await http.get(p) for p in paths]
+
+    return asyncio.run(run())

@@ -4,7 +4,6 @@ Every DynamoDB call of the adapters under test is recorded with botocore's event
 client (``before-parameter-build``, ``after-call``): which partitions (of the table and of
 its indexes) each write lands on, and how many items each read returns."""
 
-import asyncio
 import base64
 import json
 import time
@@ -14,10 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from functions.api.app import create_app
 from shared.adapters.dynamodb.datasets import DynamoDatasets
 from shared.adapters.dynamodb.identity import DynamoUsers
 from shared.adapters.dynamodb.projects import DynamoTags
@@ -31,6 +28,7 @@ from shared.adapters.dynamodb.table import (
 )
 from shared.errors import InvalidInput
 from shared.models import AudioFile, Dataset
+from tests.conftest import api_get
 
 pytestmark = pytest.mark.integration
 
@@ -230,22 +228,6 @@ def test_ids_are_unique_across_threads_and_processes(container):
     assert len(ids) == len(set(ids)) == 8 * 150 and min(ids) >= 1
 
 
-def api(container, user, *paths):
-    app = create_app(container.settings, container)
-    token = container.auth.issue(user).access_token
-
-    async def run():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://api/api/v1",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as http:
-            return [await http.get(p) for p in paths]
-
-    return asyncio.run(run())
-
-
 def test_the_seeds_lists_page_by_skip_and_by_cursor_over_http(container):
     users = DynamoUsers(container.table)
     tags = DynamoTags(container.table)
@@ -255,7 +237,7 @@ def test_the_seeds_lists_page_by_skip_and_by_cursor_over_http(container):
     names = [f"t{i:02d}" for i in range(11)]
     for name in names:
         tags.create(owner_id=me.id, name=name)
-    first, second, deep, bad = api(
+    first, second, deep, bad = api_get(
         container,
         me,
         "/tags/?limit=4",
@@ -270,7 +252,7 @@ def test_the_seeds_lists_page_by_skip_and_by_cursor_over_http(container):
     assert bad.status_code == 400 and bad.json()["code"] == "INVALID_CURSOR"
     got, cursor = [], None
     while True:
-        (r,) = api(container, me, "/tags/?limit=3" + (f"&cursor={cursor}" if cursor else ""))
+        (r,) = api_get(container, me, "/tags/?limit=3" + (f"&cursor={cursor}" if cursor else ""))
         got += [t["name"] for t in r.json()["tags"]]
         cursor = r.json().get("next_cursor")
         if not cursor:

@@ -3,23 +3,21 @@ to an S3 object, and no DynamoDB item (400 KB) and no pushed message, rendered i
 format (128 KB a WebSocket frame), passes its limit; seed 002's /validation/results,
 over HTTP, answers with the same shapes as before, read from the objects and bounded."""
 
-import asyncio
 import hashlib
 import json
 import random
 import uuid
 from decimal import Decimal
 
-import httpx
 import pytest
 from crucible_trainer.metrics import confusion_metrics
 
-from functions.api.app import create_app
 from shared.adapters.dynamodb.jobs import DynamoJobRecords, DynamoJobs
 from shared.errors import InvalidInput
 from shared.events import FORMATS, render
 from shared.models import TrainingJob
 from shared.services.reporting import TOP_CONFUSIONS, Reporter
+from tests.conftest import api_get
 
 pytestmark = pytest.mark.integration
 
@@ -90,22 +88,6 @@ def reported(container, owner):
     return job, sent
 
 
-def api(container, owner, *paths):
-    app = create_app(container.settings, container)
-    token = container.auth.issue(owner).access_token
-
-    async def run():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://api/api/v1",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as http:
-            return [await http.get(p) for p in paths]
-
-    return asyncio.run(run())
-
-
 def test_no_item_and_no_message_passes_its_limit(container, reported):
     job, sent = reported
     rows = DynamoJobRecords(container.table).metrics(job.id)
@@ -139,7 +121,7 @@ def test_no_item_and_no_message_passes_its_limit(container, reported):
 
 def test_validation_results_read_the_objects_within_a_bound(container, owner, reported):
     job, sent = reported
-    listed, one = api(
+    listed, one = api_get(
         container,
         owner,
         f"/validation/results/{job.id}",
@@ -189,7 +171,7 @@ def test_rows_written_before_details_moved_to_objects_still_read(container, owne
             "confusion_matrix": old["confusion_matrix"],
         },
     )
-    (answer,) = api(container, owner, f"/validation/results/{job.id}")
+    (answer,) = api_get(container, owner, f"/validation/results/{job.id}")
     (result,) = answer.json()["results"]
     assert result["confusion_matrix"] == [[3, 1], [0, 4]] and result["details_omitted"] is False
     assert result["per_class_metrics"]["dog"]["recall"] == pytest.approx(1.0)
