@@ -46,18 +46,21 @@ def test_ids_are_unique_and_pages_are_consistent(container):
         for i in range(5)
     ]
     assert len(set(ids)) == 5 and min(ids) > 0  # unique; ordered only within a block
-    # listings are read from an index, which DynamoDB updates after the write (eventually
-    # consistent): wait until it lists them
+    # Listings are read from an index, which DynamoDB updates after the write (eventually
+    # consistent; other tests' users may still be arriving): once the listing holds still
+    # (the same before and after) and shows the new users, a skip page is its slice.
     deadline = time.monotonic() + 30
     while True:
-        everyone = users.list(skip=0, limit=1000)
-        if set(ids) <= {u.id for u in everyone.items}:
+        before = users.list(skip=0, limit=1000)
+        page = users.list(skip=2, limit=2)
+        after = users.list(skip=0, limit=1000)
+        listed = [u.id for u in after.items]
+        if [u.id for u in before.items] == listed and set(ids) <= set(listed):
             break
-        assert time.monotonic() < deadline, "the listing never showed the new users"
+        assert time.monotonic() < deadline, "the listing never held still"
         time.sleep(0.1)
-    page = users.list(skip=2, limit=2)
-    assert page.total == everyone.total
-    assert [u.id for u in page.items] == [u.id for u in everyone.items[2:4]]
+    assert page.total == after.total
+    assert [u.id for u in page.items] == listed[2:4]
 
 
 def test_tag_names_are_unique_per_owner_and_freed_on_delete(container):
