@@ -214,8 +214,8 @@ class AudioFileRepository(Protocol):
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
-        """Count one request; returns (requests in this window, window reset epoch)."""
+    def hit(self, key: str, *, limit: int, window_s: int, n: int = 1) -> tuple[int, int]:
+        """Count ``n`` requests; returns (requests in this window, window reset epoch)."""
 
     def count(self, key: str, *, window_s: int) -> tuple[int, int]:
         """The same, without counting one."""

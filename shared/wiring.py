@@ -141,6 +141,14 @@ class Container:
         return DynamoRateLimiter(self.table)
 
     @cached_property
+    def request_counter(self) -> RateLimiter:
+        """The per-user request windows: :attr:`rate_limiter`, counted here and sent in
+        batches (shared/services/ratelimit.py). Sign-in limits count each one there."""
+        from shared.services.ratelimit import BatchedRateLimiter
+
+        return BatchedRateLimiter(self.rate_limiter)
+
+    @cached_property
     def usage_keys(self) -> UsageKeys:
         """Users' keys into the REST API's usage plans (the authorizer's; AWS only): the
         plans' ids from ``CRUCIBLE_USAGE_PLANS`` (set by the CDK app), each key's value

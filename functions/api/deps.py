@@ -2,7 +2,10 @@
 
 Authenticated requests count against their user's plan (shared/plans.py): a per-minute
 and a per-hour window, fixed to the clock; the response's ``X-RateLimit-*`` headers
-describe the tighter of the two. ``CRUCIBLE_RATE_LIMIT_PER_MINUTE``, when set, replaces
+describe the tighter of the two. They are counted in the process and added to the table
+in batches (``Container.request_counter``, shared/services/ratelimit.py): exact in one
+process, a request asks the table only now and then, and always near a limit.
+``CRUCIBLE_RATE_LIMIT_PER_MINUTE``, when set, replaces
 every plan's windows with N a minute (0: no request limits at all).
 Requests made before authentication (register, login, token, refresh, the internal
 callback) count against the client's address and, where they name one, the account
@@ -73,7 +76,7 @@ def _count(container: Container, user_id: int, limits: RequestLimits) -> list[Wi
     """Count the request in each of ``limits``' windows; RateLimited past one."""
     counted: list[Window] = []
     for name, seconds, limit in limits.windows:  # the minute first: a request it refuses
-        used, reset = container.rate_limiter.hit(  # is not counted in the hour
+        used, reset = container.request_counter.hit(  # is not counted in the hour
             _WINDOW_KEYS[name].format(user_id), limit=limit, window_s=seconds
         )
         window = Window(name, limit, used, reset)

@@ -127,3 +127,17 @@ def test_connections_expire_and_are_removed_with_their_subscriptions(container):
     expired.add(Connection(connection_id=cid2, user_id=1, role="user"))
     expired.subscribe(Subscription(connection_id=cid2, topic="job:ttl2", user_id=1))
     assert live.get(cid2) is None and list(live.subscribers("job:ttl2")) == []
+
+
+def test_request_windows_count_batches_in_the_table(container):
+    """The batched per-user windows over the real table: n requests added in one write,
+    each process's unsent counts carried by its next ask."""
+    shared = container.rate_limiter
+    key = f"user:batch-{time.time_ns()}"
+    assert shared.hit(key, limit=100, window_s=3600, n=3)[0] == 3
+    assert shared.hit(key, limit=100, window_s=3600)[0] == 4
+    batched = type(container.request_counter)(shared)
+    used = [batched.hit(key, limit=10_000, window_s=3600)[0] for _ in range(30)]
+    assert used == list(range(5, 35))
+    assert shared.count(key, window_s=3600)[0] < 34  # some are held in the process
+    assert batched.count(key, window_s=3600)[0] == 34  # and counted with it

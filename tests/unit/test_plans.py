@@ -108,10 +108,10 @@ class Clocked:
         self.now = 1_700_000_000 - 1_700_000_000 % 3600 + 5  # 5 s into an hour
         self.counts: dict[str, int] = {}
 
-    def hit(self, key, *, limit, window_s):
+    def hit(self, key, *, limit, window_s, n=1):
         window = self.now // window_s
         k = f"{key}#{window}"
-        self.counts[k] = self.counts.get(k, 0) + 1
+        self.counts[k] = self.counts.get(k, 0) + n
         return self.counts[k], (window + 1) * window_s
 
     def count(self, key, *, window_s):

@@ -19,10 +19,10 @@ class DynamoRateLimiter:
         window = int(time.time()) // window_s
         return window, (window + 1) * window_s
 
-    def hit(self, key: str, *, limit: int, window_s: int) -> tuple[int, int]:
+    def hit(self, key: str, *, limit: int, window_s: int, n: int = 1) -> tuple[int, int]:
         window, reset = self._window(window_s)
         count = self.t.increment(
-            f"RATE#{key}#{window}", "RATE", {"expires_at": reset + window_s, "type": "rate"}
+            f"RATE#{key}#{window}", "RATE", {"expires_at": reset + window_s, "type": "rate"}, by=n
         )
         return count, reset
 

@@ -238,11 +238,13 @@ class Table:
             raise
         return from_ddb(out["Attributes"])
 
-    def increment(self, pk: str, sk: str, set_values: dict[str, Any] | None = None) -> int:
-        """Add one to the item's counter ``n`` (creating the item at 1), setting
+    def increment(
+        self, pk: str, sk: str, set_values: dict[str, Any] | None = None, *, by: int = 1
+    ) -> int:
+        """Add ``by`` to the item's counter ``n`` (creating the item at ``by``), setting
         ``set_values`` alongside; returns the new count."""
         names: dict[str, str] = {}
-        vals: dict[str, Any] = {":one": 1}
+        vals: dict[str, Any] = {":one": by}
         expr = "ADD n :one"
         if set_values:
             expr += " SET " + _set_clause(set_values, names, vals)
