@@ -6,10 +6,11 @@
   its message for redelivery (and the dead-letter queue after 5 tries).
 * DynamoDB stream -> here: stream records are wrapped in the Lambda event shape
   (``{"Records": [...]}``) and given to the push handler. Streams cannot be long-polled,
-  so the pace adapts: right after anything was written to the table (within
-  ``busy_s``), the stream is read again every ``busy_poll_s``; after a quiet spell,
-  every ``poll_s``. An event published in this process (a handler's status, an error)
-  wakes the reader at once.
+  so the pace adapts: an event published in this process (a handler's status, an error)
+  wakes the reader at once; right after an event nobody here announced (another
+  process's: a trainer's), the stream is read every ``busy_poll_s`` for ``busy_s``;
+  otherwise every ``poll_s``. Other writes to the table (users, files, counters) are on
+  the stream too, but push nothing: they set no pace. A full page is followed at once.
 * EventBridge Scheduler -> here: each schedule of shared/routing.py runs its handler
   every ``schedule_s`` seconds (sooner than in AWS, so a local stack settles quickly).
 """
@@ -32,6 +33,7 @@ log = logging.getLogger("crucible.dispatcher")
 
 Handler = Callable[[dict[str, Any], Container], Any]
 RETRY_AFTER_S = 5
+PAGE = 100  # stream records a read
 
 
 class Dispatcher:
@@ -150,21 +152,32 @@ class Dispatcher:
                 )["ShardIterator"]
         return its
 
+    def _events_in(self, records: list[dict[str, Any]]) -> int:
+        """How many of the stream's records are events to push (the rest: other writes)."""
+        n = 0
+        for record in records:
+            try:
+                n += self.c.push.events.inserted(record) is not None
+            except ValueError:  # the push handler logs it
+                continue
+        return n
+
     def _poll_stream(self, stream: str, iterators: dict[str, str | None]) -> None:
         streams = self.c.client("dynamodbstreams")
         region = self.c.settings.aws_region
         last_shard_check = last_foreign = time.monotonic()
         woken = False  # this read follows an event published in this process
         while not self._stop.is_set():
-            got = 0
+            full, pushed = False, 0
             for sid, it in list(iterators.items()):
                 if it is None:
                     continue
-                out = streams.get_records(ShardIterator=it, Limit=100)
+                out = streams.get_records(ShardIterator=it, Limit=PAGE)
                 iterators[sid] = out.get("NextShardIterator")
                 records = out.get("Records", [])
                 if records:
-                    got += len(records)
+                    full |= len(records) >= PAGE
+                    pushed += self._events_in(records)
                     event = {
                         "Records": [
                             {**r, "eventSourceARN": stream, "awsRegion": region} for r in records
@@ -177,13 +190,13 @@ class Dispatcher:
                 iterators.update(self._iterators(stream, "TRIM_HORIZON", iterators))
                 last_shard_check = time.monotonic()
             now = time.monotonic()
-            if got:
-                # Records nobody announced come from another process (a trainer): more are
-                # likely, so read often for a while; announced ones need no such watch.
-                if not (woken or self._wake.is_set()):
-                    last_foreign = now
+            # Events nobody announced come from another process (a trainer): more are
+            # likely, so read often for a while; announced ones need no such watch.
+            if pushed and not (woken or self._wake.is_set()):
+                last_foreign = now
+            if full:  # more are waiting
                 woken = False
-                continue  # read again at once
+                continue
             quiet = now - last_foreign >= self.busy_s
             woken = self._wake.wait(self.poll_s if quiet else self.busy_poll_s)
             self._wake.clear()
