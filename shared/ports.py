@@ -214,8 +214,11 @@ class AudioFileRepository(Protocol):
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, *, limit: int, window_s: int, n: int = 1) -> tuple[int, int]:
-        """Count ``n`` requests; returns (requests in this window, window reset epoch)."""
+    def hit(
+        self, key: str, *, limit: int, window_s: int, n: int = 1, window: int | None = None
+    ) -> tuple[int, int]:
+        """Count ``n`` requests in the current window (or in ``window``, its number:
+        epoch // ``window_s``); returns (requests in it, its reset epoch)."""
 
     def count(self, key: str, *, window_s: int) -> tuple[int, int]:
         """The same, without counting one."""

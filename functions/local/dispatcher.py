@@ -10,7 +10,9 @@
   wakes the reader at once; right after an event nobody here announced (another
   process's: a trainer's), the stream is read every ``busy_poll_s`` for ``busy_s``;
   otherwise every ``poll_s``. Other writes to the table (users, files, counters) are on
-  the stream too, but push nothing: they set no pace. A full page is followed at once.
+  the stream too, but push nothing: they set no pace. A page that was full, or held
+  events (more are likely), is followed at once; a short page of other writes is not
+  (one cut short by its size, 1 MB, of other writes waits ``poll_s`` for the next).
 * EventBridge Scheduler -> here: each schedule of shared/routing.py runs its handler
   every ``schedule_s`` seconds (sooner than in AWS, so a local stack settles quickly).
 """
@@ -194,7 +196,7 @@ class Dispatcher:
             # likely, so read often for a while; announced ones need no such watch.
             if pushed and not (woken or self._wake.is_set()):
                 last_foreign = now
-            if full:  # more are waiting
+            if full or pushed:  # more are waiting, or likely
                 woken = False
                 continue
             quiet = now - last_foreign >= self.busy_s

@@ -11,14 +11,19 @@ request). :class:`BatchedRateLimiter` keeps each window's count here as well:
   once its last answer is ``MAX_AGE_S`` old; the request is decided on the total it gets;
 * any other request is counted here and decided on the last total plus what is unsent.
 
-So one process counts exactly what the shared counter would (the local stack, tests),
-and a limit under 20 a window is always asked. Across processes (Lambda containers),
-each decides on the others' counts as of at most ``MAX_AGE_S`` ago and only below
-``NEAR`` of the limit: a user whose requests are spread over N containers can pass a
-limit by at most N x ``BATCH`` of it in a window. What a container counted and never
-sent (it was recycled before its next ask) is lost: windows may count low by that,
-never high. The routes that start costly work are also throttled per user by API
-Gateway's usage plans in AWS (infra/constructs/api.py).
+So in one process every decision is the one the shared counter alone would make (the
+local stack, tests): a request admitted here is under ``NEAR`` of the limit counting
+everything this process holds, and every refusal comes from the shared total. The
+``X-RateLimit-Remaining`` a request reads can be low by a batch still being sent while
+another ask's answer (which has it) came first. A limit under 20 a window is always
+asked. Across processes (Lambda containers), each decides on the others' counts as of at
+most ``MAX_AGE_S`` ago and only below ``NEAR`` of the limit: a user whose requests are
+spread over N containers can pass a limit by at most N x ``BATCH`` of it in a window.
+Counts a container never sent (it was recycled, or its ask failed: that request fails
+and its batch is dropped) are lost: a window counts low by them. As with any counter
+write, a write whose answer was lost and was retried by botocore may count its batch
+twice. The routes that start costly work are also throttled per user by API Gateway's
+usage plans in AWS (infra/constructs/api.py).
 """
 
 from __future__ import annotations
@@ -61,8 +66,10 @@ class BatchedRateLimiter:
         now = self.clock()
         with self._lock:
             count = self._counts.get((key, window_s))
-            if count is None or count.window != window:
+            if count is None or count.window < window:
                 count = self._counts[key, window_s] = _Count(window)
+            elif count.window > window:  # the clock passed a boundary since: the new one
+                window, reset = count.window, (count.window + 1) * window_s
             self._counts.move_to_end((key, window_s))
             while len(self._counts) > KEPT:
                 self._counts.popitem(last=False)
@@ -78,11 +85,12 @@ class BatchedRateLimiter:
             send, count.unsent = count.unsent + n, 0
             count.sending += send
         try:
-            total, reset = self.shared.hit(key, limit=limit, window_s=window_s, n=send)
+            total, reset = self.shared.hit(
+                key, limit=limit, window_s=window_s, n=send, window=window
+            )
         except BaseException:
-            with self._lock:  # the others' counts wait for the next ask; this one failed
+            with self._lock:  # the request fails; its batch is dropped (counted low)
                 count.sending -= send
-                count.unsent += send - n
             raise
         with self._lock:
             count.sending -= send

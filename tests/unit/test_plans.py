@@ -108,8 +108,8 @@ class Clocked:
         self.now = 1_700_000_000 - 1_700_000_000 % 3600 + 5  # 5 s into an hour
         self.counts: dict[str, int] = {}
 
-    def hit(self, key, *, limit, window_s, n=1):
-        window = self.now // window_s
+    def hit(self, key, *, limit, window_s, n=1, window=None):
+        window = self.now // window_s if window is None else window
         k = f"{key}#{window}"
         self.counts[k] = self.counts.get(k, 0) + n
         return self.counts[k], (window + 1) * window_s

@@ -15,28 +15,29 @@ WINDOW = 60
 
 
 class Shared:
-    """The shared counter (the table's), in memory: counts every ask."""
+    """The shared counter (the table's), in memory: counts every ask, per window."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+        self.counts: dict[tuple[str, int], int] = {}
         self.asks = 0
         self.fail = False
         self.lock = threading.Lock()
 
-    def hit(self, key, *, limit, window_s, n=1):
+    def hit(self, key, *, limit, window_s, n=1, window=None):
         if self.fail:
             raise ConnectionError("the table is unreachable")
+        window = int(time.time()) // window_s if window is None else window
         with self.lock:
             self.asks += 1
-            self.counts[key] = self.counts.get(key, 0) + n
-            return self.counts[key], _reset(window_s)
+            self.counts[key, window] = self.counts.get((key, window), 0) + n
+            return self.counts[key, window], (window + 1) * window_s
 
     def count(self, key, *, window_s):
-        return self.counts.get(key, 0), _reset(window_s)
+        window = int(time.time()) // window_s
+        return self.counts.get((key, window), 0), (window + 1) * window_s
 
-
-def _reset(window_s: int) -> int:
-    return (int(time.time()) // window_s + 1) * window_s
+    def total(self, key, window_s=WINDOW):
+        return self.count(key, window_s=window_s)[0]
 
 
 class Clock:
@@ -61,7 +62,7 @@ def test_one_process_counts_exactly_and_asks_the_table_a_fraction_of_the_time():
     # asked: the first, one in each BATCH of the limit up to NEAR of it, then every one
     expected = 1 + int(limit * NEAR) // int(limit * BATCH) + (limit + 5 - int(limit * NEAR))
     assert abs(shared.asks - expected) <= 2, shared.asks
-    assert shared.counts["user:1"] == limit + 5  # everything sent: the past-NEAR asks carry it
+    assert shared.total("user:1") == limit + 5  # everything sent: the past-NEAR asks carry it
     # another key, its own window
     assert limiter.hit("user:2", limit=limit, window_s=WINDOW)[0] == 1
 
@@ -79,10 +80,10 @@ def test_an_old_total_is_asked_again():
     limiter.hit("u", limit=1000, window_s=WINDOW)
     limiter.hit("u", limit=1000, window_s=WINDOW)
     assert shared.asks == 1
-    shared.counts["u"] += 100  # another container's requests
+    shared.counts["u", int(time.time()) // WINDOW] += 100  # another container's requests
     clock.now += MAX_AGE_S
     assert limiter.hit("u", limit=1000, window_s=WINDOW)[0] == 103  # theirs, both of ours
-    assert shared.asks == 2 and shared.counts["u"] == 103
+    assert shared.asks == 2 and shared.total("u") == 103
 
 
 def test_containers_sharing_a_counter_pass_a_limit_by_at_most_their_batches():
@@ -114,7 +115,7 @@ def test_concurrent_requests_in_one_process_are_each_counted_once():
     assert limiter.count("u", window_s=WINDOW)[0] == 4000
 
 
-def test_a_failed_ask_fails_its_request_and_keeps_the_others_counts():
+def test_a_failed_ask_fails_its_request_and_drops_its_batch():
     shared, clock = Shared(), Clock()
     limiter = BatchedRateLimiter(shared, clock=clock)
     for _ in range(3):
@@ -124,5 +125,23 @@ def test_a_failed_ask_fails_its_request_and_keeps_the_others_counts():
     with pytest.raises(ConnectionError):
         limiter.hit("u", limit=1000, window_s=WINDOW)
     shared.fail = False
-    assert limiter.hit("u", limit=1000, window_s=WINDOW)[0] == 4  # 3 before, this one
-    assert shared.counts["u"] == 4
+    # the two counted here with it are lost (counted low, never twice)
+    assert limiter.hit("u", limit=1000, window_s=WINDOW)[0] == 2
+    assert shared.total("u") == 2
+
+
+def test_a_request_late_for_its_window_counts_in_the_current_one(monkeypatch):
+    """A thread that read the clock before a window's end asks after another opened the
+    next one: it counts there, and the new window's counts are kept."""
+    now = [1_700_000_000 - 1_700_000_000 % 3600 + 59.5]
+    monkeypatch.setattr("time.time", lambda: now[0])
+    shared = Shared()
+    limiter = BatchedRateLimiter(shared, clock=Clock())
+    assert limiter.hit("u", limit=1000, window_s=WINDOW)[0] == 1
+    now[0] += 1  # the next minute
+    assert [limiter.hit("u", limit=1000, window_s=WINDOW)[0] for _ in range(3)] == [1, 2, 3]
+    now[0] -= 1  # a late one, as a thread that read the clock before the minute ended
+    used, reset = limiter.hit("u", limit=1000, window_s=WINDOW)
+    assert used == 4 and reset % WINDOW == 0 and reset > now[0] + 1
+    now[0] += 1
+    assert limiter.count("u", window_s=WINDOW)[0] == 4

@@ -19,8 +19,13 @@ class DynamoRateLimiter:
         window = int(time.time()) // window_s
         return window, (window + 1) * window_s
 
-    def hit(self, key: str, *, limit: int, window_s: int, n: int = 1) -> tuple[int, int]:
-        window, reset = self._window(window_s)
+    def hit(
+        self, key: str, *, limit: int, window_s: int, n: int = 1, window: int | None = None
+    ) -> tuple[int, int]:
+        if window is None:
+            window, reset = self._window(window_s)
+        else:
+            reset = (window + 1) * window_s
         count = self.t.increment(
             f"RATE#{key}#{window}", "RATE", {"expires_at": reset + window_s, "type": "rate"}, by=n
         )
