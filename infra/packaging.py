@@ -7,9 +7,12 @@ Image assets (Lambda and Batch) build with the repository as their context, less
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
@@ -51,9 +54,11 @@ def layer(*extras: str) -> str:
     reqs = requirements(*extras)
     digest = hashlib.sha256("\n".join([PYTHON, *reqs]).encode()).hexdigest()[:12]
     out = BUILD / f"layer-{'-'.join(extras) or 'core'}-{digest}"
-    if not (out / ".complete").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        subprocess.run(
+    if not (out / ".complete").exists():  # installed into a draft, then renamed into place
+        shutil.rmtree(out, ignore_errors=True)  # one an older build left half-done
+        BUILD.mkdir(parents=True, exist_ok=True)
+        draft = Path(tempfile.mkdtemp(prefix=".layer-", dir=BUILD))
+        pip = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -61,7 +66,7 @@ def layer(*extras: str) -> str:
                 "install",
                 "--quiet",
                 "--target",
-                str(out / "python"),
+                str(draft / "python"),
                 "--platform",
                 "manylinux2014_x86_64",
                 "--implementation",
@@ -71,17 +76,39 @@ def layer(*extras: str) -> str:
                 "--only-binary=:all:",
                 *reqs,
             ],
-            check=True,
+            check=False,
         )
-        (out / ".complete").touch()
+        if pip.returncode:
+            shutil.rmtree(draft, ignore_errors=True)
+            raise subprocess.CalledProcessError(pip.returncode, pip.args)
+        (draft / ".complete").touch()
+        try:
+            draft.rename(out)
+        except OSError:  # another synthesis installed it first
+            shutil.rmtree(draft, ignore_errors=True)
     return str(out)
 
 
 def code() -> str:
-    """functions/ and shared/ without caches or the local-only stack."""
-    out = BUILD / "code"
-    shutil.rmtree(out, ignore_errors=True)
+    """functions/ and shared/ without caches or the local-only stack, in a folder named by
+    its content. Copied into a draft folder of its own, then renamed into place, so
+    syntheses running side by side (two test workers, two terminals) never see or break
+    one another's half-copied tree; folders of other contents are removed after an hour."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    draft = Path(tempfile.mkdtemp(prefix=".code-", dir=BUILD))
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "local", "*.Dockerfile")
     for pkg in ("functions", "shared"):
-        shutil.copytree(ROOT / pkg, out / pkg, ignore=ignore)
+        shutil.copytree(ROOT / pkg, draft / pkg, ignore=ignore)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in draft.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(draft).as_posix().encode() + b"\0" + path.read_bytes())
+    out = BUILD / f"code-{digest.hexdigest()[:16]}"
+    try:
+        draft.rename(out)
+    except OSError:  # already built, by this content
+        shutil.rmtree(draft, ignore_errors=True)
+        os.utime(out)  # in use: not old
+    for old in BUILD.glob("code-*"):
+        if old != out and time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
     return str(out)

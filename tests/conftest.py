@@ -34,27 +34,29 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("CRUCIBLE_JWT_SECRET", JWT_SECRET)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The browser tests (tests/browser) run last: Playwright's sync API keeps an event loop
     running in the main thread from its first test to the session's end, and the tests
-    that drive WebSockets with ``asyncio.run`` cannot run inside it.
-
-    Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``), each worker runs its
-    tests in this order, so there too the browser tests come after every other test of
-    the worker. Tests are spread one by one, except those that share something costly to
-    build: the tests of a module with a module-scoped fixture (a trained job, a stack of
-    its own) run on one worker, as do the template tests (one synthesis of the CDK app).
-    """
+    that drive WebSockets with ``asyncio.run`` cannot run inside it. Under pytest-xdist
+    (`make test` runs ``-n 2 --dist loadgroup``), each worker runs its tests in this order,
+    so there too the browser tests come after every other test of the worker."""
     browser = ROOT / "tests" / "browser"
     items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))  # stable
-    infra = ROOT / "tests" / "infra"
-    for item in items:
-        path = Path(str(item.path))
-        if path.is_relative_to(infra):
-            item.add_marker(pytest.mark.xdist_group("infra"))
-        elif _uses_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(path.relative_to(ROOT).as_posix()))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under ``--dist loadgroup`` tests are spread one by one, except those that share
+    something costly to build: the tests of a module with a module-scoped fixture (a
+    trained job, a stack of its own) run on one worker, as do the template tests (they
+    synthesize the CDK app, whose Lambda code is built in one folder, build/lambda).
+
+    Marked as each item is collected: xdist reads the marks in its own
+    ``pytest_collection_modifyitems``, which may run before any conftest's."""
+    path = Path(str(item.path))
+    if path.is_relative_to(ROOT / "tests" / "infra"):
+        item.add_marker(pytest.mark.xdist_group("infra"))
+    elif _uses_a_module_fixture(item):
+        item.add_marker(pytest.mark.xdist_group(path.relative_to(ROOT).as_posix()))
 
 
 def _uses_a_module_fixture(item: pytest.Item) -> bool:

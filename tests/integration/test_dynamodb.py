@@ -47,20 +47,24 @@ def test_ids_are_unique_and_pages_are_consistent(container):
     ]
     assert len(set(ids)) == 5 and min(ids) > 0  # unique; ordered only within a block
     # Listings are read from an index, which DynamoDB updates after the write (eventually
-    # consistent; other tests' users may still be arriving): once the listing holds still
-    # (the same before and after) and shows the new users, a skip page is its slice.
+    # consistent), and other tests on this emulator add and remove users at any moment:
+    # a skip page must be the slice of the listing it was read between, whenever the
+    # listing held still around it (the same before and after) and shows the new users.
     deadline = time.monotonic() + 30
     while True:
         before = users.list(skip=0, limit=1000)
         page = users.list(skip=2, limit=2)
         after = users.list(skip=0, limit=1000)
         listed = [u.id for u in after.items]
-        if [u.id for u in before.items] == listed and set(ids) <= set(listed):
+        still = [u.id for u in before.items] == listed and set(ids) <= set(listed)
+        if still and page.total == after.total and [u.id for u in page.items] == listed[2:4]:
             break
-        assert time.monotonic() < deadline, "the listing never held still"
+        assert time.monotonic() < deadline, (
+            f"no skip page was the slice of a listing that held still: {still=}, "
+            f"page {[u.id for u in page.items]} of {page.total}, listed {listed[:5]} of "
+            f"{after.total}"
+        )
         time.sleep(0.1)
-    assert page.total == after.total
-    assert [u.id for u in page.items] == listed[2:4]
 
 
 def test_tag_names_are_unique_per_owner_and_freed_on_delete(container):
