@@ -6,6 +6,7 @@ Nothing stands in for AWS: integration tests speak boto3 over HTTP to MiniStack.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -42,6 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     so there too the browser tests come after every other test of the worker."""
     browser = ROOT / "tests" / "browser"
     items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))  # stable
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A bytes argument (an archive, a recording) is named by its size and digest, not
+    spelt out; every xdist worker must collect the same names, so test data is made
+    deterministic (tests/datasets.py)."""
+    if isinstance(val, bytes | bytearray) and len(val) > 32:
+        return f"{argname}-{len(val)}B-{hashlib.sha256(val).hexdigest()[:8]}"
+    return None
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

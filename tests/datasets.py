@@ -34,10 +34,14 @@ def png(shape: str, size: int = 32, seed: int = 0) -> bytes:
 
 
 def zip_of(files: dict[str, bytes]) -> bytes:
+    """The same bytes for the same files, whenever it runs (a fixed date: parametrized
+    tests are named by their arguments, and each xdist worker must collect the same)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
-            z.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            z.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
     return out.getvalue()
 
 

@@ -76,6 +76,7 @@ def test_loose_files_list_and_validate(alice, bob):
         ),
         (make.zip_of({"metadata.csv": b"LJ1|hi", "wavs/LJ9.wav": b"x"}), "wavs/LJ1.wav is missing"),
     ],
+    ids=["not-a-zip", "unsafe-path", "missing-wav"],
 )
 def test_bad_archives_are_refused_and_nothing_is_kept(alice, data, message):
     r = create(alice, "bad", data)
