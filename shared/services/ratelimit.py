@@ -60,8 +60,10 @@ class BatchedRateLimiter:
         self._lock = threading.Lock()
         self._counts: OrderedDict[tuple[str, int], _Count] = OrderedDict()
 
-    def hit(self, key: str, *, limit: int, window_s: int, n: int = 1) -> tuple[int, int]:
-        window = int(time.time()) // window_s
+    def hit(
+        self, key: str, *, limit: int, window_s: int, n: int = 1, window: int | None = None
+    ) -> tuple[int, int]:
+        window = int(time.time()) // window_s if window is None else window
         reset = (window + 1) * window_s
         now = self.clock()
         with self._lock:
