@@ -57,8 +57,8 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Under ``--dist loadgroup`` tests are spread one by one, except those that share
     something costly to build: the tests of a module with a module-scoped fixture (a
-    trained job, a stack of its own) run on one worker, as do the template tests (they
-    synthesize the CDK app, whose Lambda code is built in one folder, build/lambda).
+    trained job, a stack of its own) run on one worker, as do the template tests (one
+    synthesis of the CDK app, shared by the session).
 
     Marked as each item is collected: xdist reads the marks in its own
     ``pytest_collection_modifyitems``, which may run before any conftest's."""
