@@ -112,5 +112,9 @@ def test_fuzzing_the_whole_openapi_finds_no_server_error_and_no_schema_violation
     assert run.returncode == 0, summary
     # not vacuous: every phase ran, and the fuzzer got far beyond the first requests
     assert all(p["status"] == "success" for p in report["phases"].values() if p["status"] != "skip")
-    assert report["phases"]["stateful"]["status"] == "success"
+    # The stateful phase comes last: on a machine so busy that coverage and fuzzing used
+    # the whole budget it is skipped (seen under stress-ng --cpu 2); otherwise it must run.
+    spent = report["running_time"] >= 0.9 * FUZZ_SECONDS
+    stateful = report["phases"]["stateful"]["status"]
+    assert stateful == "success" or (stateful == "skip" and spent), (stateful, spent)
     assert cases["generated"] >= report["operations"]["total"], cases  # even on a busy machine
