@@ -58,29 +58,30 @@ def layer(*extras: str) -> str:
         shutil.rmtree(out, ignore_errors=True)  # one an older build left half-done
         BUILD.mkdir(parents=True, exist_ok=True)
         draft = Path(tempfile.mkdtemp(prefix=".layer-", dir=BUILD))
-        pip = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--target",
-                str(draft / "python"),
-                "--platform",
-                "manylinux2014_x86_64",
-                "--implementation",
-                "cp",
-                "--python-version",
-                PYTHON,
-                "--only-binary=:all:",
-                *reqs,
-            ],
-            check=False,
-        )
-        if pip.returncode:
+        try:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--target",
+                    str(draft / "python"),
+                    "--platform",
+                    "manylinux2014_x86_64",
+                    "--implementation",
+                    "cp",
+                    "--python-version",
+                    PYTHON,
+                    "--only-binary=:all:",
+                    *reqs,
+                ],
+                check=True,
+            )
+        except BaseException:  # nothing half-installed is left behind
             shutil.rmtree(draft, ignore_errors=True)
-            raise subprocess.CalledProcessError(pip.returncode, pip.args)
+            raise
         (draft / ".complete").touch()
         try:
             draft.rename(out)

@@ -3,8 +3,9 @@
 Authenticated requests count against their user's plan (shared/plans.py): a per-minute
 and a per-hour window, fixed to the clock; the response's ``X-RateLimit-*`` headers
 describe the tighter of the two. They are counted in the process and added to the table
-in batches (``Container.request_counter``, shared/services/ratelimit.py): exact in one
-process, a request asks the table only now and then, and always near a limit.
+in batches (``Container.request_counter``, shared/services/ratelimit.py): in one process
+they decide as the table alone would; a request asks the table only now and then, and
+always near a limit.
 ``CRUCIBLE_RATE_LIMIT_PER_MINUTE``, when set, replaces
 every plan's windows with N a minute (0: no request limits at all).
 Requests made before authentication (register, login, token, refresh, the internal
