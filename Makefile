@@ -10,7 +10,7 @@ MINISTACK_VERSION := 1.5.33
 EXTRAS ?= api,analysis,local,infra,trainer,cli,dev
 ENV ?= dev
 
-.PHONY: install system-packages browser browser-tests console dev test synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
+.PHONY: install system-packages browser browser-tests console dev test test-busy synth deploy lint format unit integration e2e bench fuzz clean-data catalogue
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -90,6 +90,17 @@ XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
 test: install lint console browser  ## every test: unit, integration (emulator), end-to-end (local stack), browser (the console in headless Chromium)
 	$(BIN)/pytest $(XDIST)
+
+# The same tests with every core kept busy by stress-ng (one CPU hog a core, started first,
+# stopped on exit): a test waits for a condition with a deadline, never for a moment, so
+# it passes here as it does on a quiet machine (about twice as slow).
+test-busy: install lint console browser  ## make test beside `stress-ng --cpu 0` (every core busy)
+	@command -v stress-ng >/dev/null || { if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq stress-ng >/dev/null; \
+	  else echo "please install stress-ng (e.g. sudo apt-get install stress-ng)"; exit 1; fi; }
+	stress-ng --cpu 0 --timeout 3h >/dev/null 2>&1 & hog=$$!; trap 'kill $$hog' EXIT; sleep 1; \
+	  kill -0 $$hog || { echo "stress-ng did not start"; exit 1; }; \
+	  $(BIN)/pytest $(XDIST)
 
 lint: $(VENV)/.installed  ## ruff, and the architecture contracts in pyproject.toml (import-linter)
 	$(BIN)/ruff check .

@@ -135,6 +135,24 @@ def wait_for_job(container, job_id: int, statuses: set[str], timeout: float = 24
     raise AssertionError(f"job {job_id} is {job.status}, not {statuses}")
 
 
+def job_events_told(container, job_id: int, final, timeout: float = 60) -> list:
+    """A training job's events once one of them is ``final`` and every state change its
+    runner sent has been handled (the batch-state queue is empty). A handler stores the
+    job's state, then publishes the event: a test that saw the state waits for the event,
+    and for the rest, so that anything published after the end would be seen."""
+    sqs, url = container.client("sqs"), container.resources["queues"]["batch-job-state-change"]
+    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    deadline = time.monotonic() + timeout
+    while True:
+        events = container.push.events.recent(f"job:{job_id}", limit=20)
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"]
+        drained = all(int(attrs.get(n, 0)) == 0 for n in counts)
+        if drained and any(final(e) for e in events):
+            return events
+        assert time.monotonic() < deadline, ([(e.kind, e.data) for e in events], attrs)
+        time.sleep(0.1)
+
+
 # --- the local stack as a process ------------------------------------------------
 
 

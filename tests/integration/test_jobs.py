@@ -2,6 +2,8 @@
 from a real local job runner (subprocesses) through EventBridge and the dispatcher."""
 
 import json
+import os
+import signal
 import sys
 import uuid
 
@@ -11,7 +13,7 @@ from functions.events import batch_state
 from shared.adapters.dynamodb.jobs import DynamoJobs
 from shared.adapters.runners import LocalJobRunner
 from shared.models import TrainingJob
-from tests.conftest import wait_for_job
+from tests.conftest import job_events_told, wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -118,16 +120,12 @@ def test_local_runner_stops_with_sigterm(container, dispatcher, runner, tmp_path
     run.terminate(runner_id, "Stopped by user")
     assert wait_for_job(container, job.id, {"stopped"}).status == "stopped"
     assert "checkpoint saved on SIGTERM" in (tmp_path / f"{runner_id}.log").read_text()
-    events = container.push.events.recent(f"job:{job.id}", limit=20)
-    assert [e.data["batch_status"] for e in events][-1] == "SUCCEEDED"
+    events = job_events_told(container, job.id, lambda e: e.data.get("batch_status") == "SUCCEEDED")
+    assert [e.data["batch_status"] for e in events][-1] == "SUCCEEDED", [e.data for e in events]
     assert json.dumps(events[-1].data).count("stopped") >= 1
 
 
 def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runner):
-    import os
-    import signal
-    import time
-
     job = new_job(container)
     run = runner("long")
     rid = run.submit(str(job.id), job_type="trainer", queue="gpu")
@@ -135,20 +133,7 @@ def test_a_killed_job_fails_and_the_error_is_pushed(container, dispatcher, runne
     os.killpg(run._procs[rid].pid, signal.SIGKILL)  # an OOM kill or a lost host, not a stop
     failed = wait_for_job(container, job.id, {"failed"})
     assert "signal 9" in failed.error
-    # The handler stores the job failed, then publishes its error: wait for that event, and
-    # until every state change the runner sent is handled (the batch-state queue is empty),
-    # so that anything published after the error would be seen here.
-    sqs, url = container.client("sqs"), container.resources["queues"]["batch-job-state-change"]
-    counts = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
-    deadline = time.monotonic() + 60
-    while True:
-        events = container.push.events.recent(f"job:{job.id}", limit=20)
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(counts))["Attributes"]
-        drained = all(int(attrs.get(n, 0)) == 0 for n in counts)
-        if drained and any(e.kind == "error" for e in events):
-            break
-        assert time.monotonic() < deadline, ([(e.kind, e.data) for e in events], attrs)
-        time.sleep(0.1)
+    events = job_events_told(container, job.id, lambda e: e.kind == "error")
     last = events[-1]  # the final state is the last thing followers hear
     assert (
         last.kind == "error"

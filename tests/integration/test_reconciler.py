@@ -24,7 +24,7 @@ from shared.adapters.runners import LOST, LocalJobRunner
 from shared.models import AudioFile, Principal, TrainingJob
 from shared.services.training import SubmitFailed
 from tests.audio.synth import cry, wav_bytes
-from tests.conftest import ROOT
+from tests.conftest import ROOT, job_events_told
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,13 @@ def test_an_analysis_whose_worker_is_killed_is_retried_then_completes(c, stage):
     assert retried.status == "processing"  # its message may already be the new run's
     done = until(lambda: (now := c.audio.files.get(f.id)).status == "completed" and now, "done")
     assert done.result_id and not done.error
-    kinds = [(e.kind, e.data["message"]) for e in c.push.events.recent(f"file:{f.id}", limit=50)]
+
+    def told():  # the run stores the file completed, then tells it: wait for the telling
+        events = [(e.kind, e.data["message"]) for e in c.push.events.recent(topic, limit=50)]
+        return any(k == "status" and "completed" in m for k, m in events) and events
+
+    topic = f"file:{f.id}"
+    kinds = until(told, "the completed status told")
     assert any("Retrying the analysis (attempt 2 of 2)" in m for _, m in kinds)
     assert kinds[-1][0] == "status" and "completed" in kinds[-1][1]
 
@@ -251,18 +257,7 @@ def test_a_trainer_killed_with_sigkill_fails_the_job_with_its_exit(c, tmp_path):
     os.kill(trainer_pid(run._procs[submitted.runner_job_id].pid), signal.SIGKILL)
     failed = wait_status(c, job.id, {"failed"})
     assert "exit code 137" in failed.error
-    # The job is stored failed, then its error is published: wait for both, and for every
-    # state change the runner sent to be handled, so that anything told later shows here.
-    sqs, url = c.client("sqs"), c.resources["queues"]["batch-job-state-change"]
-    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-
-    def told():
-        events = c.push.events.recent(f"job:{job.id}", limit=20)
-        left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"]
-        drained = all(int(left.get(n, 0)) == 0 for n in counts)
-        return drained and any(e.kind == "error" for e in events) and events
-
-    events = until(told, "the error told and the runner's changes handled")
+    events = job_events_told(c, job.id, lambda e: e.kind == "error")
     last = events[-1]  # the final state is the last thing followers hear
     assert last.kind == "error" and "exit code 137" in last.data["message"], [
         (e.kind, e.timestamp.isoformat(), e.data) for e in events
