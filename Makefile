@@ -98,7 +98,8 @@ test-busy: install lint console browser  ## make test beside `stress-ng --cpu 0`
 	@command -v stress-ng >/dev/null || { if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && \
 	  $(APT_GET) install -y -qq stress-ng >/dev/null; \
 	  else echo "please install stress-ng (e.g. sudo apt-get install stress-ng)"; exit 1; fi; }
-	stress-ng --cpu 0 --timeout 3h >/dev/null 2>&1 & hog=$$!; trap 'kill $$hog' EXIT; sleep 1; \
+	stress-ng --cpu 0 --timeout 3h >/dev/null 2>&1 & hog=$$!; \
+	  trap 'kill $$hog' EXIT; trap 'exit 130' INT TERM; sleep 1; \
 	  kill -0 $$hog || { echo "stress-ng did not start"; exit 1; }; \
 	  $(BIN)/pytest $(XDIST)
 
