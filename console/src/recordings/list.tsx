@@ -56,10 +56,14 @@ export function RecordingsList({ route, userId }: { route: Route; userId: number
       if (mine === gen.current) setError(e);
     }
   };
+  // The timer runs the reload of the view as it is when it fires: news that came under
+  // another filter must not bring that filter's list back after the user changed it.
+  const latest = useRef(reload);
+  latest.current = reload;
   /** Reload soon, once for a burst of news (several files arriving together). */
   const reloadSoon = () => {
     clearTimeout(timer.current);
-    timer.current = window.setTimeout(reload, 300);
+    timer.current = window.setTimeout(() => latest.current(), 300);
   };
   useEffect(() => {
     reload();

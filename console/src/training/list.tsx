@@ -195,12 +195,16 @@ export function TrainingList({ route }: { route: Route }) {
   useEffect(() => {
     load();
   }, [status, serverSort, page, limit]);
+  // The timer reads the page as the view is when it fires (filters, sort, page), not as
+  // it was when the first event of the burst came.
+  const latest = useRef(load);
+  latest.current = load;
   /** Read the page again soon (events come in bursts). */
   const soon = () => {
     if (pending.current != null) return;
     pending.current = window.setTimeout(() => {
       pending.current = null;
-      load();
+      latest.current();
     }, 400);
   };
   useEffect(() => () => {
