@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import json
+import re
 import time
 
 import numpy as np
@@ -325,3 +326,65 @@ def test_list_filters_by_status_and_tag_and_pages(page, stack):
     expect(page.get_by_test_id("recording-row").first).to_contain_text("too short to analyse")
     page.get_by_test_id("filter-tag").select_option(label="night feed")
     expect(page.get_by_text("No recording matches these filters.")).to_be_visible()
+
+
+def test_news_that_came_under_another_filter_does_not_bring_its_list_back(page, stack):
+    """Live news schedules a reload of the list (300 ms later, once for a burst). If the
+    user changes the filter before it is due, the reload lists what the view shows now,
+    not what it showed when the news came. The page's clock is paused so that the reload
+    cannot run before the filter changes; the list it then reads has one recording more
+    than the server's (added by the route), so the view visibly changes when it lands."""
+    me = Client(stack)
+    blip = wav_bytes(np.zeros(int(SR * 0.03)), SR)  # too short: its analysis fails at once
+
+    def upload(name: str) -> dict:
+        r = me.http.post("/audio-files/upload", files={"file": (name, blip, "audio/wav")})
+        assert r.status_code == 201, r.text
+        return r.json()["file"]
+
+    def failed(file_id: int) -> bool:
+        return me.http.get(f"/audio-files/{file_id}").json()["status"] == "failed"
+
+    def until(condition, what: str) -> None:
+        deadline = time.monotonic() + ANALYSED / 1000
+        while not condition():
+            assert time.monotonic() < deadline, what
+            page.wait_for_timeout(200)  # (Playwright's events, the frames, come in meanwhile)
+
+    kept = upload("kept.wav")
+    tag = me.http.post("/tags/", json={"name": "kept"}).json()
+    assert me.http.post(f"/tags/{kept['id']}/tags/{tag['id']}").status_code == 200
+    until(lambda: failed(kept["id"]), "the first analysis to end")
+
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(str(f))))
+    page.clock.install()
+    signed_in(page, me, f"/recordings?tag={tag['id']}")
+    total = page.get_by_test_id("list-total")
+    expect(total).to_have_text("1 recording of 1")
+    expect(page.get_by_test_id("live")).to_have_text("live")
+    page.clock.pause_at(int(time.time() * 1000) + 1_000)  # from now on timers wait for run_for
+
+    # News of another recording under the tag filter: a reload is now due.
+    other = upload("other.wav")
+    said = re.compile(rf'"file_id":\s*{other["id"]}\b')
+    until(lambda: any(said.search(f) and "failed" in f for f in frames), "the other's news")
+    # The user changes the filter before the reload is due.
+    page.get_by_role("button", name="Clear filters").click()
+    page.get_by_test_id("filter-status").select_option("failed")
+    expect(total).to_have_text("2 recordings of 2")
+
+    def one_more(route) -> None:  # the due reload's list: the server's, and one more failed
+        response = route.fetch()
+        body = response.json()
+        extra = {**body["files"][0], "id": 10**9, "original_filename": "extra.wav", "tags": []}
+        extra["filename"] = "extra.wav"
+        route.fulfill(
+            response=response,
+            json={**body, "files": [*body["files"], extra], "total": body["total"] + 1},
+        )
+
+    page.route("**/audio-files/?skip=0&limit=1000", one_more)
+    page.clock.run_for(1_000)  # the reload the news scheduled runs now
+    expect(total).not_to_have_text("2 recordings of 2")
+    expect(total).to_have_text("3 recordings of 3")  # the status filter's; the tag's: 1 of 3
