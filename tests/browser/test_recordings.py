@@ -377,8 +377,8 @@ def test_news_that_came_under_another_filter_does_not_bring_its_list_back(page, 
     def one_more(route) -> None:  # the due reload's list: the server's, and one more failed
         response = route.fetch()
         body = response.json()
-        extra = {**body["files"][0], "id": 10**9, "original_filename": "extra.wav", "tags": []}
-        extra["filename"] = "extra.wav"
+        extra = {**body["files"][0], "id": 10**9, "tags": []}
+        extra.update(filename="extra.wav", original_filename="extra.wav")
         route.fulfill(
             response=response,
             json={**body, "files": [*body["files"], extra], "total": body["total"] + 1},

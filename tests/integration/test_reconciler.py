@@ -189,12 +189,12 @@ def test_an_analysis_whose_worker_is_killed_is_retried_then_completes(c, stage):
     assert retried.status == "processing"  # its message may already be the new run's
     done = until(lambda: (now := c.audio.files.get(f.id)).status == "completed" and now, "done")
     assert done.result_id and not done.error
+    topic = f"file:{f.id}"
 
     def told():  # the run stores the file completed, then tells it: wait for the telling
         events = [(e.kind, e.data["message"]) for e in c.push.events.recent(topic, limit=50)]
         return any(k == "status" and "completed" in m for k, m in events) and events
 
-    topic = f"file:{f.id}"
     kinds = until(told, "the completed status told")
     assert any("Retrying the analysis (attempt 2 of 2)" in m for _, m in kinds)
     assert kinds[-1][0] == "status" and "completed" in kinds[-1][1]
