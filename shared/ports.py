@@ -103,6 +103,9 @@ class ConnectionRegistry(Protocol):
     def topics(self, connection_id: str, *, limit: int) -> list[str]:
         """Up to ``limit`` of the topics a connection follows."""
 
+    def of_user(self, user_id: int, *, limit: int) -> list[Connection]:
+        """Up to ``limit`` of a user's registered connections, newest first."""
+
     def remove(self, connection_id: str) -> None:
         """Forget a connection and all its subscriptions (idempotent)."""
 
@@ -139,6 +142,9 @@ class Notifier(Protocol):
 
     def close(self, connection_id: str) -> None:
         """Close a connection (its user may no longer follow what it follows)."""
+
+    def alive(self, connection_id: str) -> bool:
+        """Whether the connection is still open (False: gone, its registration stale)."""
 
 
 class OwnerLookup(Protocol):

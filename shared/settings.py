@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     # the local dev server's own WebSocket hub delivers the messages.
     ws_management_endpoint: str | None = None
     ws_connection_ttl_s: int = Field(2 * 3600, ge=60)
+    # Connections one user may hold open at once (a browser tab, a CLI watch, seed 003's
+    # socket per workflow): what one account can make the table keep and fan-out read.
+    ws_max_connections_per_user: int = Field(20, ge=1, le=1000)
     event_ttl_s: int = Field(86_400, ge=60)
 
     # The largest request body the API takes: at most what the API Lambda's event can

@@ -426,6 +426,7 @@ class Container:
             _Deferred(self, "notifier"),  # publishing needs no push channel, only delivering
             DynamoOwners(self.table),
             self.user_repository,  # followers' current roles, re-checked on delivery
+            max_connections_per_user=s.ws_max_connections_per_user,
         )
 
     @cached_property

@@ -427,9 +427,22 @@ class WebSocketApi(Construct):
             access_log_settings=_AccessLogs(apigwv2.LogGroupLogDestination(access)),
         )
         self.api.grant_manage_connections(functions.stream_push)
-        functions.stream_push.add_environment(
-            "CRUCIBLE_WS_MANAGEMENT_ENDPOINT", self.stage.callback_url
+        # $connect only asks whether a user's older connections are still open before it
+        # refuses one over the user's cap (GetConnection): GET, this stage, nothing more.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["execute-api:ManageConnections"],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="execute-api",
+                        resource=self.api.api_id,
+                        resource_name=f"{env.name}/GET/@connections/*",
+                    )
+                ],
+            )
         )
+        for pusher in (functions.stream_push, fn):
+            pusher.add_environment("CRUCIBLE_WS_MANAGEMENT_ENDPOINT", self.stage.callback_url)
         nag(
             self,
             "APIG4",
@@ -441,6 +454,11 @@ class WebSocketApi(Construct):
             functions,
             f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{env.region}:<AWS::AccountId>:<{api_id}>/*/*/@connections/*]",
             "The push handler posts to any live connection of this API's stages.",
+        )
+        nag(
+            functions,
+            f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{env.region}:<AWS::AccountId>:<{api_id}>/{env.name}/GET/@connections/*]",
+            "$connect asks about any of the user's connections of this stage (GetConnection).",
         )
 
 

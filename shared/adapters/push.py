@@ -58,6 +58,17 @@ class ApiGatewayNotifier:
             if exc.response["Error"]["Code"] not in _GONE:
                 raise
 
+    def alive(self, connection_id: str) -> bool:
+        """``GetConnection``: False only when API Gateway says it is gone (anything else,
+        a throttle or an outage, counts as open: a live socket is never forgotten)."""
+        try:
+            self.client.get_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] not in _GONE
+        except (ConnectionError, HTTPClientError):
+            return True
+        return True
+
 
 Sender = Callable[[str], bool]
 Closer = Callable[[], None]
@@ -110,3 +121,6 @@ class LocalHubNotifier:
 
     def close(self, connection_id: str) -> None:
         self.hub.close(connection_id)
+
+    def alive(self, connection_id: str) -> bool:
+        return self.hub.sender(connection_id) is not None

@@ -43,6 +43,9 @@ COALESCED_KINDS = frozenset({"progress"})
 PARTS = 32
 # Topics one connection may follow: what closing it reads and deletes.
 MAX_TOPICS_PER_CONNECTION = 50
+# A connection younger than this counts as open without asking (it may still be in its
+# handshake, which API Gateway's GetConnection does not know yet).
+YOUNG_S = 60.0
 
 _SENT, _DROPPED, _LATER = "sent", "dropped", "later"
 
@@ -97,6 +100,7 @@ class PushService:
         users: UserRepository | None = None,
         *,
         workers: int = WORKERS,
+        max_connections_per_user: int | None = None,
     ) -> None:
         self.registry = registry
         self.events = events
@@ -105,6 +109,7 @@ class PushService:
         # Where followers' current roles are read; without it, the role each connection
         # was opened with.
         self.users = users
+        self.max_connections_per_user = max_connections_per_user
         self._published: list[Callable[[], None]] = []
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="push")
 
@@ -117,7 +122,8 @@ class PushService:
         fmt: str = "crucible",
     ) -> Connection:
         """Register a connection, subscribed to ``topic`` if given, else to its user's topic
-        (everything about the user's own work). More topics: ``subscribe``."""
+        (everything about the user's own work). More topics: ``subscribe``. A user holds
+        at most ``max_connections_per_user`` at once (409 ``TOO_MANY_CONNECTIONS``)."""
         fmt = self._format(fmt)
         if topic:
             self.authorize(principal, topic)
@@ -125,6 +131,7 @@ class PushService:
             connection_id=connection_id, user_id=principal.user_id, role=principal.role
         )
         self.registry.add(conn)
+        self._within_cap(conn)
         self.registry.subscribe(
             Subscription(
                 connection_id=connection_id,
@@ -134,6 +141,41 @@ class PushService:
             )
         )
         return conn
+
+    def _within_cap(self, conn: Connection) -> None:
+        """Counted after the new connection is registered, so that connections opened
+        together see each other (at worst all are refused) rather than each counting
+        only the older ones; the count is an index read, eventually consistent, so a
+        burst opened within its lag may pass the cap by a few. At the cap, registrations whose socket is gone (a lost
+        ``$disconnect``, a local stack killed) are asked about and dropped before the new
+        one is refused; the youngest are not asked (``YOUNG_S``)."""
+        cap = self.max_connections_per_user
+        if cap is None:
+            return
+        others = [
+            c
+            for c in self.registry.of_user(conn.user_id, limit=2 * cap + 1)
+            if c.connection_id != conn.connection_id
+        ]
+        if len(others) < cap:
+            return
+        now = time.time()
+        gone = [
+            c
+            for c in others
+            if now - c.connected_at.timestamp() >= YOUNG_S
+            and not self.notifier.alive(c.connection_id)
+        ]
+        for c in gone:
+            log.info("dropping connection %s: its socket is gone", c.connection_id)
+            self.registry.remove(c.connection_id)
+        if len(others) - len(gone) >= cap:
+            self.registry.remove(conn.connection_id)
+            raise Conflict(
+                f"A user holds at most {cap} open connections: close one, or follow more "
+                "topics on one ('subscribe')",
+                code="TOO_MANY_CONNECTIONS",
+            )
 
     def subscribe(self, connection_id: str, topic: str, fmt: str = "crucible") -> Subscription:
         conn = self.registry.get(connection_id)

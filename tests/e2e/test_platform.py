@@ -86,6 +86,50 @@ def test_websocket_needs_a_valid_token_and_a_readable_topic(stack, alice):
     asyncio.run(scenario())
 
 
+def test_a_user_holds_a_bounded_number_of_connections(stack, alice, bob):
+    """At most ws_max_connections_per_user (20) sockets per user: one more is refused
+    and leaves nothing registered; closing one makes room; another user is not counted."""
+    cap = 20
+    url = f"{stack.ws}/api/v1/ws?token={alice.token}"
+
+    async def ping(ws) -> None:
+        await ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 15)) == {"type": "pong"}
+
+    async def refused(url: str) -> None:
+        with pytest.raises(websockets.InvalidStatus) as answer:
+            async with websockets.connect(url):
+                pass
+        assert answer.value.response.status_code == 403
+
+    async def scenario():
+        held = [await websockets.connect(url) for _ in range(cap)]
+        try:
+            for ws in held:
+                await ping(ws)
+            await refused(url)
+            await refused(f"{stack.ws}/ws?token={alice.token}")  # any endpoint counts
+            async with websockets.connect(f"{stack.ws}/ws?token={bob.token}") as other:
+                await ping(other)  # bob's are his own
+            await held.pop().close()  # its $disconnect makes room, soon
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    held.append(await websockets.connect(url))
+                    break
+                except websockets.InvalidStatus:
+                    assert time.monotonic() < deadline, "a closed connection never made room"
+                    await asyncio.sleep(0.2)
+            await ping(held[-1])
+            for ws in held:  # the refusals dropped none of those held
+                await ping(ws)
+        finally:
+            for ws in held:
+                await ws.close()
+
+    asyncio.run(scenario())
+
+
 def test_tokens_refresh_and_bad_tokens(stack, alice):
     r = alice.http.post("/auth/token", json={"email": alice.email, "password": alice.password})
     assert (

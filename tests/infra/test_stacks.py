@@ -500,9 +500,13 @@ def test_websocket_role(synth):
         # that user's id block and the count of its listing
         "dynamodb:UpdateItem": ["COUNT#*#USER#*", "COUNTER#user#*"],
         "dynamodb:DeleteItem": ["CONN#*", "TOPIC#*"],
-        "dynamodb:Query": ["GSI1/CONN#*"],  # a connection's subscriptions
+        # a connection's subscriptions, a user's connections
+        "dynamodb:Query": ["GSI1/CONN#*"],
     }
     assert _actions(st, "s3:") == set() and _secrets(st) == {"jwt"}
+    # at a user's connection cap, whether the older ones are still open: GET only
+    (ask,) = [s for s in st if "execute-api:ManageConnections" in json.dumps(s["Action"])]
+    assert "/dev/GET/@connections/*" in json.dumps(ask["Resource"])
 
 
 def test_stream_push_role(synth):

@@ -25,8 +25,8 @@ from functions.events import stream_push
 from shared.adapters.push import CLIENT_CONFIG, ApiGatewayNotifier
 from shared.errors import Conflict
 from shared.events import ProgressEvent
-from shared.models import Principal, Subscription
-from shared.services.push import MAX_TOPICS_PER_CONNECTION, PushService
+from shared.models import Connection, Principal, Subscription
+from shared.services.push import MAX_TOPICS_PER_CONNECTION, YOUNG_S, PushService
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,7 @@ class Connections:
         self.throttled = 0
         self.in_flight = self.most_in_flight = 0
         self.latency_s = LATENCY_S
+        self.asked: list[str] = []  # GetConnection calls, by connection id
 
     def answer(self, cid: str, body: bytes) -> tuple[int, str | None]:
         with self.lock:
@@ -90,6 +91,21 @@ def connections():
             self.send_response(status)
             if error:
                 self.send_header("x-amzn-ErrorType", error)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # GetConnection: 200, or 410 for a gone one
+            cid = self.path.rsplit("/", 1)[-1]
+            with state.lock:
+                state.asked.append(cid)
+                gone = cid in state.gone
+            body = {"message": "GoneException"} if gone else {"connectedAt": "2026-12-02T00:00:00Z"}
+            payload = json.dumps(body).encode()
+            self.send_response(410 if gone else 200)
+            if gone:
+                self.send_header("x-amzn-ErrorType", "GoneException")
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -284,3 +300,46 @@ def test_a_connection_follows_a_bounded_number_of_topics(container):
     assert refused.value.code == "TOO_MANY_TOPICS" and refused.value.http_status == 409
     container.push.disconnect(cid)
     assert container.push.registry.topics(cid, limit=100) == []
+
+
+def test_a_user_holds_a_bounded_number_of_connections(push, container, connections):
+    """The cap counts a user's registered connections; at it, the older ones are asked
+    (GetConnection) and those gone dropped before a new one is refused."""
+    push.max_connections_per_user = 3
+    user = container.auth.register(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
+    )
+    me = Principal(user_id=user.id, role="user")
+    tag = uuid.uuid4().hex[:8]
+    # two registered long ago, one of them since gone without its $disconnect ...
+    old = time.time() - YOUNG_S - 60
+    for cid in (f"{tag}-old-live", f"{tag}-old-gone"):
+        push.registry.add(
+            Connection(connection_id=cid, user_id=user.id, role="user", connected_at=old)
+        )
+    connections.gone.add(f"{tag}-old-gone")
+    push.connect(me, f"{tag}-new-1")  # 2 others: under the cap, nobody asked
+    assert not [c for c in connections.asked if c.startswith(tag)]
+    push.connect(me, f"{tag}-new-2")  # 3 others: the old ones asked, the gone one dropped
+    assert sorted(c for c in connections.asked if c.startswith(tag)) == [
+        f"{tag}-old-gone",
+        f"{tag}-old-live",
+    ]
+    assert push.registry.get(f"{tag}-old-gone") is None
+    held = {f"{tag}-old-live", f"{tag}-new-1", f"{tag}-new-2"}
+    assert {c.connection_id for c in push.registry.of_user(user.id, limit=10)} == held
+
+    connections.gone.add(f"{tag}-new-1")  # gone, but too young to be asked: still counts
+    with pytest.raises(Conflict) as refused:
+        push.connect(me, f"{tag}-new-3")
+    assert refused.value.code == "TOO_MANY_CONNECTIONS" and refused.value.http_status == 409
+    assert push.registry.get(f"{tag}-new-3") is None  # the refused one left nothing
+    assert list(push.registry.subscribers(f"user:{user.id}")) != []
+    assert {c.connection_id for c in push.registry.of_user(user.id, limit=10)} == held
+    # another user's connections are theirs to count
+    other = container.auth.register(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
+    )
+    push.connect(Principal(user_id=other.id, role="user"), f"{tag}-other")
+    push.disconnect(f"{tag}-new-2")  # a $disconnect makes room at once
+    push.connect(me, f"{tag}-new-3")

@@ -13,12 +13,14 @@ import pytest
 import websockets
 
 from shared.events import ProgressEvent
-from shared.models import Subscription
+from shared.models import Connection, Subscription
+from shared.services.push import YOUNG_S
 from shared.wiring import build
 from tests.conftest import JWT_SECRET, ROOT
 
 pytestmark = pytest.mark.integration
 STAGE = "ws"
+CAP = 2  # connections per user, in this API's function
 
 
 def _package() -> bytes:
@@ -36,6 +38,10 @@ def _package() -> bytes:
 def ws_api(container, emulator):
     lam, gw = container.client("lambda"), container.client("apigatewayv2")
     name = f"{container.settings.names.table}-ws"
+    api = gw.create_api(
+        Name=name, ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )
+    base = f"{emulator.endpoint}/_aws/execute-api/{api['ApiId']}/{STAGE}"
     fn = lam.create_function(
         FunctionName=name,
         Runtime="python3.11",
@@ -51,11 +57,12 @@ def ws_api(container, emulator):
                 "AWS_ACCESS_KEY_ID": "test",
                 "AWS_SECRET_ACCESS_KEY": "test",
                 "AWS_DEFAULT_REGION": "us-east-1",
+                # as in AWS (infra/constructs/api.py): $connect asks @connections about a
+                # user's older connections when the user is at the cap
+                "CRUCIBLE_WS_MANAGEMENT_ENDPOINT": base,
+                "CRUCIBLE_WS_MAX_CONNECTIONS_PER_USER": str(CAP),
             }
         },
-    )
-    api = gw.create_api(
-        Name=name, ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
     )
     uri = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{fn['FunctionArn']}/invocations"
     integ = gw.create_integration(
@@ -66,7 +73,6 @@ def ws_api(container, emulator):
             ApiId=api["ApiId"], RouteKey=route, Target=f"integrations/{integ['IntegrationId']}"
         )
     gw.create_stage(ApiId=api["ApiId"], StageName=STAGE)
-    base = f"{emulator.endpoint}/_aws/execute-api/{api['ApiId']}/{STAGE}"
     yield {"url": base.replace("http://", "ws://"), "management": base}
     gw.delete_api(ApiId=api["ApiId"])
     lam.delete_function(FunctionName=name)
@@ -182,3 +188,42 @@ def test_a_follower_who_lost_the_right_is_closed_not_served(container, ws_api):
 
     asyncio.run(scenario())
     assert list(push.registry.subscribers(topic)) == []
+
+
+def test_a_user_over_the_cap_is_refused_and_a_lost_disconnect_does_not_count(container, ws_api):
+    """$connect counts the user's connections; at the cap it asks @connections
+    (GetConnection) about the older ones and forgets those gone."""
+    user = container.auth.register(email="ws-cap@example.com", password="password123")
+    token = container.auth.issue(user).access_token
+    url = f"{ws_api['url']}?token={token}"
+
+    def held() -> set[str]:
+        return {c.connection_id for c in container.push.registry.of_user(user.id, limit=10)}
+
+    async def scenario():
+        async with websockets.connect(url) as first:
+            async with websockets.connect(url):
+                with pytest.raises(websockets.InvalidStatus) as refused:
+                    async with websockets.connect(url):
+                        pass
+                assert refused.value.response.status_code == 403
+                assert len(held()) == CAP  # the refused one left nothing behind
+            deadline = time.monotonic() + 10  # the closed one's $disconnect
+            while len(held()) > 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert len(held()) == 1
+            # one whose $disconnect was lost: registered long ago, unknown to API Gateway
+            stale = Connection(
+                connection_id="lost-disconnect",
+                user_id=user.id,
+                role="user",
+                connected_at=time.time() - YOUNG_S - 60,
+            )
+            container.push.registry.add(stale)
+            async with websockets.connect(url) as second:
+                for ws in (first, second):
+                    await ws.send(json.dumps({"action": "ping"}))
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+                assert "lost-disconnect" not in held() and len(held()) == CAP
+
+    asyncio.run(scenario())

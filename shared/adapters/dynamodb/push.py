@@ -12,9 +12,16 @@ from shared.events import ProgressEvent
 from shared.models import TERMINAL_STATUSES, Connection, Subscription
 
 
+def _user_connections(user_id: int) -> str:
+    """GSI1 partition of a user's connections (under ``CONN#``, as the WebSocket function's
+    grants are; a connection id never holds ``#``)."""
+    return f"CONN#USER#{user_id}"
+
+
 class DynamoConnections:
-    """``CONN#<id>`` items and ``TOPIC#<topic>`` / ``CONN#<id>`` subscriptions (found per
-    connection on GSI1), all expiring ``ttl_s`` after they are written."""
+    """``CONN#<id>`` items (found per user on GSI1, by when they opened) and ``TOPIC#<topic>`` /
+    ``CONN#<id>`` subscriptions (found per connection on GSI1), all expiring ``ttl_s``
+    after they are written."""
 
     def __init__(self, table: Table, ttl_s: int) -> None:
         self.t = table
@@ -30,9 +37,18 @@ class DynamoConnections:
                 "SK": "CONN",
                 "type": "connection",
                 **connection.model_dump(mode="json"),
+                "GSI1PK": _user_connections(connection.user_id),
+                "GSI1SK": f"{connection.connected_at.isoformat()}#{connection.connection_id}",
                 "expires_at": self._expiry(),
             }
         )
+
+    def of_user(self, user_id: int, *, limit: int) -> list[Connection]:
+        """Up to ``limit`` of a user's live connections, newest first (one bounded read:
+        rows expired but not yet deleted by TTL are the oldest, read last)."""
+        now = time.time()
+        rows = self.t.query(_user_connections(user_id), index="GSI1", forward=False, limit=limit)
+        return [Connection.model_validate(r) for r in rows if r.get("expires_at", 0) >= now]
 
     def get(self, connection_id: str) -> Connection | None:
         item = self.t.get(f"CONN#{connection_id}", "CONN")
