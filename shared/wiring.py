@@ -112,15 +112,19 @@ class Container:
 
     @cached_property
     def notifier(self) -> Notifier:
-        from shared.adapters.push import CLIENT_CONFIG, ApiGatewayNotifier, LocalHubNotifier
+        from shared.adapters.push import (
+            CLIENT_CONFIG,
+            PROBE_CONFIG,
+            ApiGatewayNotifier,
+            LocalHubNotifier,
+        )
 
-        if self.settings.ws_management_endpoint:
+        if endpoint := self.settings.ws_management_endpoint:
             return ApiGatewayNotifier(
-                self.client(
-                    "apigatewaymanagementapi",
-                    endpoint_url=self.settings.ws_management_endpoint,
-                    config=CLIENT_CONFIG,
-                )
+                self.client("apigatewaymanagementapi", endpoint_url=endpoint, config=CLIENT_CONFIG),
+                lambda: self.client(
+                    "apigatewaymanagementapi", endpoint_url=endpoint, config=PROBE_CONFIG
+                ),
             )
         if self.hub is None:
             raise RuntimeError(

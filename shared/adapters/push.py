@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +19,18 @@ from shared.ports import DeliveryDeferred
 # well inside the push function's per-event budget (shared/services/push.py); and one
 # pooled connection per delivery thread (PushService's ``workers``).
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
+    retries={"mode": "standard", "total_max_attempts": 4},  # "max_attempts" would be 4 retries
     connect_timeout=2,
     read_timeout=5,
     max_pool_connections=64,
 )
+# Asking whether a connection is open ($connect at a user's cap): one attempt, short
+# timeouts; a probe that fails counts the connection as open.
+PROBE_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=2
+)
 _GONE = ("GoneException", "410")
+log = logging.getLogger(__name__)
 
 
 class ApiGatewayNotifier:
@@ -31,8 +38,11 @@ class ApiGatewayNotifier:
     (thread-safe: the client is). Throttled posts are retried by botocore; one still
     throttled (or failing with a 5xx) when its attempts run out is ``DeliveryDeferred``."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, probe_client: Callable[[], Any] | None = None) -> None:
         self.client = client
+        # what ``alive`` asks with (PROBE_CONFIG), built on its first use
+        self._probe_client = probe_client
+        self._prober: Any = None
 
     def post(self, connection_id: str, message: dict[str, Any]) -> bool:
         try:
@@ -60,13 +70,23 @@ class ApiGatewayNotifier:
 
     def alive(self, connection_id: str) -> bool:
         """``GetConnection``: False only when API Gateway says it is gone (anything else,
-        a throttle or an outage, counts as open: a live socket is never forgotten)."""
+        a throttle, a denial or an outage, counts as open, with a warning: a live socket
+        is never forgotten)."""
+        if self._prober is None:
+            self._prober = self._probe_client() if self._probe_client else self.client
         try:
-            self.client.get_connection(ConnectionId=connection_id)
+            self._prober.get_connection(ConnectionId=connection_id)
         except ClientError as exc:
-            return exc.response["Error"]["Code"] not in _GONE
-        except (ConnectionError, HTTPClientError):
-            return True
+            code = exc.response["Error"]["Code"]
+            if code in _GONE:
+                return False
+            log.warning(
+                "asking about connection %s failed (%s): counted as open", connection_id, code
+            )
+        except (ConnectionError, HTTPClientError) as exc:
+            log.warning(
+                "asking about connection %s failed (%s): counted as open", connection_id, exc
+            )
         return True
 
 

@@ -46,6 +46,9 @@ MAX_TOPICS_PER_CONNECTION = 50
 # A connection younger than this counts as open without asking (it may still be in its
 # handshake, which API Gateway's GetConnection does not know yet).
 YOUNG_S = 60.0
+# Connections asked about (GetConnection) by one $connect at its user's cap, the oldest
+# first: what one refused connect costs, whatever the cap.
+MAX_PROBES = 3
 
 _SENT, _DROPPED, _LATER = "sent", "dropped", "later"
 
@@ -146,30 +149,46 @@ class PushService:
         """Counted after the new connection is registered, so that connections opened
         together see each other (at worst all are refused) rather than each counting
         only the older ones; the count is an index read, eventually consistent, so a
-        burst opened within its lag may pass the cap by a few. At the cap, registrations whose socket is gone (a lost
-        ``$disconnect``, a local stack killed) are asked about and dropped before the new
-        one is refused; the youngest are not asked (``YOUNG_S``)."""
+        burst opened within its lag may pass the cap by a few. At the cap, the oldest
+        registrations (at most ``MAX_PROBES``, none younger than ``YOUNG_S``) are asked
+        about, and those whose socket is gone (a lost ``$disconnect``, a local stack
+        killed) dropped, before the new one is refused. Refused or failing, the new
+        registration is removed."""
         cap = self.max_connections_per_user
         if cap is None:
             return
-        others = [
-            c
-            for c in self.registry.of_user(conn.user_id, limit=2 * cap + 1)
-            if c.connection_id != conn.connection_id
-        ]
-        if len(others) < cap:
-            return
-        now = time.time()
-        gone = [
-            c
-            for c in others
-            if now - c.connected_at.timestamp() >= YOUNG_S
-            and not self.notifier.alive(c.connection_id)
-        ]
-        for c in gone:
-            log.info("dropping connection %s: its socket is gone", c.connection_id)
-            self.registry.remove(c.connection_id)
-        if len(others) - len(gone) >= cap:
+        try:
+            # enough to know whether dropping MAX_PROBES could make room (when this many
+            # are read, there may be more: then it cannot)
+            others = [
+                c
+                for c in self.registry.of_user(conn.user_id, limit=cap + MAX_PROBES + 1)
+                if c.connection_id != conn.connection_id
+            ]
+            over = len(others) - cap + 1  # how many must be gone for this one to fit
+            if over <= 0:
+                return
+            now = time.time()
+            oldest = [c for c in reversed(others) if now - c.connected_at.timestamp() >= YOUNG_S]
+            dropped = 0
+            for c in oldest[:MAX_PROBES]:
+                if dropped >= over:
+                    break
+                if not self.notifier.alive(c.connection_id):
+                    log.info("dropping connection %s: its socket is gone", c.connection_id)
+                    self.registry.remove(c.connection_id)
+                    dropped += 1
+        except Exception:
+            self.registry.remove(conn.connection_id)
+            raise
+        if dropped < over:
+            log.info(
+                "user %s refused a connection: %d open (cap %d), %d found gone",
+                conn.user_id,
+                len(others) - dropped,
+                cap,
+                dropped,
+            )
             self.registry.remove(conn.connection_id)
             raise Conflict(
                 f"A user holds at most {cap} open connections: close one, or follow more "

@@ -88,7 +88,8 @@ def test_websocket_needs_a_valid_token_and_a_readable_topic(stack, alice):
 
 def test_a_user_holds_a_bounded_number_of_connections(stack, alice, bob):
     """At most ws_max_connections_per_user (20) sockets per user: one more is refused
-    and leaves nothing registered; closing one makes room; another user is not counted."""
+    (and counts for nothing: closing one of the 20 makes room for exactly one); another
+    user's are not counted."""
     cap = 20
     url = f"{stack.ws}/api/v1/ws?token={alice.token}"
 

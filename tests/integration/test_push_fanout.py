@@ -22,11 +22,11 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 
 from functions.events import stream_push
-from shared.adapters.push import CLIENT_CONFIG, ApiGatewayNotifier
+from shared.adapters.push import CLIENT_CONFIG, PROBE_CONFIG, ApiGatewayNotifier
 from shared.errors import Conflict
 from shared.events import ProgressEvent
 from shared.models import Connection, Principal, Subscription
-from shared.services.push import MAX_TOPICS_PER_CONNECTION, YOUNG_S, PushService
+from shared.services.push import MAX_PROBES, MAX_TOPICS_PER_CONNECTION, YOUNG_S, PushService
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +100,18 @@ def connections():
             cid = self.path.rsplit("/", 1)[-1]
             with state.lock:
                 state.asked.append(cid)
-                gone = cid in state.gone
-            body = {"message": "GoneException"} if gone else {"connectedAt": "2026-12-02T00:00:00Z"}
+                status, error = (
+                    (410, "GoneException")
+                    if cid in state.gone
+                    else (429, "LimitExceededException")
+                    if cid in state.throttle
+                    else (200, None)
+                )
+            body = {"message": error} if error else {"connectedAt": "2026-12-02T00:00:00Z"}
             payload = json.dumps(body).encode()
-            self.send_response(410 if gone else 200)
-            if gone:
-                self.send_header("x-amzn-ErrorType", "GoneException")
+            self.send_response(status)
+            if error:
+                self.send_header("x-amzn-ErrorType", error)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -124,18 +130,19 @@ def connections():
 
 @pytest.fixture
 def push(container, connections):
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=connections.url,
-        region_name=container.settings.aws_region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CLIENT_CONFIG,
-    )
+    def client(config):
+        return boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=connections.url,
+            region_name=container.settings.aws_region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=config,
+        )
+
     p = container.push
-    return PushService(
-        p.registry, p.events, ApiGatewayNotifier(client), p.owners, container.user_repository
-    )
+    notifier = ApiGatewayNotifier(client(CLIENT_CONFIG), lambda: client(PROBE_CONFIG))
+    return PushService(p.registry, p.events, notifier, p.owners, container.user_repository)
 
 
 def followed(container, n: int) -> tuple[str, list[str]]:
@@ -303,39 +310,45 @@ def test_a_connection_follows_a_bounded_number_of_topics(container):
 
 
 def test_a_user_holds_a_bounded_number_of_connections(push, container, connections):
-    """The cap counts a user's registered connections; at it, the older ones are asked
-    (GetConnection) and those gone dropped before a new one is refused."""
+    """The cap counts a user's registered connections; at it, the oldest are asked
+    (GetConnection) until enough are found gone, before a new one is refused."""
     push.max_connections_per_user = 3
     user = container.auth.register(
         email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
     )
     me = Principal(user_id=user.id, role="user")
     tag = uuid.uuid4().hex[:8]
-    # two registered long ago, one of them since gone without its $disconnect ...
+
+    def asked() -> list[str]:
+        return [c for c in connections.asked if c.startswith(tag)]
+
+    def held() -> set[str]:
+        return {c.connection_id for c in push.registry.of_user(user.id, limit=10)}
+
+    # two registered long ago, the older since gone without its $disconnect ...
     old = time.time() - YOUNG_S - 60
-    for cid in (f"{tag}-old-live", f"{tag}-old-gone"):
+    for cid, at in ((f"{tag}-old-gone", old - 10), (f"{tag}-old-live", old)):
         push.registry.add(
-            Connection(connection_id=cid, user_id=user.id, role="user", connected_at=old)
+            Connection(connection_id=cid, user_id=user.id, role="user", connected_at=at)
         )
     connections.gone.add(f"{tag}-old-gone")
     push.connect(me, f"{tag}-new-1")  # 2 others: under the cap, nobody asked
-    assert not [c for c in connections.asked if c.startswith(tag)]
-    push.connect(me, f"{tag}-new-2")  # 3 others: the old ones asked, the gone one dropped
-    assert sorted(c for c in connections.asked if c.startswith(tag)) == [
-        f"{tag}-old-gone",
-        f"{tag}-old-live",
-    ]
+    assert asked() == []
+    push.connect(me, f"{tag}-new-2")  # 3 others: the oldest asked, found gone, dropped
+    assert asked() == [f"{tag}-old-gone"]  # one gone made room: nobody else asked
     assert push.registry.get(f"{tag}-old-gone") is None
-    held = {f"{tag}-old-live", f"{tag}-new-1", f"{tag}-new-2"}
-    assert {c.connection_id for c in push.registry.of_user(user.id, limit=10)} == held
+    assert held() == {f"{tag}-old-live", f"{tag}-new-1", f"{tag}-new-2"}
 
     connections.gone.add(f"{tag}-new-1")  # gone, but too young to be asked: still counts
     with pytest.raises(Conflict) as refused:
         push.connect(me, f"{tag}-new-3")
     assert refused.value.code == "TOO_MANY_CONNECTIONS" and refused.value.http_status == 409
-    assert push.registry.get(f"{tag}-new-3") is None  # the refused one left nothing
-    assert list(push.registry.subscribers(f"user:{user.id}")) != []
-    assert {c.connection_id for c in push.registry.of_user(user.id, limit=10)} == held
+    assert asked() == [f"{tag}-old-gone", f"{tag}-old-live"]
+    # the refused one left nothing: no registration, no subscription
+    assert push.registry.get(f"{tag}-new-3") is None
+    followers = {s.connection_id for s in push.registry.subscribers(f"user:{user.id}")}
+    assert followers == {f"{tag}-new-1", f"{tag}-new-2"}
+    assert held() == {f"{tag}-old-live", f"{tag}-new-1", f"{tag}-new-2"}
     # another user's connections are theirs to count
     other = container.auth.register(
         email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
@@ -343,3 +356,40 @@ def test_a_user_holds_a_bounded_number_of_connections(push, container, connectio
     push.connect(Principal(user_id=other.id, role="user"), f"{tag}-other")
     push.disconnect(f"{tag}-new-2")  # a $disconnect makes room at once
     push.connect(me, f"{tag}-new-3")
+
+
+def test_a_refused_connect_asks_about_a_bounded_number(push, container, connections):
+    """However many registrations a user has (a burst past the cap, lost $disconnects),
+    one $connect asks about at most MAX_PROBES of them, and is refused when dropping
+    that many could not make room."""
+    push.max_connections_per_user = 2
+    user = container.auth.register(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password="pw123456"
+    )
+    tag = uuid.uuid4().hex[:8]
+    old = time.time() - YOUNG_S - 60
+    stale = [f"{tag}-{i:02d}" for i in range(10)]  # oldest first
+    for i, cid in enumerate(stale):
+        push.registry.add(
+            Connection(connection_id=cid, user_id=user.id, role="user", connected_at=old + i)
+        )
+    connections.gone.update(stale)  # all of them gone: 9 must go for one more to fit
+    with pytest.raises(Conflict):
+        push.connect(Principal(user_id=user.id, role="user"), f"{tag}-new")
+    asked = [c for c in connections.asked if c.startswith(tag)]
+    assert len(asked) == MAX_PROBES and set(asked) <= set(stale)
+    left = {c.connection_id for c in push.registry.of_user(user.id, limit=20)}
+    assert left == set(stale) - set(asked)  # those found gone dropped, the new one too
+
+
+def test_a_connection_that_cannot_be_asked_about_counts_as_open(push, connections, caplog):
+    """GetConnection throttled (or denied, or down): one attempt, a warning, and the
+    connection counts as open (never forgotten while its socket may be live)."""
+    cid = f"busy-{uuid.uuid4().hex[:8]}"
+    connections.throttle[cid] = None
+    assert push.notifier.alive(cid) is True
+    assert connections.asked.count(cid) == 1  # PROBE_CONFIG: no retries
+    assert any(cid in r.getMessage() and "LimitExceeded" in r.getMessage() for r in caplog.records)
+    gone = f"gone-{uuid.uuid4().hex[:8]}"
+    connections.gone.add(gone)
+    assert push.notifier.alive(gone) is False
