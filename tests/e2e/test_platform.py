@@ -122,6 +122,7 @@ def test_a_user_holds_a_bounded_number_of_connections(stack, alice, bob):
                     assert time.monotonic() < deadline, "a closed connection never made room"
                     await asyncio.sleep(0.2)
             await ping(held[-1])
+            await refused(url)  # room for one, not more
             for ws in held:  # the refusals dropped none of those held
                 await ping(ws)
         finally:
