@@ -83,20 +83,12 @@ def connections():
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:
+        def do_POST(self) -> None:  # PostToConnection
             cid = self.path.rsplit("/", 1)[-1]
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, error = state.answer(cid, body)
-            payload = json.dumps({"message": error} if error else {}).encode()
-            self.send_response(status)
-            if error:
-                self.send_header("x-amzn-ErrorType", error)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._reply(*state.answer(cid, body), {})
 
-        def do_GET(self) -> None:  # GetConnection: 200, or 410 for a gone one
+        def do_GET(self) -> None:  # GetConnection: 200; 410 gone; 429 throttled
             cid = self.path.rsplit("/", 1)[-1]
             with state.lock:
                 state.asked.append(cid)
@@ -107,8 +99,10 @@ def connections():
                     if cid in state.throttle
                     else (200, None)
                 )
-            body = {"message": error} if error else {"connectedAt": "2026-12-02T00:00:00Z"}
-            payload = json.dumps(body).encode()
+            self._reply(status, error, {"connectedAt": "2026-12-02T00:00:00Z"})
+
+        def _reply(self, status: int, error: str | None, ok: dict) -> None:
+            payload = json.dumps({"message": error} if error else ok).encode()
             self.send_response(status)
             if error:
                 self.send_header("x-amzn-ErrorType", error)
